@@ -1,0 +1,23 @@
+//! weft-cni: a CNI 1.1 plugin that wires a pod to its node — a veth pair from
+//! the pod's namespace to a Linux bridge, addresses from a crash-safe IPAM,
+//! routes, and (in nftables) masquerade and hostPort DNAT.
+
+pub mod config;
+pub mod delegate;
+pub mod invocation;
+pub mod ipam;
+pub mod nat;
+pub mod net;
+pub mod plugin;
+pub mod spec;
+
+/// FNV-1a, 64 bit: stable short names for kernel objects derived from a
+/// container ID (interfaces, nft chains). Not for security.
+pub fn fnv64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}

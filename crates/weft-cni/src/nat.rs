@@ -1,0 +1,375 @@
+//! weft-cni's nftables table (`inet weft-cni`): masquerade for `ipMasq` and
+//! DNAT for hostPorts. Compiling statements is pure; [`apply`] and
+//! [`remove`] run them.
+//!
+//! Layout (rules of one attachment are tagged with the comment `<id>/<ifname>`
+//! so DEL and GC find exactly theirs):
+//!
+//! ```text
+//! table inet weft-cni
+//!   prerouting  (nat, dstnat)   fib daddr type local jump hostports
+//!   output      (nat, dstnat)   fib daddr type local jump hostports
+//!   postrouting (nat, srcnat)   mark 0x2000 → masquerade (hairpin); jump masquerade
+//!   hostports                   jump hp-<hash>            comment "<id>/<ifname>"
+//!   hp-<hash>                   [ip saddr <pod subnet> mark 0x2000] dnat to <pod>:<port>
+//!   masquerade                  ip saddr <pod> ip daddr != <cluster> masquerade  comment "<id>/<ifname>"
+//! ```
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use weft_nft::{quote, Family, ListedTable, Transaction};
+
+use crate::config::{Attachment, HostPort};
+use crate::spec::{code, CniError};
+
+pub const TABLE: &str = "weft-cni";
+const FAMILY: Family = Family::Inet;
+/// Packet mark for hostPort traffic from a pod's own subnet, which must be
+/// masqueraded or the reply would skip the node's conntrack (hairpin).
+pub const HAIRPIN_MARK: u32 = 0x2000;
+
+/// The comment that tags one attachment's rules.
+pub fn tag(owner: &Attachment) -> String {
+    format!("{}/{}", owner.container_id, owner.ifname)
+}
+
+/// Per-attachment chain name: short, stable, and safe as an nft identifier.
+pub fn chain_name(owner: &Attachment) -> String {
+    format!("hp-{:016x}", crate::fnv64(tag(owner).as_bytes()))
+}
+
+fn t() -> String {
+    format!("{} {TABLE}", FAMILY.as_str())
+}
+
+/// Table and base chains. Base chains are flushed and refilled in the same
+/// transaction, so this is idempotent and safe to repeat from concurrent
+/// plugin processes (the kernel serialises transactions).
+pub fn base_statements(tx: &mut Transaction) {
+    let t = t();
+    tx.push(format!("add table {t}"));
+    tx.push(format!(
+        "add chain {t} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}"
+    ));
+    tx.push(format!(
+        "add chain {t} output {{ type nat hook output priority dstnat; policy accept; }}"
+    ));
+    tx.push(format!(
+        "add chain {t} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}"
+    ));
+    tx.push(format!("add chain {t} hostports"));
+    tx.push(format!("add chain {t} masquerade"));
+    for chain in ["prerouting", "output", "postrouting"] {
+        tx.push(format!("flush chain {t} {chain}"));
+    }
+    tx.push(format!(
+        "add rule {t} prerouting fib daddr type local jump hostports"
+    ));
+    tx.push(format!(
+        "add rule {t} output fib daddr type local jump hostports"
+    ));
+    tx.push(format!(
+        "add rule {t} postrouting meta mark & {HAIRPIN_MARK:#x} == {HAIRPIN_MARK:#x} masquerade"
+    ));
+    tx.push(format!("add rule {t} postrouting jump masquerade"));
+}
+
+fn family_kw(ip: &IpAddr) -> &'static str {
+    if ip.is_ipv4() {
+        "ip"
+    } else {
+        "ip6"
+    }
+}
+
+fn multicast_net(v4: bool) -> &'static str {
+    if v4 {
+        "224.0.0.0/4"
+    } else {
+        "ff00::/8"
+    }
+}
+
+/// Statements that add one attachment's rules: masquerade of `pod_ips`
+/// (when `masq_excludes` is given) and DNAT of `host_ports` to them.
+pub fn add_statements(
+    tx: &mut Transaction,
+    owner: &Attachment,
+    pod_ips: &[IpNet],
+    masq_excludes: Option<&[IpNet]>,
+    host_ports: &[HostPort],
+) {
+    let t = t();
+    let comment = quote(&tag(owner));
+    if let Some(excludes) = masq_excludes {
+        for pod in pod_ips {
+            let fam = family_kw(&pod.addr());
+            let mut skip: Vec<String> = excludes
+                .iter()
+                .filter(|n| n.addr().is_ipv4() == pod.addr().is_ipv4())
+                .map(|n| n.trunc().to_string())
+                .collect();
+            skip.push(multicast_net(pod.addr().is_ipv4()).to_string());
+            tx.push(format!(
+                "add rule {t} masquerade {fam} saddr {} {fam} daddr != {{ {} }} masquerade comment {comment}",
+                pod.addr(),
+                skip.join(", ")
+            ));
+        }
+    }
+    if !host_ports.is_empty() {
+        let chain = chain_name(owner);
+        tx.push(format!("add chain {t} {chain}"));
+        tx.push(format!("flush chain {t} {chain}"));
+        for hp in host_ports {
+            for pod in pod_ips {
+                let fam = family_kw(&pod.addr());
+                if hp
+                    .host_ip
+                    .is_some_and(|h| h.is_ipv4() != pod.addr().is_ipv4())
+                {
+                    continue;
+                }
+                let mut m = format!(
+                    "meta nfproto {}",
+                    if pod.addr().is_ipv4() { "ipv4" } else { "ipv6" }
+                );
+                if let Some(h) = hp.host_ip {
+                    m.push_str(&format!(" {fam} daddr {h}"));
+                }
+                m.push_str(&format!(" {} dport {}", hp.protocol.as_str(), hp.host_port));
+                tx.push(format!(
+                    "add rule {t} {chain} {m} {fam} saddr {} meta mark set meta mark | {HAIRPIN_MARK:#x}",
+                    pod.trunc()
+                ));
+                let to = match pod.addr() {
+                    IpAddr::V4(a) => format!("{a}:{}", hp.container_port),
+                    IpAddr::V6(a) => format!("[{a}]:{}", hp.container_port),
+                };
+                tx.push(format!("add rule {t} {chain} {m} dnat {fam} to {to}"));
+            }
+        }
+        tx.push(format!(
+            "add rule {t} hostports jump {chain} comment {comment}"
+        ));
+    }
+}
+
+/// Statements that remove the rules and chains of every attachment for which
+/// `doomed` is true, given the table as listed.
+pub fn remove_statements(
+    tx: &mut Transaction,
+    listed: &ListedTable,
+    doomed: &dyn Fn(&str) -> bool,
+) {
+    let t = t();
+    let mut keep_chains = BTreeSet::new();
+    for rule in &listed.rules {
+        let Some(comment) = rule.comment.as_deref() else {
+            continue;
+        };
+        if !matches!(rule.chain.as_str(), "hostports" | "masquerade") {
+            continue;
+        }
+        if doomed(comment) {
+            tx.push(format!(
+                "delete rule {t} {} handle {}",
+                rule.chain, rule.handle
+            ));
+        } else if let Some((id, ifname)) = comment.split_once('/') {
+            keep_chains.insert(chain_name(&Attachment {
+                container_id: id.into(),
+                ifname: ifname.into(),
+            }));
+        }
+    }
+    // hp- chains of doomed attachments, and orphans of an ADD that died
+    // between creating the chain and jumping to it.
+    for chain in &listed.chains {
+        if chain.starts_with("hp-") && !keep_chains.contains(chain) {
+            tx.push(format!("flush chain {t} {chain}"));
+            tx.push(format!("delete chain {t} {chain}"));
+        }
+    }
+}
+
+fn nft_error(e: weft_nft::Error) -> CniError {
+    CniError::new(
+        code::KERNEL,
+        format!("nftables table {} {TABLE}: {e}", FAMILY.as_str()),
+    )
+}
+
+/// Adds one attachment's rules (and the base chains) in one transaction. A
+/// retried ADD first clears whatever an earlier attempt left.
+pub fn apply(
+    owner: &Attachment,
+    pod_ips: &[IpNet],
+    masq_excludes: Option<&[IpNet]>,
+    host_ports: &[HostPort],
+    retry: bool,
+) -> Result<(), CniError> {
+    let mut tx = Transaction::new();
+    if retry {
+        if let Some(listed) = weft_nft::list_table(FAMILY, TABLE).map_err(nft_error)? {
+            let mine = tag(owner);
+            remove_statements(&mut tx, &listed, &|c| c == mine);
+        }
+    }
+    base_statements(&mut tx);
+    add_statements(&mut tx, owner, pod_ips, masq_excludes, host_ports);
+    tx.apply().map_err(nft_error)
+}
+
+/// Removes the rules of every attachment `doomed` says; a missing table is fine.
+pub fn remove(doomed: &dyn Fn(&str) -> bool) -> Result<(), CniError> {
+    let Some(listed) = weft_nft::list_table(FAMILY, TABLE).map_err(nft_error)? else {
+        return Ok(());
+    };
+    let mut tx = Transaction::new();
+    remove_statements(&mut tx, &listed, doomed);
+    tx.apply().map_err(nft_error)
+}
+
+/// The tag's attachment, if the comment is one of ours.
+pub fn parse_tag(comment: &str) -> Option<Attachment> {
+    let (id, ifname) = comment.split_once('/')?;
+    Some(Attachment {
+        container_id: id.to_string(),
+        ifname: ifname.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Protocol;
+    use weft_nft::ListedRule;
+
+    fn owner() -> Attachment {
+        Attachment {
+            container_id: "c1".into(),
+            ifname: "eth0".into(),
+        }
+    }
+
+    #[test]
+    fn golden_masquerade_and_hostport() {
+        let mut tx = Transaction::new();
+        let pods: Vec<IpNet> = vec!["10.244.1.5/24".parse().unwrap()];
+        let cluster: Vec<IpNet> = vec!["10.244.0.0/16".parse().unwrap()];
+        let ports = vec![
+            HostPort {
+                host_port: 8080,
+                container_port: 80,
+                protocol: Protocol::Tcp,
+                host_ip: None,
+            },
+            HostPort {
+                host_port: 5353,
+                container_port: 53,
+                protocol: Protocol::Udp,
+                host_ip: Some("192.168.1.10".parse().unwrap()),
+            },
+        ];
+        add_statements(&mut tx, &owner(), &pods, Some(&cluster), &ports);
+        let chain = chain_name(&owner());
+        let want = format!(
+            "add rule inet weft-cni masquerade ip saddr 10.244.1.5 ip daddr != {{ 10.244.0.0/16, 224.0.0.0/4 }} masquerade comment \"c1/eth0\"
+add chain inet weft-cni {chain}
+flush chain inet weft-cni {chain}
+add rule inet weft-cni {chain} meta nfproto ipv4 tcp dport 8080 ip saddr 10.244.1.0/24 meta mark set meta mark | 0x2000
+add rule inet weft-cni {chain} meta nfproto ipv4 tcp dport 8080 dnat ip to 10.244.1.5:80
+add rule inet weft-cni {chain} meta nfproto ipv4 ip daddr 192.168.1.10 udp dport 5353 ip saddr 10.244.1.0/24 meta mark set meta mark | 0x2000
+add rule inet weft-cni {chain} meta nfproto ipv4 ip daddr 192.168.1.10 udp dport 5353 dnat ip to 10.244.1.5:53
+add rule inet weft-cni hostports jump {chain} comment \"c1/eth0\"
+"
+        );
+        assert_eq!(tx.render(), want);
+    }
+
+    #[test]
+    fn v6_pods_get_v6_rules_and_skip_v4_host_ips() {
+        let mut tx = Transaction::new();
+        let pods: Vec<IpNet> = vec!["fd00::5/64".parse().unwrap()];
+        let ports = vec![
+            HostPort {
+                host_port: 80,
+                container_port: 8080,
+                protocol: Protocol::Tcp,
+                host_ip: None,
+            },
+            HostPort {
+                host_port: 81,
+                container_port: 8080,
+                protocol: Protocol::Tcp,
+                host_ip: Some("192.168.1.10".parse().unwrap()),
+            },
+        ];
+        add_statements(&mut tx, &owner(), &pods, None, &ports);
+        let s = tx.render();
+        assert!(s.contains("dnat ip6 to [fd00::5]:8080"));
+        assert!(!s.contains("dport 81"));
+    }
+
+    #[test]
+    fn removal_targets_only_doomed_attachments() {
+        let other = Attachment {
+            container_id: "c2".into(),
+            ifname: "eth0".into(),
+        };
+        let listed = ListedTable {
+            chains: vec![
+                "prerouting".into(),
+                "hostports".into(),
+                chain_name(&owner()),
+                chain_name(&other),
+                "hp-00000000000000aa".into(), // orphan
+            ],
+            rules: vec![
+                ListedRule {
+                    chain: "hostports".into(),
+                    handle: 10,
+                    comment: Some("c1/eth0".into()),
+                },
+                ListedRule {
+                    chain: "hostports".into(),
+                    handle: 11,
+                    comment: Some("c2/eth0".into()),
+                },
+                ListedRule {
+                    chain: "masquerade".into(),
+                    handle: 12,
+                    comment: Some("c1/eth0".into()),
+                },
+                ListedRule {
+                    chain: "prerouting".into(),
+                    handle: 1,
+                    comment: None,
+                },
+            ],
+        };
+        let mut tx = Transaction::new();
+        remove_statements(&mut tx, &listed, &|c| c == "c1/eth0");
+        let s = tx.render();
+        assert!(s.contains("delete rule inet weft-cni hostports handle 10"));
+        assert!(s.contains("delete rule inet weft-cni masquerade handle 12"));
+        assert!(!s.contains("handle 11"));
+        assert!(s.contains(&format!(
+            "delete chain inet weft-cni {}",
+            chain_name(&owner())
+        )));
+        assert!(s.contains("delete chain inet weft-cni hp-00000000000000aa"));
+        assert!(!s.contains(&chain_name(&other)));
+    }
+
+    #[test]
+    fn base_is_idempotent_text() {
+        let mut a = Transaction::new();
+        base_statements(&mut a);
+        assert!(a.render().contains("flush chain inet weft-cni prerouting"));
+        assert_eq!(parse_tag("c1/eth0"), Some(owner()));
+    }
+}
