@@ -9,10 +9,10 @@
 //! table inet weft-cni
 //!   prerouting  (nat, dstnat)   fib daddr type local jump hostports
 //!   output      (nat, dstnat)   fib daddr type local jump hostports
-//!   postrouting (nat, srcnat)   mark 0x2000 → masquerade (hairpin); jump masquerade
+//!   postrouting (nat, srcnat)   mark 0x2000 → masquerade (hairpin); jump masq
 //!   hostports                   jump hp-<hash>            comment "<id>/<ifname>"
 //!   hp-<hash>                   [ip saddr <pod subnet> mark 0x2000] dnat to <pod>:<port>
-//!   masquerade                  ip saddr <pod> ip daddr != <cluster> masquerade  comment "<id>/<ifname>"
+//!   masq                        ip saddr <pod> ip daddr != <cluster> masquerade  comment "<id>/<ifname>"
 //! ```
 
 use std::collections::BTreeSet;
@@ -54,13 +54,13 @@ pub fn base_statements(tx: &mut Transaction) {
         "add chain {t} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}"
     ));
     tx.push(format!(
-        "add chain {t} output {{ type nat hook output priority dstnat; policy accept; }}"
+        "add chain {t} output {{ type nat hook output priority -100; policy accept; }}"
     ));
     tx.push(format!(
         "add chain {t} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}"
     ));
     tx.push(format!("add chain {t} hostports"));
-    tx.push(format!("add chain {t} masquerade"));
+    tx.push(format!("add chain {t} masq"));
     for chain in ["prerouting", "output", "postrouting"] {
         tx.push(format!("flush chain {t} {chain}"));
     }
@@ -73,7 +73,7 @@ pub fn base_statements(tx: &mut Transaction) {
     tx.push(format!(
         "add rule {t} postrouting meta mark & {HAIRPIN_MARK:#x} == {HAIRPIN_MARK:#x} masquerade"
     ));
-    tx.push(format!("add rule {t} postrouting jump masquerade"));
+    tx.push(format!("add rule {t} postrouting jump masq"));
 }
 
 fn family_kw(ip: &IpAddr) -> &'static str {
@@ -113,7 +113,7 @@ pub fn add_statements(
                 .collect();
             skip.push(multicast_net(pod.addr().is_ipv4()).to_string());
             tx.push(format!(
-                "add rule {t} masquerade {fam} saddr {} {fam} daddr != {{ {} }} masquerade comment {comment}",
+                "add rule {t} masq {fam} saddr {} {fam} daddr != {{ {} }} masquerade comment {comment}",
                 pod.addr(),
                 skip.join(", ")
             ));
@@ -170,7 +170,7 @@ pub fn remove_statements(
         let Some(comment) = rule.comment.as_deref() else {
             continue;
         };
-        if !matches!(rule.chain.as_str(), "hostports" | "masquerade") {
+        if !matches!(rule.chain.as_str(), "hostports" | "masq") {
             continue;
         }
         if doomed(comment) {
@@ -277,7 +277,7 @@ mod tests {
         add_statements(&mut tx, &owner(), &pods, Some(&cluster), &ports);
         let chain = chain_name(&owner());
         let want = format!(
-            "add rule inet weft-cni masquerade ip saddr 10.244.1.5 ip daddr != {{ 10.244.0.0/16, 224.0.0.0/4 }} masquerade comment \"c1/eth0\"
+            "add rule inet weft-cni masq ip saddr 10.244.1.5 ip daddr != {{ 10.244.0.0/16, 224.0.0.0/4 }} masquerade comment \"c1/eth0\"
 add chain inet weft-cni {chain}
 flush chain inet weft-cni {chain}
 add rule inet weft-cni {chain} meta nfproto ipv4 tcp dport 8080 ip saddr 10.244.1.0/24 meta mark set meta mark | 0x2000
@@ -340,7 +340,7 @@ add rule inet weft-cni hostports jump {chain} comment \"c1/eth0\"
                     comment: Some("c2/eth0".into()),
                 },
                 ListedRule {
-                    chain: "masquerade".into(),
+                    chain: "masq".into(),
                     handle: 12,
                     comment: Some("c1/eth0".into()),
                 },
@@ -355,7 +355,7 @@ add rule inet weft-cni hostports jump {chain} comment \"c1/eth0\"
         remove_statements(&mut tx, &listed, &|c| c == "c1/eth0");
         let s = tx.render();
         assert!(s.contains("delete rule inet weft-cni hostports handle 10"));
-        assert!(s.contains("delete rule inet weft-cni masquerade handle 12"));
+        assert!(s.contains("delete rule inet weft-cni masq handle 12"));
         assert!(!s.contains("handle 11"));
         assert!(s.contains(&format!(
             "delete chain inet weft-cni {}",

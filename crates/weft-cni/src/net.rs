@@ -69,12 +69,33 @@ pub fn open_netns(path: &Path) -> Result<Netns, CniError> {
     })
 }
 
+/// A fixed MAC for the bridge, so the pods' gateway MAC never changes when
+/// ports come and go: `0a:58` + the IPv4 gateway (as kubenet did), else a
+/// hash of the bridge name and its first address. Locally administered.
+pub fn bridge_mac(name: &str, addrs: &[IpNet]) -> [u8; 6] {
+    if let Some(IpAddr::V4(gw)) = addrs.iter().map(|a| a.addr()).find(IpAddr::is_ipv4) {
+        let o = gw.octets();
+        return [0x0a, 0x58, o[0], o[1], o[2], o[3]];
+    }
+    let seed = format!(
+        "{name}/{}",
+        addrs.first().map(|a| a.to_string()).unwrap_or_default()
+    );
+    let h = crate::fnv64(seed.as_bytes()).to_be_bytes();
+    [0x0a, 0x58, h[0], h[1], h[2], h[3]]
+}
+
 /// Finds or creates the bridge and brings it up.
-fn ensure_bridge(node: &mut Handle, name: &str, mtu: Option<u32>) -> Result<Link, CniError> {
+fn ensure_bridge(
+    node: &mut Handle,
+    name: &str,
+    mtu: Option<u32>,
+    mac: [u8; 6],
+) -> Result<Link, CniError> {
     let link = match node.link_by_name(name).map_err(kernel_err)? {
         Some(l) => l,
         None => {
-            match node.create_bridge(name, mtu) {
+            match node.create_bridge(name, mtu, Some(mac)) {
                 Ok(()) => {}
                 Err(e) if e.is_exists() => {} // another ADD won the race
                 Err(e) => return Err(kernel_err(e)),
@@ -106,7 +127,12 @@ fn ensure_bridge(node: &mut Handle, name: &str, mtu: Option<u32>) -> Result<Link
 
 /// Wires the pod. On error the caller runs [`unwire`] to remove what was made.
 pub fn wire(node: &mut Handle, pod_ns: &Netns, plan: &Plan) -> Result<Wired, CniError> {
-    let bridge = ensure_bridge(node, &plan.bridge, plan.mtu)?;
+    let bridge = ensure_bridge(
+        node,
+        &plan.bridge,
+        plan.mtu,
+        bridge_mac(&plan.bridge, &plan.bridge_addrs),
+    )?;
     for addr in &plan.bridge_addrs {
         match node.add_address(bridge.index, *addr) {
             Ok(()) => {}
@@ -200,33 +226,15 @@ pub fn wire(node: &mut Handle, pod_ns: &Netns, plan: &Plan) -> Result<Wired, Cni
     Ok(Wired { bridge, host, pod })
 }
 
-/// Removes the attachment's interfaces; every step runs, missing is fine.
-/// Returns the errors it met.
-pub fn unwire(pod_ns_path: Option<&Path>, ifname: &str, host_veth: &str) -> Vec<CniError> {
-    let mut errors = Vec::new();
-    if let Some(path) = pod_ns_path {
-        match Netns::open(path) {
-            Ok(ns) => match Handle::in_netns(&ns) {
-                Ok(mut h) => {
-                    if let Err(e) = h.delete_link_by_name(ifname) {
-                        errors.push(kernel_err(e));
-                    }
-                }
-                Err(e) => errors.push(kernel_err(e)),
-            },
-            Err(e) if e.is_not_found() => {}
-            Err(e) => errors.push(kernel_err(e)),
-        }
-    }
-    match Handle::new() {
-        Ok(mut node) => {
-            if let Err(e) = node.delete_link_by_name(host_veth) {
-                errors.push(kernel_err(e));
-            }
-        }
-        Err(e) => errors.push(kernel_err(e)),
-    }
-    errors
+/// Removes the attachment's veth pair by its host-side name: deleting one
+/// end of a veth deletes both, so the pod namespace need not be entered, and
+/// an interface in the pod that weft-cni did not make is never touched.
+/// Missing is fine.
+pub fn unwire(host_veth: &str) -> Result<(), CniError> {
+    let mut node = Handle::new().map_err(kernel_err)?;
+    node.delete_link_by_name(host_veth)
+        .map_err(kernel_err)
+        .map(drop)
 }
 
 /// Host veths on `bridge` that weft-cni made, by name.

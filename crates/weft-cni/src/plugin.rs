@@ -237,11 +237,12 @@ fn add(inv: &Invocation, cfg: &Config, stdin: &[u8]) -> Result<Value, CniError> 
         CniResult::from_json(prev)?;
     }
     let mut addressing = allocate(inv, cfg, stdin)?;
+    crate::stall_point("after-ipam");
     let plan = plan_for(inv, cfg, &mut addressing);
     let owner = owner_of(inv);
 
     let undo = |err: CniError| -> CniError {
-        let _ = net::unwire(inv.netns.as_deref(), &inv.ifname, &plan.host_veth);
+        let _ = net::unwire(&plan.host_veth);
         if needs_nat(cfg) {
             let mine = nat::tag(&owner);
             let _ = nat::remove(&|c| c == mine);
@@ -252,6 +253,7 @@ fn add(inv: &Invocation, cfg: &Config, stdin: &[u8]) -> Result<Value, CniError> 
 
     let mut node = Handle::new().map_err(net::kernel_err).map_err(undo)?;
     let wired = net::wire(&mut node, &pod_ns, &plan).map_err(undo)?;
+    crate::stall_point("after-wire");
     if needs_nat(cfg) {
         let excludes = masq_excludes(cfg, &plan.pod_addrs);
         nat::apply(
@@ -299,7 +301,7 @@ fn add(inv: &Invocation, cfg: &Config, stdin: &[u8]) -> Result<Value, CniError> 
 
 fn del(inv: &Invocation, cfg: &Config, stdin: &[u8]) -> Result<(), CniError> {
     let host_veth = net::host_veth_name(&inv.container_id, &inv.ifname);
-    let mut errors = net::unwire(inv.netns.as_deref(), &inv.ifname, &host_veth);
+    let mut errors: Vec<CniError> = net::unwire(&host_veth).err().into_iter().collect();
     if needs_nat(cfg) {
         let mine = nat::tag(&owner_of(inv));
         if let Err(e) = nat::remove(&|c| c == mine) {
@@ -410,7 +412,7 @@ fn check(inv: &Invocation, cfg: &Config, stdin: &[u8]) -> Result<(), CniError> {
             .filter(|r| r.comment.as_deref() == Some(mine.as_str()))
             .map(|r| r.chain.as_str())
             .collect();
-        if cfg.raw.ip_masq && !chains.contains("masquerade") {
+        if cfg.raw.ip_masq && !chains.contains("masq") {
             return Err(CniError::new(
                 code::CHECK_FAILED,
                 format!("CHECK failed: masquerade rule for {mine} is missing"),

@@ -219,9 +219,19 @@ impl Handle {
     }
 
     /// Creates a bridge; `EEXIST` is an error the caller may treat as success.
-    pub fn create_bridge(&mut self, name: &str, mtu: Option<u32>) -> Result<()> {
+    /// A bridge with no address of its own takes the lowest MAC of its ports,
+    /// which changes as ports come and go; give one to keep it fixed.
+    pub fn create_bridge(
+        &mut self,
+        name: &str,
+        mtu: Option<u32>,
+        mac: Option<[u8; 6]>,
+    ) -> Result<()> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        if let Some(mac) = mac {
+            msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        }
         if let Some(mtu) = mtu {
             msg.attributes.push(LinkAttribute::Mtu(mtu));
         }
@@ -396,7 +406,7 @@ impl Handle {
         msg.header.family = family_of(&addr.addr());
         msg.attributes.push(AddressAttribute::Local(addr.addr()));
         msg.attributes.push(AddressAttribute::Address(addr.addr()));
-        if let IpAddr::V6(_) = addr.addr() {
+        if addr.addr().is_ipv6() {
             msg.attributes
                 .push(AddressAttribute::Flags(AddressFlags::Nodad));
         }
