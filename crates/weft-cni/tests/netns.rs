@@ -908,3 +908,52 @@ fn bad_input_gets_the_spec_error_and_leaves_nothing() {
     add(&with(json!({"bridge": "notbr"}))).err(7, "bridge: notbr exists and is not a bridge");
     nothing_left("not a bridge");
 }
+
+#[test]
+fn runtime_config_ips_mac_and_ipam_routes() {
+    if !root_or_skip("runtime_config_ips_mac_and_ipam_routes") {
+        return;
+    }
+    let node = Node::new();
+    let pod = Ns::new("pod");
+    let mut conf = node.conf("1.1.0");
+    conf["capabilities"] = json!({"ips": true, "mac": true});
+    conf["runtimeConfig"] = json!({"ips": ["10.244.1.77/24"], "mac": "0a:58:0a:f4:01:4d"});
+    conf["ipam"]["routes"] =
+        json!([{"dst": "10.96.0.0/12"}, {"dst": "172.16.0.0/12", "gw": "10.244.1.254"}]);
+    let r = node.call("ADD", "fixed", Some(&pod), &conf).ok();
+    assert_eq!(r["ips"][0]["address"], "10.244.1.77/24");
+    assert_eq!(r["interfaces"][2]["mac"], "0a:58:0a:f4:01:4d");
+    assert_eq!(pod_mac(&pod), "0a:58:0a:f4:01:4d");
+    let routes = pod.ip(&["route"]);
+    assert!(
+        routes.contains("10.96.0.0/12 via 10.244.1.1 dev eth0"),
+        "{routes}"
+    );
+    assert!(
+        routes.contains("172.16.0.0/12 via 10.244.1.254 dev eth0"),
+        "{routes}"
+    );
+    assert_eq!(r["routes"][1], json!({"dst": "10.96.0.0/12"}));
+
+    // The same address for a second pod is refused and nothing is left behind.
+    let other = Ns::new("pod");
+    node.call("ADD", "fixed-2", Some(&other), &conf)
+        .err(102, "requested IP 10.244.1.77 is already allocated");
+    assert_eq!(node.allocations("podnet"), vec!["10.244.1.77".to_string()]);
+    // CNI_ARGS IP= works the same way.
+    let mut plain = node.conf("1.1.0");
+    plain["ipam"]["routes"] = json!([]);
+    let r = node
+        .call_raw(
+            PLUGIN,
+            "ADD",
+            "fixed-3",
+            Some(&other.path()),
+            "eth0",
+            &plain,
+            &[("CNI_ARGS", "IgnoreUnknown=1;IP=10.244.1.78")],
+        )
+        .ok();
+    assert_eq!(pod_ip(&r), "10.244.1.78");
+}
