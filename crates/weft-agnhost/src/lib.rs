@@ -1,0 +1,1 @@
+//! agnhost-compatible test commands (being built).

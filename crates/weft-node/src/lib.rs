@@ -1,0 +1,1 @@
+//! Node runtime of the embedded cluster (being built).
