@@ -1,1 +1,191 @@
-fn main() {}
+//! `weft`: the command line. Thin: each subcommand parses its arguments and
+//! calls into the crate that does the work.
+
+mod cluster;
+mod daemon;
+mod kinds;
+mod manifests;
+mod podexec;
+mod procs;
+mod table;
+mod topology;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "weft",
+    version,
+    about = "weft: the whole network of a Kubernetes cluster, and an embedded cluster to run it in",
+    long_about = "weft runs the network of a Kubernetes cluster. `weft up` builds a complete multi-node \
+cluster on this machine out of network namespaces (a fabric bridge, nodes, pods), with a \
+Kubernetes-compatible API that kubectl and kube-rs use unchanged."
+)]
+struct Cli {
+    /// Cluster name (several clusters can coexist).
+    #[arg(long, global = true, env = "WEFT_CLUSTER", default_value = weft_cluster::DEFAULT_CLUSTER)]
+    name: String,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+pub enum Output {
+    Wide,
+    Json,
+    Yaml,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create the cluster if absent, start it, apply manifests, wait until nodes and pods are Ready.
+    Up {
+        /// Manifest files or directories to apply (repeatable).
+        #[arg(short = 'f', long = "filename")]
+        files: Vec<PathBuf>,
+        /// Number of nodes (node-1 … node-N).
+        #[arg(long, default_value_t = weft_cluster::DEFAULT_NODES)]
+        nodes: usize,
+        /// Seconds to wait for nodes and pods to become Ready.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Remove every namespace, process, mount and file of the cluster (a second call does nothing).
+    Down,
+    /// Create or update the objects in manifest files or directories.
+    Apply {
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Delete the objects in manifests (`-f`), or one object: `weft delete KIND NAME [-n NS]`.
+    Delete {
+        #[arg(short = 'f', long = "filename")]
+        files: Vec<PathBuf>,
+        kind: Option<String>,
+        object: Option<String>,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
+    /// List or show objects: nodes, namespaces, pods, services (svc), endpointslices,
+    /// deployments, statefulsets, networkpolicies (netpol), ingresses.
+    Get {
+        kind: String,
+        object: Option<String>,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// All namespaces.
+        #[arg(short = 'A', long = "all-namespaces")]
+        all: bool,
+        #[arg(short = 'o', long, value_enum)]
+        output: Option<Output>,
+    },
+    /// Run a command in a pod (its network, mount and UTS namespaces), on a node, or on the
+    /// external client (198.51.100.5). The exit status is passed through.
+    Exec {
+        /// The pod (omit with --node or --external).
+        pod: Option<String>,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// Run in a node's namespace instead (e.g. `ip route`, `nft list ruleset`).
+        #[arg(long, conflicts_with_all = ["pod", "external"])]
+        node: Option<String>,
+        /// Run in the external client's namespace.
+        #[arg(long, conflicts_with = "pod")]
+        external: bool,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Print a pod's container log.
+    Logs {
+        pod: String,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+    },
+    /// Print the path of a kubeconfig for kubectl.
+    Kubeconfig,
+    /// Show whether the cluster runs, where its API is, and its nodes.
+    Status,
+    /// agnhost-compatible test commands: netexec, connect, serve-hostname.
+    #[command(disable_help_flag = true)]
+    Agnhost {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Short for `weft agnhost netexec …`.
+    #[command(disable_help_flag = true)]
+    Netexec {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// (internal) The control plane process: API server, controllers, node supervisor.
+    #[command(hide = true)]
+    ControlPlane {
+        #[arg(long)]
+        nodes: usize,
+    },
+    /// (internal) A node runtime, run inside the node's namespace.
+    #[command(hide = true)]
+    NodeRuntime {
+        #[arg(long)]
+        node: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Agnhost { args } => return exit_code(weft_agnhost::main(args)),
+        Cmd::Netexec { args } => {
+            let mut all = vec!["netexec".to_string()];
+            all.extend(args);
+            return exit_code(weft_agnhost::main(all));
+        }
+        command => run(&cli.name, command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("weft: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn run(name: &str, command: Cmd) -> anyhow::Result<ExitCode> {
+    let layout = cluster::layout(name)?;
+    match command {
+        Cmd::Up { files, nodes, timeout } => cluster::up(&layout, &files, nodes, timeout),
+        Cmd::Down => cluster::down(&layout),
+        Cmd::Apply { files } => cluster::apply(&layout, &files),
+        Cmd::Delete { files, kind, object, namespace } => {
+            cluster::delete(&layout, &files, kind.as_deref(), object.as_deref(), namespace.as_deref())
+        }
+        Cmd::Get { kind, object, namespace, all, output } => {
+            cluster::get(&layout, &kind, object.as_deref(), namespace.as_deref(), all, output)
+        }
+        Cmd::Exec { pod, namespace, node, external, command } => {
+            cluster::exec(&layout, pod.as_deref(), namespace.as_deref(), node.as_deref(), external, &command)
+        }
+        Cmd::Logs { pod, namespace, container } => {
+            cluster::logs(&layout, &pod, namespace.as_deref(), container.as_deref())
+        }
+        Cmd::Kubeconfig => cluster::kubeconfig(&layout),
+        Cmd::Status => cluster::status(&layout),
+        Cmd::ControlPlane { nodes } => daemon::control_plane(&layout, nodes),
+        Cmd::NodeRuntime { node } => daemon::node_runtime(&layout, &node),
+        Cmd::Agnhost { .. } | Cmd::Netexec { .. } => unreachable_cmd(),
+    }
+}
+
+fn unreachable_cmd() -> anyhow::Result<ExitCode> {
+    anyhow::bail!("agnhost is dispatched before the cluster commands")
+}

@@ -1,0 +1,607 @@
+//! The cluster commands: up, down, apply, delete, get, exec, logs, status.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::Client;
+use serde_json::Value;
+use weft_cluster::Layout;
+
+use crate::kinds::{self, Kind};
+use crate::manifests::{self, Manifest};
+use crate::{podexec, procs, table, topology, Output};
+
+pub fn layout(name: &str) -> Result<Layout> {
+    let state = std::env::var_os("WEFT_STATE_DIR").map(PathBuf::from);
+    Ok(Layout::new(name, state)?)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("start tokio runtime")
+}
+
+/// The API URL on 127.0.0.1, if the control plane wrote one.
+pub fn local_api_url(layout: &Layout) -> Option<String> {
+    let port = std::fs::read_to_string(layout.local_port_file()).ok()?;
+    Some(format!("http://127.0.0.1:{}", port.trim()))
+}
+
+pub fn client_for(url: &str) -> Result<Client> {
+    let uri: http::Uri = url.parse().with_context(|| format!("API URL {url}"))?;
+    let mut config = kube::Config::new(uri);
+    config.read_timeout = Some(Duration::from_secs(300));
+    Ok(Client::try_from(config)?)
+}
+
+fn client(layout: &Layout) -> Result<Client> {
+    if procs::control_plane_pid(layout).is_none() {
+        bail!("cluster {:?} is not running: start it with `weft up --name {}`", layout.name, layout.name);
+    }
+    let url = local_api_url(layout).context("the control plane has not written its API port yet")?;
+    client_for(&url)
+}
+
+fn step(msg: &str) {
+    println!("  \u{2713} {msg}");
+}
+
+/// Prints a progress line, rewritten in place on a terminal.
+struct Progress {
+    tty: bool,
+    last: String,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Progress { tty: std::io::stdout().is_terminal(), last: String::new() }
+    }
+
+    fn update(&mut self, msg: String) {
+        if msg == self.last {
+            return;
+        }
+        if self.tty {
+            print!("\r\x1b[2K  \u{2026} {msg}");
+            let _ = std::io::stdout().flush();
+        } else {
+            println!("  \u{2026} {msg}");
+        }
+        self.last = msg;
+    }
+
+    fn done(&mut self, msg: &str) {
+        if self.tty && !self.last.is_empty() {
+            print!("\r\x1b[2K");
+        }
+        step(msg);
+        self.last.clear();
+    }
+}
+
+fn nodes_file(layout: &Layout) -> PathBuf {
+    layout.state_dir.join("nodes")
+}
+
+pub fn up(layout: &Layout, files: &[PathBuf], nodes: usize, timeout: u64) -> Result<ExitCode> {
+    let node_layouts = layout.nodes(nodes)?;
+    let manifests = manifests::read(files)?; // bad manifests fail before anything is built
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(timeout);
+
+    if procs::control_plane_pid(layout).is_some() {
+        let running: usize = std::fs::read_to_string(nodes_file(layout))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(nodes);
+        println!("weft up: cluster {:?} is running ({running} nodes); applying manifests", layout.name);
+    } else {
+        println!("weft up: cluster {:?} with {nodes} nodes", layout.name);
+        if !topology::cluster_netns(layout).is_empty() || layout.state_dir.exists() {
+            let (ns, ps) = teardown(layout)?;
+            step(&format!("cleaned leftovers of an earlier run ({ns} namespaces, {ps} processes)"));
+        }
+        for dir in [layout.state_dir.clone(), layout.logs_dir(), layout.pids_dir()] {
+            std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        }
+        std::fs::write(nodes_file(layout), nodes.to_string())?;
+        topology::ensure(layout, &node_layouts)?;
+        step(&format!(
+            "network namespaces: {} (fabric 192.168.1.0/24), {}, client 198.51.100.5",
+            layout.fabric_netns(),
+            node_layouts.iter().map(|n| format!("{} {}", n.name, n.ip)).collect::<Vec<_>>().join(", ")
+        ));
+        crate::daemon::spawn_control_plane(layout, nodes)?;
+        let url = wait_for_api(layout, deadline)?;
+        step(&format!("control plane: API at {url}, kubeconfig {}", layout.kubeconfig_path().display()));
+    }
+
+    let rt = runtime()?;
+    rt.block_on(async {
+        let client = client(layout)?;
+        wait_nodes(&client, nodes, deadline).await?;
+        if !manifests.is_empty() {
+            apply_all(&client, &manifests).await?;
+            step(&format!("applied {} objects from {}", manifests.len(), describe_paths(files)));
+            wait_workloads(&client, &manifests, deadline).await?;
+        }
+        let pods = list(&client, kinds::by_user_name("pods").context("pods kind")?, None, true).await?;
+        if !pods.is_empty() {
+            println!();
+            print!("{}", table::render("pods", &pods, true, true, jiff::Timestamp::now()));
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    println!(
+        "\nready in {:.1}s. Try: weft get pods -A -o wide | weft exec --node node-1 -- ip route | kubectl --kubeconfig $(weft kubeconfig) get svc",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe_paths(files: &[PathBuf]) -> String {
+    files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+fn wait_for_api(layout: &Layout, deadline: Instant) -> Result<String> {
+    loop {
+        if let Some(url) = local_api_url(layout) {
+            let ready = std::net::TcpStream::connect_timeout(
+                &url.trim_start_matches("http://").parse().context("API address")?,
+                Duration::from_millis(200),
+            )
+            .is_ok();
+            if ready {
+                return Ok(url);
+            }
+        }
+        if procs::control_plane_pid(layout).is_none() {
+            bail!(
+                "the control plane exited during start-up; its log: {}",
+                layout.logs_dir().join("control-plane.log").display()
+            );
+        }
+        if Instant::now() > deadline {
+            bail!("the API server did not come up in time; see {}", layout.logs_dir().join("control-plane.log").display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn node_ready(node: &Value) -> bool {
+    node.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+async fn wait_nodes(client: &Client, want: usize, deadline: Instant) -> Result<()> {
+    let kind = kinds::by_user_name("nodes").context("nodes kind")?;
+    let mut progress = Progress::new();
+    loop {
+        let nodes = list(client, kind, None, true).await.unwrap_or_default();
+        let ready: Vec<String> = nodes
+            .iter()
+            .filter(|n| node_ready(n))
+            .map(|n| n.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?").to_string())
+            .collect();
+        if ready.len() >= want {
+            progress.done(&format!("nodes Ready: {}", ready.join(", ")));
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "only {}/{want} nodes Ready ({}); node runtime logs are in the state dir's logs/",
+                ready.len(),
+                if ready.is_empty() { "none".to_string() } else { ready.join(", ") }
+            );
+        }
+        progress.update(format!("nodes Ready {}/{want}", ready.len()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn api_for(client: &Client, kind: &Kind, namespace: Option<&str>) -> Api<DynamicObject> {
+    let ar = kind.api_resource();
+    match (kind.namespaced, namespace) {
+        (true, Some(ns)) => Api::namespaced_with(client.clone(), ns, &ar),
+        (true, None) => Api::all_with(client.clone(), &ar),
+        (false, _) => Api::all_with(client.clone(), &ar),
+    }
+}
+
+fn namespace_of(m: &Manifest) -> Option<String> {
+    m.kind.namespaced.then(|| m.namespace.clone().unwrap_or_else(|| "default".into()))
+}
+
+/// Explains an API error the way a user needs it: file, object, and the server's message (which names the field).
+fn api_error(m: &Manifest, e: kube::Error) -> anyhow::Error {
+    match e {
+        kube::Error::Api(status) => anyhow::anyhow!("{}: {}: {}", m.source, m.describe(), status.message),
+        other => anyhow::anyhow!("{}: {}: {other}", m.source, m.describe()),
+    }
+}
+
+async fn apply_all(client: &Client, manifests: &[Manifest]) -> Result<()> {
+    // Namespaces first, so objects in them can be created in the same run.
+    let mut ordered: Vec<&Manifest> = manifests.iter().filter(|m| m.kind.kind == "Namespace").collect();
+    ordered.extend(manifests.iter().filter(|m| m.kind.kind != "Namespace"));
+    for m in ordered {
+        let ns = namespace_of(m);
+        let api = api_for(client, m.kind, ns.as_deref());
+        let mut obj = m.object.clone();
+        if let Some(ns) = &ns {
+            obj["metadata"]["namespace"] = Value::String(ns.clone());
+        }
+        api.patch(&m.name, &PatchParams::apply("weft").force(), &Patch::Apply(&obj))
+            .await
+            .map_err(|e| api_error(m, e))?;
+    }
+    Ok(())
+}
+
+/// Waits until every Pod, Deployment and StatefulSet among `manifests` is Ready.
+async fn wait_workloads(client: &Client, manifests: &[Manifest], deadline: Instant) -> Result<()> {
+    let mut progress = Progress::new();
+    loop {
+        let mut want = 0i64;
+        let mut ready = 0i64;
+        let mut lagging = Vec::new();
+        for m in manifests {
+            let ns = namespace_of(m);
+            let api = api_for(client, m.kind, ns.as_deref());
+            let (w, r) = match m.kind.kind {
+                "Pod" => {
+                    let pod = api.get_opt(&m.name).await?;
+                    let ok = pod.as_ref().is_some_and(|p| pod_ready(&serde_json::to_value(p).unwrap_or_default()));
+                    (1, i64::from(ok))
+                }
+                "Deployment" | "StatefulSet" => {
+                    let obj = api.get_opt(&m.name).await?.map(|o| serde_json::to_value(o).unwrap_or_default());
+                    let obj = obj.unwrap_or_default();
+                    let w = obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+                    let r = obj.pointer("/status/readyReplicas").and_then(Value::as_i64).unwrap_or(0);
+                    (w, r.min(w))
+                }
+                _ => continue,
+            };
+            want += w;
+            ready += r;
+            if r < w {
+                lagging.push(format!("{} {r}/{w}", m.describe()));
+            }
+        }
+        if ready >= want {
+            progress.done(&format!("{ready}/{want} pods Ready"));
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let why = not_ready_pods(client).await.unwrap_or_default();
+            bail!("not Ready in time: {}{why}", lagging.join(", "));
+        }
+        progress.update(format!("pods Ready {ready}/{want}"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn pod_ready(pod: &Value) -> bool {
+    pod.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+/// "; pod web-x: CrashLoopBackOff (message)" for every pod that is not Ready.
+async fn not_ready_pods(client: &Client) -> Result<String> {
+    let pods = list(client, kinds::by_user_name("pods").context("pods kind")?, None, true).await?;
+    let mut out = String::new();
+    for p in pods.iter().filter(|p| !pod_ready(p)) {
+        let name = p.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?");
+        let message = p
+            .pointer("/status/containerStatuses")
+            .and_then(Value::as_array)
+            .and_then(|cs| cs.iter().find_map(|c| c.pointer("/state/waiting/message").and_then(Value::as_str)))
+            .unwrap_or("");
+        out.push_str(&format!("; pod {name}: {}", table::pod_status(p)));
+        if !message.is_empty() {
+            out.push_str(&format!(" ({message})"));
+        }
+    }
+    Ok(out)
+}
+
+async fn list(client: &Client, kind: &Kind, namespace: Option<&str>, all: bool) -> Result<Vec<Value>> {
+    let api = api_for(client, kind, if all { None } else { namespace });
+    let list = api.list(&ListParams::default()).await?;
+    let mut items: Vec<Value> = list.items.into_iter().map(|o| serde_json::to_value(o).unwrap_or_default()).collect();
+    items.sort_by(|a, b| {
+        let key = |v: &Value| {
+            (
+                v.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("").to_string(),
+                v.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string(),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    // DynamicObject serialises without apiVersion/kind when the server left
+    // them out of list items; fill them for -o json/yaml.
+    for item in &mut items {
+        item["apiVersion"] = Value::String(kind.api_version());
+        item["kind"] = Value::String(kind.kind.to_string());
+    }
+    Ok(items)
+}
+
+pub fn teardown(layout: &Layout) -> Result<(usize, usize)> {
+    let mut processes = 0;
+    if let Some(pid) = procs::control_plane_pid(layout) {
+        procs::terminate(&[pid], Duration::from_secs(3));
+        processes += 1;
+    }
+    let names = topology::cluster_netns(layout);
+    let pids = procs::pids_in_netns(&names);
+    procs::terminate(&pids, Duration::from_secs(2));
+    processes += pids.len();
+    let removed = topology::remove_all(layout)?;
+    if layout.state_dir.exists() {
+        std::fs::remove_dir_all(&layout.state_dir)
+            .with_context(|| format!("remove state dir {}", layout.state_dir.display()))?;
+    }
+    Ok((removed.len(), processes))
+}
+
+pub fn down(layout: &Layout) -> Result<ExitCode> {
+    if procs::control_plane_pid(layout).is_none() && topology::cluster_netns(layout).is_empty() && !layout.state_dir.exists() {
+        println!("weft down: cluster {:?} does not exist; nothing to do", layout.name);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (ns, ps) = teardown(layout)?;
+    println!("weft down: removed cluster {:?}: {ns} network namespaces, {ps} processes, state dir", layout.name);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn apply(layout: &Layout, files: &[PathBuf]) -> Result<ExitCode> {
+    let manifests = manifests::read(files)?;
+    let client = client(layout)?;
+    runtime()?.block_on(apply_all(&client, &manifests))?;
+    for m in &manifests {
+        println!("{} applied", m.describe().to_ascii_lowercase());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn delete(
+    layout: &Layout,
+    files: &[PathBuf],
+    kind: Option<&str>,
+    object: Option<&str>,
+    namespace: Option<&str>,
+) -> Result<ExitCode> {
+    let targets: Vec<(&'static Kind, String, Option<String>)> = if !files.is_empty() {
+        manifests::read(files)?.iter().map(|m| (m.kind, m.name.clone(), namespace_of(m))).collect()
+    } else {
+        let (Some(kind), Some(object)) = (kind, object) else {
+            bail!("say what to delete: `weft delete -f FILE` or `weft delete KIND NAME [-n NS]`");
+        };
+        let k = kinds::by_user_name(kind)
+            .with_context(|| format!("unknown kind {kind:?}; supported kinds: {}", kinds::supported()))?;
+        let ns = k.namespaced.then(|| namespace.unwrap_or("default").to_string());
+        vec![(k, object.to_string(), ns)]
+    };
+    let client = client(layout)?;
+    let mut missing = 0;
+    runtime()?.block_on(async {
+        for (kind, name, ns) in &targets {
+            let api = api_for(&client, kind, ns.as_deref());
+            match api.delete(name, &DeleteParams::default()).await {
+                Ok(_) => println!("{}/{name} deleted", kind.kind.to_ascii_lowercase()),
+                Err(kube::Error::Api(s)) if s.code == 404 => {
+                    eprintln!("{}/{name}: not found", kind.kind.to_ascii_lowercase());
+                    missing += 1;
+                }
+                Err(e) => return Err(anyhow::anyhow!("delete {}/{name}: {e}", kind.kind)),
+            }
+        }
+        Ok(())
+    })?;
+    Ok(if missing > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+pub fn get(
+    layout: &Layout,
+    kind: &str,
+    object: Option<&str>,
+    namespace: Option<&str>,
+    all: bool,
+    output: Option<Output>,
+) -> Result<ExitCode> {
+    let k = kinds::by_user_name(kind)
+        .with_context(|| format!("unknown kind {kind:?}; supported kinds: {}", kinds::supported()))?;
+    let client = client(layout)?;
+    let ns = namespace.unwrap_or("default");
+    let items = runtime()?.block_on(async {
+        match object {
+            Some(name) => {
+                let api = api_for(&client, k, Some(ns));
+                match api.get_opt(name).await? {
+                    Some(o) => {
+                        let mut v = serde_json::to_value(o)?;
+                        v["apiVersion"] = Value::String(k.api_version());
+                        v["kind"] = Value::String(k.kind.to_string());
+                        Ok(vec![v])
+                    }
+                    None => bail!("{} {name:?} not found{}", k.plural, if k.namespaced { format!(" in namespace {ns}") } else { String::new() }),
+                }
+            }
+            None => list(&client, k, Some(ns), all || !k.namespaced).await,
+        }
+    })?;
+    match output {
+        Some(Output::Json) | Some(Output::Yaml) => {
+            let doc = if object.is_some() {
+                items.into_iter().next().unwrap_or_default()
+            } else {
+                serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items})
+            };
+            if output == Some(Output::Json) {
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+            } else {
+                print!("{}", serde_yaml::to_string(&doc)?);
+            }
+        }
+        _ => {
+            if items.is_empty() {
+                if k.namespaced && !all {
+                    eprintln!("No resources found in {ns} namespace.");
+                } else {
+                    eprintln!("No resources found");
+                }
+            } else {
+                let wide = output == Some(Output::Wide);
+                print!("{}", table::render(k.plural, &items, wide, all && k.namespaced, jiff::Timestamp::now()));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn exit_of(status: std::process::ExitStatus) -> ExitCode {
+    use std::os::unix::process::ExitStatusExt;
+    match status.code() {
+        Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+        None => ExitCode::from(128 + status.signal().and_then(|s| u8::try_from(s).ok()).unwrap_or(0)),
+    }
+}
+
+fn run_in_netns(netns: &str, command: &[String]) -> Result<ExitCode> {
+    if !topology::existing_netns().iter().any(|n| n == netns) {
+        bail!("network namespace {netns} does not exist (is the cluster up?)");
+    }
+    let status = std::process::Command::new("ip")
+        .args(["netns", "exec", netns])
+        .args(command)
+        .status()
+        .context("run ip netns exec")?;
+    Ok(exit_of(status))
+}
+
+/// Where a pod's files are: `<node dir>/pods/<ns>_<name>_<uid8>/`.
+pub fn pod_dir(layout: &Layout, node: &str, ns: &str, name: &str, uid: &str) -> PathBuf {
+    layout.node_dir(node).join("pods").join(format!("{ns}_{name}_{}", uid8(uid)))
+}
+
+fn uid8(uid: &str) -> String {
+    uid.chars().filter(|c| *c != '-').take(8).collect()
+}
+
+/// Looks a pod up and returns its JSON.
+fn pod(layout: &Layout, name: &str, ns: &str) -> Result<Value> {
+    let client = client(layout)?;
+    let kind = kinds::by_user_name("pods").context("pods kind")?;
+    runtime()?.block_on(async {
+        let api = api_for(&client, kind, Some(ns));
+        match api.get_opt(name).await? {
+            Some(p) => Ok(serde_json::to_value(p)?),
+            None => bail!("pod {name:?} not found in namespace {ns}"),
+        }
+    })
+}
+
+pub fn exec(
+    layout: &Layout,
+    pod_name: Option<&str>,
+    namespace: Option<&str>,
+    node: Option<&str>,
+    external: bool,
+    command: &[String],
+) -> Result<ExitCode> {
+    if external {
+        return run_in_netns(&layout.client_netns(), command);
+    }
+    if let Some(node) = node {
+        let n = layout.node_by_name(node).with_context(|| format!("no node {node:?} (nodes are node-1 … node-N)"))?;
+        return run_in_netns(&n.netns, command);
+    }
+    let name = pod_name.context("name a pod, or use --node NODE or --external")?;
+    let ns = namespace.unwrap_or("default");
+    let p = pod(layout, name, ns)?;
+    let s = |ptr: &str| p.pointer(ptr).and_then(Value::as_str).unwrap_or("").to_string();
+    let node = s("/spec/nodeName");
+    if node.is_empty() || s("/status/phase") == "Pending" && s("/status/podIP").is_empty() {
+        bail!("pod {name} is not running yet (phase {})", table::pod_status(&p));
+    }
+    let uid = s("/metadata/uid");
+    let dir = pod_dir(layout, &node, ns, name, &uid);
+    let node_layout = layout.node_by_name(&node).with_context(|| format!("pod {name} is on unknown node {node}"))?;
+    let host_network = p.pointer("/spec/hostNetwork").and_then(Value::as_bool) == Some(true);
+    let hostname = Some(s("/spec/hostname")).filter(|h| !h.is_empty()).unwrap_or_else(|| name.to_string());
+    let env = podexec::PodEnv {
+        netns: (!host_network).then(|| Path::new("/run/netns").join(layout.pod_netns(&uid8(&uid)))),
+        node_netns: Path::new("/run/netns").join(&node_layout.netns),
+        resolv_conf: dir.join("resolv.conf"),
+        hosts: dir.join("hosts"),
+        hostname,
+    };
+    Ok(exit_of(podexec::run(&env, command)?))
+}
+
+pub fn logs(layout: &Layout, pod_name: &str, namespace: Option<&str>, container: Option<&str>) -> Result<ExitCode> {
+    let ns = namespace.unwrap_or("default");
+    let p = pod(layout, pod_name, ns)?;
+    let containers: Vec<String> = p
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map(|cs| cs.iter().filter_map(|c| c["name"].as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    let container = match container {
+        Some(c) if containers.iter().any(|x| x == c) => c.to_string(),
+        Some(c) => bail!("pod {pod_name} has no container {c:?} (it has {})", containers.join(", ")),
+        None if containers.len() == 1 => containers[0].clone(),
+        None => bail!("pod {pod_name} has several containers; choose one with -c: {}", containers.join(", ")),
+    };
+    let node = p.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+    let uid = p.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
+    let file = pod_dir(layout, node, ns, pod_name, uid).join(format!("{container}.log"));
+    let text = std::fs::read(&file).with_context(|| format!("no log yet for {pod_name}/{container} ({})", file.display()))?;
+    std::io::stdout().write_all(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn kubeconfig(layout: &Layout) -> Result<ExitCode> {
+    let path = layout.kubeconfig_path();
+    if !path.exists() {
+        bail!("cluster {:?} has no kubeconfig: start it with `weft up --name {}`", layout.name, layout.name);
+    }
+    println!("{}", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn status(layout: &Layout) -> Result<ExitCode> {
+    let Some(pid) = procs::control_plane_pid(layout) else {
+        let left = topology::cluster_netns(layout);
+        if left.is_empty() {
+            println!("cluster {:?}: not running", layout.name);
+        } else {
+            println!("cluster {:?}: not running, but {} namespaces are left over; `weft down` removes them", layout.name, left.len());
+        }
+        return Ok(ExitCode::from(3));
+    };
+    let url = local_api_url(layout).unwrap_or_default();
+    let namespaces = topology::cluster_netns(layout);
+    let mut rows = BTreeMap::new();
+    rows.insert("cluster", layout.name.clone());
+    rows.insert("control plane", format!("pid {pid}, API {url} (in the fabric: {})", layout.fabric_api_url()));
+    rows.insert("kubeconfig", layout.kubeconfig_path().display().to_string());
+    rows.insert("state dir", layout.state_dir.display().to_string());
+    rows.insert("namespaces", format!("{} ({}*)", namespaces.len(), layout.netns_prefix()));
+    for (k, v) in &rows {
+        println!("{k:<14} {v}");
+    }
+    let client = client(layout)?;
+    let nodes = runtime()?.block_on(list(&client, kinds::by_user_name("nodes").context("nodes kind")?, None, true))?;
+    println!();
+    print!("{}", table::render("nodes", &nodes, true, false, jiff::Timestamp::now()));
+    Ok(ExitCode::SUCCESS)
+}
