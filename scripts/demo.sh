@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
-# A CNI demonstration until `weft up` exists: a "node" namespace with the
-# bridge cni0, two pods wired by weft-cni exactly as a container runtime would
-# call it, traffic between them and from a neighbour host through a hostPort,
-# then DEL and a clean exit. Everything lives in weft-demo-* namespaces, which
-# are removed at the end (also on Ctrl-C or failure).
+# The main job: build weft, start the embedded 2-node demo cluster
+# (examples/demo.yaml: frontend, backend ×3, database; Services), and show it
+# working. Re-running it re-applies the manifest to the live cluster.
+# Remove it with: weft down   (the binary is in $CARGO_TARGET_DIR/release)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
@@ -11,98 +10,40 @@ bash scripts/setup.sh
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/weft-target}
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-step "building weft-cni"
-cargo build --release --locked -p weft-cni 2>&1 | tail -1
-CNI=$CARGO_TARGET_DIR/release/weft-cni
+step "building weft (release)"
+cargo build --release --locked --bins 2>&1 | tail -1
+WEFT=$CARGO_TARGET_DIR/release/weft
+ln -sf "$WEFT" /usr/local/bin/weft 2>/dev/null || true
 
-NODE=weft-demo-node
-PODS=(weft-demo-pod-a weft-demo-pod-b)
-NBR=weft-demo-client
-STATE=$(mktemp -d /tmp/weft-demo.XXXXXX)
-server_pid=
+step "weft up -f examples/demo.yaml"
+"$WEFT" up -f examples/demo.yaml
 
-cleanup() {
-    [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null || true
-    for ns in "$NODE" "${PODS[@]}" "$NBR"; do ip netns del "$ns" 2>/dev/null || true; done
-    rm -rf "$STATE"
-}
-trap cleanup EXIT
-cleanup_leftovers() { for ns in "$NODE" "${PODS[@]}" "$NBR"; do ip netns del "$ns" 2>/dev/null || true; done; }
-cleanup_leftovers
+step "weft get svc,endpointslices"
+"$WEFT" get svc
+"$WEFT" get endpointslices
 
-step "a node (netns $NODE, eth0 192.168.1.10) and a neighbour host (192.168.1.100)"
-ip netns add "$NODE"
-ip netns add "$NBR"
-ip -n "$NODE" link add eth0 type veth peer name eth0 netns "$NBR"
-ip -n "$NODE" addr add 192.168.1.10/24 dev eth0 && ip -n "$NODE" link set eth0 up
-ip -n "$NBR" addr add 192.168.1.100/24 dev eth0 && ip -n "$NBR" link set eth0 up
+# Two netexec pods on node-1: one asks the other for its hostname over TCP and UDP.
+read -r -a pods < <("$WEFT" get pods -o json | python3 -c '
+import json, sys
+items = json.load(sys.stdin)["items"]
+on1 = [p for p in items if p["spec"].get("nodeName") == "node-1" and p["metadata"]["labels"].get("app") in ("frontend", "backend")]
+print(" ".join(f"{p[\"metadata\"][\"name\"]} {p[\"status\"][\"podIP\"]}" for p in on1[:2]))')
+if ((${#pods[@]} >= 4)); then
+    step "pod ${pods[0]} (${pods[1]}) dials pod ${pods[2]} (${pods[3]}) on node-1, through netexec /dial"
+    for proto in http udp; do
+        port=8080; [[ $proto == udp ]] && port=8081
+        echo -n "$proto: "
+        "$WEFT" exec --node node-1 -- python3 -c "import urllib.request; print(urllib.request.urlopen('http://${pods[1]}:8080/dial?request=hostname&protocol=$proto&host=${pods[3]}&port=$port&tries=1', timeout=10).read().decode())"
+    done
+fi
 
-conf() { # $1: extra runtimeConfig JSON
-    cat <<JSON
-{"cniVersion": "1.1.0", "name": "podnet", "type": "weft-cni",
- "bridge": "cni0", "isGateway": true, "isDefaultGateway": true, "hairpinMode": true,
- "ipam": {"subnet": "10.244.1.0/24", "gateway": "10.244.1.1", "dataDir": "$STATE"},
- "capabilities": {"portMappings": true}, "runtimeConfig": ${1:-{\}}}
-JSON
-}
-cni() { # $1 verb, $2 pod netns, $3 runtimeConfig
-    conf "${3:-}" | ip netns exec "$NODE" env CNI_COMMAND="$1" CNI_CONTAINERID="$2" \
-        CNI_NETNS="/var/run/netns/$2" CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni "$CNI"
-}
+step "inside pod database-0: hostname and /etc/resolv.conf"
+"$WEFT" exec database-0 -- hostname
+"$WEFT" exec database-0 -- cat /etc/resolv.conf
 
-declare -A ip_of
-for pod in "${PODS[@]}"; do
-    ip netns add "$pod"
-    rc='{}'
-    [[ $pod == weft-demo-pod-b ]] && rc='{"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]}'
-    step "CNI ADD $pod   (runtimeConfig: $rc)"
-    result=$(cni ADD "$pod" "$rc")
-    echo "$result" | python3 -m json.tool
-    ip_of[$pod]=$(echo "$result" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ips"][0]["address"].split("/")[0])')
-done
-A=${ip_of[weft-demo-pod-a]} B=${ip_of[weft-demo-pod-b]}
+step "node-1's routes and bridge"
+"$WEFT" exec --node node-1 -- ip -br addr show
+"$WEFT" exec --node node-1 -- ip route
 
-step "inside pod-a: addresses and routes"
-ip -n weft-demo-pod-a -br addr
-ip -n weft-demo-pod-a route
-step "on the node: the bridge and its ports"
-ip -n "$NODE" -br addr show cni0
-ip netns exec "$NODE" bridge link
-
-step "pod-a ($A) pings pod-b ($B)"
-ip netns exec weft-demo-pod-a ping -c 2 -W 2 "$B"
-
-step "HTTP: pod-b serves on :80; pod-a and the neighbour (via hostPort 192.168.1.10:8080) fetch"
-mkdir -p "$STATE/www" && echo "hello from pod-b ($B)" > "$STATE/www/index.html"
-ip netns exec weft-demo-pod-b python3 -m http.server 80 --bind "$B" --directory "$STATE/www" >/dev/null 2>&1 &
-server_pid=$!
-fetch() { # $1 netns, $2 url
-    ip netns exec "$1" python3 - "$2" <<'PY'
-import sys, time, urllib.request
-for attempt in range(50):
-    try:
-        print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode().strip()); break
-    except OSError:
-        time.sleep(0.1)
-else:
-    sys.exit(f"could not fetch {sys.argv[1]}")
-PY
-}
-echo -n "pod-a     → http://$B/           : "; fetch weft-demo-pod-a "http://$B/"
-echo -n "neighbour → http://192.168.1.10:8080/ : "; fetch "$NBR" "http://192.168.1.10:8080/"
-ip netns exec "$NODE" nft list chain inet weft-cni hostports
-
-kill "$server_pid" && wait "$server_pid" 2>/dev/null || true
-server_pid=
-
-for pod in "${PODS[@]}"; do
-    step "CNI DEL $pod"
-    rc='{}'
-    [[ $pod == weft-demo-pod-b ]] && rc='{"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]}'
-    cni DEL "$pod" "$rc" && echo "ok"
-done
-step "after DEL: node ports and IPAM state"
-ip netns exec "$NODE" bridge link | sed 's/^/  /'; echo "  (no ports left)"
-ls "$STATE/podnet" | sed 's/^/  /'
 echo
-echo "weft-cni demo done: two pods wired, talking, reachable through a hostPort, and cleaned up."
+echo "The demo cluster is running. Try: weft get pods -A -o wide, kubectl --kubeconfig \$(weft kubeconfig) get all, weft down."
