@@ -1,0 +1,955 @@
+//! The runtime loop: watches this node's pods, runs one worker per pod
+//! (sandbox, containers, probes, status), tears down what is deleted or
+//! orphaned.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::os::unix::process::ExitStatusExt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Node, Pod, PodStatus, Secret};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::runtime::{reflector, watcher, WatchStreamExt};
+use nix::sys::signal::Signal;
+use serde_json::json;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+
+use crate::plan;
+use crate::probe::{self, ProbeAction, ProbeSpec, Tracker};
+use crate::sandbox::{self, Launch, NodeEnv, Sandbox};
+use crate::status::{self, ContainerRuntime, RunState, StatusInput};
+use crate::NodeConfig;
+
+/// How often leftover sandboxes (failed teardowns, pods gone while the
+/// watch was down) are looked for.
+const SWEEP: Duration = Duration::from_secs(30);
+
+/// What every pod worker shares.
+struct Ctx {
+    client: kube::Client,
+    env: NodeEnv,
+    weft_bin: std::path::PathBuf,
+    host_resolv: String,
+}
+
+fn uid(pod: &Pod) -> String {
+    pod.metadata.uid.clone().unwrap_or_default()
+}
+
+fn ns(pod: &Pod) -> String {
+    pod.metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into())
+}
+
+fn name(pod: &Pod) -> String {
+    pod.metadata.name.clone().unwrap_or_default()
+}
+
+fn terminal(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+/// Runs a blocking sandbox step on a blocking thread.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
+    Ok(tokio::task::spawn_blocking(f).await?)
+}
+
+pub async fn run(client: kube::Client, config: NodeConfig) -> anyhow::Result<()> {
+    let env = NodeEnv {
+        layout: config.layout.clone(),
+        node: config.node.clone(),
+        cni_bin_dir: config.cni_bin_dir.clone(),
+        node_netns: None,
+    };
+    {
+        let env = env.clone();
+        if blocking(move || env.ensure_conflist()).await?? {
+            tracing::info!(dir = %config.layout.node_dir(&config.node.name).display(), "wrote CNI config 10-weft.conflist");
+        }
+    }
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+        env,
+        weft_bin: config.weft_bin.clone(),
+        host_resolv: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+    });
+    let mut tasks: JoinSet<Option<String>> = JoinSet::new();
+    {
+        let api: Api<Node> = Api::all(client.clone());
+        let node = config.node.clone();
+        tasks.spawn(async move {
+            crate::node::keep_registered(api, node).await;
+            None
+        });
+    }
+
+    let pods: Api<Pod> = Api::all(client.clone());
+    let selector = format!("spec.nodeName={}", config.node.name);
+    reconcile_on_start(&ctx, &pods, &selector).await;
+
+    let (store, writer) = reflector::store();
+    let stream = reflector(
+        writer,
+        watcher(pods, watcher::Config::default().fields(&selector)),
+    )
+    .default_backoff()
+    .boxed();
+    let mut stream = stream;
+    let mut workers: HashMap<String, watch::Sender<Option<Pod>>> = HashMap::new();
+    let mut listing: Option<HashSet<String>> = None;
+    let mut sweep = tokio::time::interval(SWEEP);
+    sweep.tick().await;
+    loop {
+        tokio::select! {
+            ev = stream.next() => {
+                let Some(ev) = ev else { anyhow::bail!("the pod watch of node {} ended", config.node.name) };
+                match ev {
+                    Ok(watcher::Event::Apply(pod)) | Ok(watcher::Event::InitApply(pod)) => {
+                        if let Some(seen) = listing.as_mut() {
+                            seen.insert(uid(&pod));
+                        }
+                        dispatch(&ctx, &mut tasks, &mut workers, pod);
+                    }
+                    Ok(watcher::Event::Delete(pod)) => {
+                        if let Some(w) = workers.get(&uid(&pod)) {
+                            let _ = w.send(None);
+                        }
+                    }
+                    Ok(watcher::Event::Init) => listing = Some(HashSet::new()),
+                    Ok(watcher::Event::InitDone) => {
+                        if let Some(seen) = listing.take() {
+                            for (u, w) in &workers {
+                                if !seen.contains(u) {
+                                    let _ = w.send(None);
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(node = %config.node.name, error = %e, "pod watch failed; retrying"),
+                }
+            }
+            done = tasks.join_next(), if !tasks.is_empty() => {
+                match done {
+                    Some(Ok(Some(u))) => { workers.remove(&u); }
+                    Some(Ok(None)) => {}
+                    Some(Err(e)) => tracing::error!(error = %e, "a pod worker panicked"),
+                    None => {}
+                }
+            }
+            _ = sweep.tick() => {
+                let live: HashSet<String> = store.state().iter().map(|p| uid(p)).chain(workers.keys().cloned()).collect();
+                sweep_orphans(&ctx, &live).await;
+            }
+        }
+    }
+}
+
+fn dispatch(
+    ctx: &Arc<Ctx>,
+    tasks: &mut JoinSet<Option<String>>,
+    workers: &mut HashMap<String, watch::Sender<Option<Pod>>>,
+    pod: Pod,
+) {
+    let u = uid(&pod);
+    if u.is_empty() {
+        return;
+    }
+    if let Some(w) = workers.get(&u) {
+        let _ = w.send(Some(pod));
+        return;
+    }
+    let (tx, rx) = watch::channel(Some(pod));
+    workers.insert(u.clone(), tx);
+    let ctx = ctx.clone();
+    tasks.spawn(async move {
+        pod_worker(ctx, rx).await;
+        Some(u)
+    });
+}
+
+/// Before the watch starts: sandboxes of pods that no longer exist are torn
+/// down, then CNI GC releases any address not held by a recorded sandbox.
+async fn reconcile_on_start(ctx: &Arc<Ctx>, pods: &Api<Pod>, selector: &str) {
+    let mut delay = Duration::from_millis(500);
+    let list = loop {
+        match pods.list(&ListParams::default().fields(selector)).await {
+            Ok(l) => break l,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing this node's pods failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    };
+    let live: HashSet<String> = list.items.iter().map(uid).collect();
+    sweep_orphans(ctx, &live).await;
+    let env = ctx.env.clone();
+    let gc = blocking(move || {
+        let valid: Vec<String> = Sandbox::list(&env)
+            .into_iter()
+            .filter(|s| s.record.netns.is_some())
+            .map(|s| s.record.container_id)
+            .collect();
+        sandbox::cni_gc(&env, &valid)
+    })
+    .await;
+    match gc {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "CNI GC failed"),
+        Err(e) => tracing::warn!(error = %e, "CNI GC failed"),
+    }
+}
+
+/// Tears down every recorded sandbox whose pod is not in `live`.
+async fn sweep_orphans(ctx: &Arc<Ctx>, live: &HashSet<String>) {
+    let env = ctx.env.clone();
+    let live = live.clone();
+    let result = blocking(move || {
+        for sb in Sandbox::list(&env) {
+            if live.contains(&sb.record.uid) {
+                continue;
+            }
+            tracing::info!(pod = %format!("{}/{}", sb.record.namespace, sb.record.name), "tearing down the sandbox of a pod that no longer exists");
+            if let Err(e) = sb.teardown() {
+                tracing::warn!(error = %e, "orphan sandbox teardown failed; will retry");
+            }
+        }
+    })
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "sweeping orphan sandboxes failed");
+    }
+}
+
+/// Shared between a pod worker and its container tasks.
+struct PodShared {
+    sandbox: Sandbox,
+    pod: Pod,
+    pod_ip: String,
+    containers: Mutex<Vec<ContainerRuntime>>,
+    changed: Notify,
+    /// `Some(grace)`: stop the containers with that grace period.
+    stop: watch::Receiver<Option<Duration>>,
+    ctx: Arc<Ctx>,
+}
+
+impl PodShared {
+    fn update(&self, index: usize, f: impl FnOnce(&mut ContainerRuntime)) {
+        if let Ok(mut cs) = self.containers.lock() {
+            if let Some(c) = cs.get_mut(index) {
+                f(c);
+            }
+        }
+        self.changed.notify_one();
+    }
+
+    fn snapshot(&self) -> Vec<ContainerRuntime> {
+        self.containers
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default()
+    }
+}
+
+fn grace_of(pod: &Pod) -> Duration {
+    let secs = pod
+        .metadata
+        .deletion_grace_period_seconds
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+        })
+        .unwrap_or(30)
+        .max(0);
+    Duration::from_secs(secs as u64)
+}
+
+/// What ends a pod's life on this node.
+enum End {
+    /// The pod has a deletionTimestamp: stop, tear down, delete the object.
+    Deleted(Pod),
+    /// The pod is gone from the API: stop and tear down.
+    Vanished(Pod),
+}
+
+/// Waits for the next pod update; `Err` when the pod's life here ends.
+async fn next_update(rx: &mut watch::Receiver<Option<Pod>>, last: &Pod) -> Result<Pod, End> {
+    if rx.changed().await.is_err() {
+        return Err(End::Vanished(last.clone()));
+    }
+    let current = rx.borrow_and_update().clone();
+    match current {
+        None => Err(End::Vanished(last.clone())),
+        Some(p) if p.metadata.deletion_timestamp.is_some() => Err(End::Deleted(p)),
+        Some(p) => Ok(p),
+    }
+}
+
+struct StatusWriter {
+    api: Api<Pod>,
+    name: String,
+    last: Option<PodStatus>,
+}
+
+impl StatusWriter {
+    async fn write(&mut self, status: PodStatus) {
+        if self.last.as_ref() == Some(&status) {
+            return;
+        }
+        let mut patch = json!({ "status": status });
+        if status.message.is_none() {
+            patch["status"]["message"] = serde_json::Value::Null;
+        }
+        match self
+            .api
+            .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            Ok(_) => self.last = Some(status),
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => tracing::warn!(pod = %self.name, error = %e, "patching pod status failed"),
+        }
+    }
+}
+
+async fn pod_worker(ctx: Arc<Ctx>, mut rx: watch::Receiver<Option<Pod>>) {
+    let Some(first) = rx.borrow_and_update().clone() else {
+        return;
+    };
+    let (namespace, pod_name, pod_uid) = (ns(&first), name(&first), uid(&first));
+    let label = format!("{namespace}/{pod_name}");
+    let host_net = plan::host_network(&first);
+    let hostname = plan::hostname(&first, &ctx.env.node.name);
+    let mut sb = Sandbox::new(
+        &ctx.env, &namespace, &pod_name, &pod_uid, &hostname, host_net,
+    );
+    let mut writer = StatusWriter {
+        api: Api::namespaced(ctx.client.clone(), &namespace),
+        name: pod_name.clone(),
+        last: first.status.clone(),
+    };
+    let start_time = first
+        .status
+        .as_ref()
+        .and_then(|s| s.start_time.clone())
+        .map(|t| t.0)
+        .unwrap_or_else(Timestamp::now);
+    let policy = status::restart_policy(&first);
+    let host_ip = ctx.env.node.ip.to_string();
+    let containers: Vec<Container> = first
+        .spec
+        .as_ref()
+        .map(|s| s.containers.clone())
+        .unwrap_or_default();
+    let fresh: Vec<ContainerRuntime> = containers
+        .iter()
+        .map(|c| {
+            let mut rt = ContainerRuntime::new(&c.name, c.image.as_deref().unwrap_or_default());
+            // A restarted runtime keeps counting where the last one stopped.
+            rt.restart_count = first
+                .status
+                .iter()
+                .flat_map(|s| s.container_statuses.iter().flatten())
+                .find(|s| s.name == c.name)
+                .map(|s| s.restart_count)
+                .unwrap_or(0);
+            rt
+        })
+        .collect();
+
+    let mut pod = first.clone();
+    let end = 'life: {
+        if pod.metadata.deletion_timestamp.is_some() {
+            break 'life End::Deleted(pod.clone());
+        }
+        if terminal(&pod) {
+            // Finished before this runtime started: only release leftovers.
+            if let Some(existing) = Sandbox::load(&ctx.env, &sb.dir) {
+                sb = existing;
+                release_network(&sb).await;
+            }
+            loop {
+                match next_update(&mut rx, &pod).await {
+                    Ok(p) => pod = p,
+                    Err(end) => break 'life end,
+                }
+            }
+        }
+
+        // The sandbox, retried with backoff until it works or the pod goes.
+        let mut failures = 0u32;
+        loop {
+            let mut attempt = sb.clone();
+            let ports = plan::port_mappings(&pod);
+            let made = blocking(move || attempt.create(&ports).map(|()| attempt)).await;
+            let err = match made {
+                Ok(Ok(made)) => {
+                    sb = made;
+                    break;
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            failures += 1;
+            tracing::warn!(pod = %label, error = %err, "creating the pod sandbox failed");
+            let input = StatusInput {
+                restart_policy: &policy,
+                pod_ip: None,
+                host_ip: host_ip.clone(),
+                start_time,
+                now: Timestamp::now(),
+                sandbox_ready: false,
+                message: Some(format!("creating the pod sandbox failed: {err}")),
+            };
+            let status = status::pod_status(&input, &fresh, writer.last.as_ref());
+            writer.write(status).await;
+            tokio::select! {
+                _ = tokio::time::sleep(status::restart_delay(failures)) => {}
+                up = next_update(&mut rx, &pod) => match up {
+                    Ok(p) => pod = p,
+                    Err(end) => break 'life end,
+                }
+            }
+        }
+        let pod_ip = sb.pod_ip().unwrap_or_default();
+        let resolv = plan::render_resolv_conf(&pod, &ctx.host_resolv);
+        let hosts = plan::render_hosts(&pod, &pod_ip, &hostname);
+        {
+            let sb = sb.clone();
+            match blocking(move || sb.write_files(&resolv, &hosts)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(pod = %label, error = %e, "writing pod files failed"),
+                Err(e) => tracing::error!(pod = %label, error = %e, "writing pod files failed"),
+            }
+        }
+        tracing::info!(pod = %label, ip = %pod_ip, "pod sandbox ready");
+
+        let (stop_tx, stop_rx) = watch::channel(None);
+        let shared = Arc::new(PodShared {
+            sandbox: sb.clone(),
+            pod: pod.clone(),
+            pod_ip: pod_ip.clone(),
+            containers: Mutex::new(fresh.clone()),
+            changed: Notify::new(),
+            stop: stop_rx,
+            ctx: ctx.clone(),
+        });
+        let mut running: JoinSet<()> = JoinSet::new();
+        for (i, c) in containers.iter().enumerate() {
+            running.spawn(container_loop(shared.clone(), i, c.clone(), policy.clone()));
+        }
+        let input = |now| StatusInput {
+            restart_policy: &policy,
+            pod_ip: Some(pod_ip.clone()),
+            host_ip: host_ip.clone(),
+            start_time,
+            now,
+            sandbox_ready: true,
+            message: None,
+        };
+        let mut released = false;
+        let end = loop {
+            let snapshot = shared.snapshot();
+            let st = status::pod_status(&input(Timestamp::now()), &snapshot, writer.last.as_ref());
+            let done = matches!(st.phase.as_deref(), Some("Succeeded" | "Failed"));
+            writer.write(st).await;
+            if done && !released {
+                // Like kubelet, a finished pod gives its address back at once.
+                released = true;
+                release_network(&sb).await;
+            }
+            tokio::select! {
+                _ = shared.changed.notified() => {}
+                up = next_update(&mut rx, &pod) => match up {
+                    Ok(p) => pod = p,
+                    Err(end) => break end,
+                }
+            }
+        };
+        let grace = match &end {
+            End::Deleted(p) | End::Vanished(p) => grace_of(p),
+        };
+        let _ = stop_tx.send(Some(grace));
+        while running.join_next().await.is_some() {}
+        let st = status::pod_status(
+            &input(Timestamp::now()),
+            &shared.snapshot(),
+            writer.last.as_ref(),
+        );
+        if matches!(end, End::Deleted(_)) {
+            writer.write(st).await;
+        }
+        end
+    };
+
+    // Teardown: whatever is left of the sandbox (also one a crashed runtime made).
+    let sb = Sandbox::load(&ctx.env, &sb.dir).unwrap_or(sb);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let s = sb.clone();
+        let res = blocking(move || {
+            for (_, pid) in s.live_processes() {
+                sandbox::signal_group(pid, Signal::SIGKILL);
+            }
+            s.teardown()
+        })
+        .await;
+        match res {
+            Ok(Ok(())) => break,
+            Ok(Err(e)) if tries < 3 => {
+                tracing::warn!(pod = %label, error = %e, "sandbox teardown failed; retrying")
+            }
+            Err(e) if tries < 3 => {
+                tracing::warn!(pod = %label, error = %e, "sandbox teardown failed; retrying")
+            }
+            Ok(Err(e)) => {
+                tracing::error!(pod = %label, error = %e, "sandbox teardown failed; the sweep will retry");
+                break;
+            }
+            Err(e) => {
+                tracing::error!(pod = %label, error = %e, "sandbox teardown failed; the sweep will retry");
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    if let End::Deleted(_) = end {
+        let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+        let dp = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(pod_uid.clone()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match api.delete(&pod_name, &dp).await {
+            Ok(_) => tracing::info!(pod = %label, "pod deleted"),
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+            Err(e) => tracing::warn!(pod = %label, error = %e, "deleting the pod object failed"),
+        }
+    }
+}
+
+/// CNI DEL and namespace removal for a finished pod; logs stay.
+async fn release_network(sb: &Sandbox) {
+    if sb.record.netns.is_none() {
+        return;
+    }
+    let mut s = sb.clone();
+    let res = blocking(move || {
+        s.kill_all();
+        s.release_network()
+    })
+    .await;
+    match res {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "releasing a finished pod's network failed"),
+        Err(e) => tracing::warn!(error = %e, "releasing a finished pod's network failed"),
+    }
+}
+
+/// A container's process: started by us, or adopted from an earlier runtime.
+enum Proc {
+    Child(tokio::process::Child),
+    Adopted { pid: u32, started: u64 },
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        match self {
+            Proc::Child(c) => c.id().unwrap_or(0),
+            Proc::Adopted { pid, .. } => *pid,
+        }
+    }
+
+    /// Waits for the exit: (exit code, signal, reason, message).
+    async fn wait(&mut self) -> (i32, Option<i32>, String, Option<String>) {
+        match self {
+            Proc::Child(c) => match c.wait().await {
+                Ok(st) => match (st.code(), st.signal()) {
+                    (Some(0), _) => (0, None, "Completed".into(), None),
+                    (Some(code), _) => (code, None, "Error".into(), None),
+                    (None, Some(sig)) => (128 + sig, Some(sig), "Error".into(), None),
+                    (None, None) => (255, None, "Error".into(), None),
+                },
+                Err(e) => (
+                    255,
+                    None,
+                    "Error".into(),
+                    Some(format!("waiting for the process failed: {e}")),
+                ),
+            },
+            Proc::Adopted { pid, started } => {
+                while sandbox::alive(*pid, *started) {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                (
+                    137,
+                    None,
+                    "ContainerStatusUnknown".into(),
+                    Some("the process was adopted after a runtime restart; its exit status is unknown".into()),
+                )
+            }
+        }
+    }
+}
+
+async fn fetch_refs(
+    client: &kube::Client,
+    namespace: &str,
+    container: &Container,
+) -> Result<plan::RefData, String> {
+    let mut out = plan::RefData::new();
+    for (kind, ref_name) in plan::env_refs(container) {
+        let data: Option<BTreeMap<String, String>> = if kind == "ConfigMap" {
+            let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+            api.get_opt(&ref_name)
+                .await
+                .map_err(|e| format!("get ConfigMap {namespace}/{ref_name}: {e}"))?
+                .map(|cm| cm.data.unwrap_or_default())
+        } else {
+            let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+            api.get_opt(&ref_name)
+                .await
+                .map_err(|e| format!("get Secret {namespace}/{ref_name}: {e}"))?
+                .map(|s| {
+                    let mut d: BTreeMap<String, String> = s
+                        .data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                        .collect();
+                    d.extend(s.string_data.unwrap_or_default());
+                    d
+                })
+        };
+        if let Some(d) = data {
+            out.insert((kind, ref_name), d);
+        }
+    }
+    Ok(out)
+}
+
+/// Terminates a process group: SIGTERM, up to `grace`, then SIGKILL.
+async fn terminate(proc: &mut Proc, grace: Duration) -> (i32, Option<i32>, String, Option<String>) {
+    let pid = proc.pid();
+    sandbox::signal_group(pid, Signal::SIGTERM);
+    match tokio::time::timeout(grace, proc.wait()).await {
+        Ok(r) => {
+            sandbox::signal_group(pid, Signal::SIGKILL);
+            r
+        }
+        Err(_) => {
+            sandbox::signal_group(pid, Signal::SIGKILL);
+            proc.wait().await
+        }
+    }
+}
+
+/// One container: start (or adopt), probe, wait, restart per policy with
+/// backoff, until the pod stops.
+async fn container_loop(
+    shared: Arc<PodShared>,
+    index: usize,
+    container: Container,
+    policy: String,
+) {
+    let mut stop = shared.stop.clone();
+    let sb = &shared.sandbox;
+    let pod = &shared.pod;
+    let cname = container.name.clone();
+    let readiness = container
+        .readiness_probe
+        .as_ref()
+        .map(|p| probe::parse_probe(p, &container, "readinessProbe"));
+    let liveness = container
+        .liveness_probe
+        .as_ref()
+        .map(|p| probe::parse_probe(p, &container, "livenessProbe"));
+    for bad in [&readiness, &liveness].into_iter().flatten() {
+        if let Err(e) = bad {
+            tracing::warn!(pod = %sb.record.name, container = %cname, error = %e, "probe ignored");
+        }
+    }
+    let readiness = readiness.and_then(Result::ok);
+    let liveness = liveness.and_then(Result::ok);
+    let mut failures = 0u32;
+    let mut adopt = sb
+        .recorded_pid(&cname)
+        .filter(|(pid, started)| sandbox::alive(*pid, *started));
+    loop {
+        if stop.borrow().is_some() {
+            return;
+        }
+        let hostname = sb.record.hostname.clone();
+        // Environment and command, from the API's ConfigMaps/Secrets.
+        let launch = match fetch_refs(&shared.ctx.client, &sb.record.namespace, &container)
+            .await
+            .and_then(|refs| {
+                plan::build_env(
+                    pod,
+                    &container,
+                    &shared.pod_ip,
+                    &shared.ctx.env.node.ip.to_string(),
+                    &hostname,
+                    &shared.ctx.weft_bin,
+                    &refs,
+                )
+            }) {
+            Ok(env) => match plan::resolve_command(&container, &shared.ctx.weft_bin, &env) {
+                Ok(argv) => Launch {
+                    name: cname.clone(),
+                    argv,
+                    env,
+                    working_dir: container.working_dir.clone(),
+                },
+                Err(msg) => {
+                    shared.update(index, |c| {
+                        c.state = RunState::Waiting {
+                            reason: "NoCommand".into(),
+                            message: Some(msg),
+                        }
+                    });
+                    stopped(&mut stop).await;
+                    return;
+                }
+            },
+            Err(msg) => {
+                failures += 1;
+                shared.update(index, |c| {
+                    c.state = RunState::Waiting {
+                        reason: "CreateContainerConfigError".into(),
+                        message: Some(msg),
+                    }
+                });
+                tokio::select! {
+                    _ = tokio::time::sleep(status::restart_delay(failures)) => continue,
+                    _ = stopped(&mut stop) => return,
+                }
+            }
+        };
+        let mut proc = match adopt.take() {
+            Some((pid, started)) => {
+                tracing::info!(pod = %sb.record.name, container = %cname, pid, "adopted a running container");
+                Proc::Adopted { pid, started }
+            }
+            None => {
+                let spawned = sb
+                    .container_command(&launch)
+                    .map_err(|e| e.to_string())
+                    .and_then(|cmd| {
+                        tokio::process::Command::from(cmd)
+                            .spawn()
+                            .map_err(|e| format!("start {:?}: {e}", launch.argv[0]))
+                    });
+                match spawned {
+                    Ok(child) => {
+                        let p = Proc::Child(child);
+                        if let Err(e) = sb.record_pid(&cname, p.pid()) {
+                            tracing::warn!(pod = %sb.record.name, container = %cname, error = %e, "recording the pid failed");
+                        }
+                        p
+                    }
+                    Err(msg) => {
+                        failures += 1;
+                        tracing::warn!(pod = %sb.record.name, container = %cname, error = %msg, "starting the container failed");
+                        shared.update(index, |c| {
+                            c.state = RunState::Waiting {
+                                reason: "RunContainerError".into(),
+                                message: Some(msg),
+                            };
+                        });
+                        tokio::select! {
+                            _ = tokio::time::sleep(status::restart_delay(failures)) => continue,
+                            _ = stopped(&mut stop) => return,
+                        }
+                    }
+                }
+            }
+        };
+        let pid = proc.pid();
+        let started_at = Timestamp::now();
+        let started = Instant::now();
+        shared.update(index, |c| {
+            c.state = RunState::Running { started_at };
+            c.pid = Some(pid);
+            c.ready = readiness.is_none();
+        });
+        let mut probes: JoinSet<()> = JoinSet::new();
+        let (kill_tx, mut kill_rx) = tokio::sync::mpsc::channel::<String>(1);
+        if let Some(spec) = readiness.clone() {
+            let shared = shared.clone();
+            let launch = launch.clone();
+            probes.spawn(async move {
+                let mut t = Tracker::new(&spec, false);
+                run_probe(&shared, &spec, &launch, |ok| {
+                    if let Some(v) = t.observe(ok) {
+                        shared.update(index, |c| c.ready = v);
+                    }
+                    true
+                })
+                .await;
+            });
+        }
+        if let Some(spec) = liveness.clone() {
+            let shared = shared.clone();
+            let launch = launch.clone();
+            let kill_tx = kill_tx.clone();
+            probes.spawn(async move {
+                let mut t = Tracker::new(&spec, true);
+                run_probe(&shared, &spec, &launch, |ok| {
+                    if t.observe(ok) == Some(false) {
+                        let _ = kill_tx
+                            .try_send("Container failed liveness probe, will be restarted".into());
+                        return false;
+                    }
+                    true
+                })
+                .await;
+            });
+        }
+        drop(kill_tx);
+        let outcome = tokio::select! {
+            r = proc.wait() => Some((r, None)),
+            Some(msg) = kill_rx.recv() => {
+                let grace = Duration::from_secs(pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30).max(0) as u64);
+                Some((terminate(&mut proc, grace).await, Some(msg)))
+            }
+            _ = stopped(&mut stop) => None,
+        };
+        probes.abort_all();
+        let Some(((code, signal, reason, message), why)) = outcome else {
+            let grace = stop.borrow().unwrap_or_default();
+            let (code, signal, reason, message) = terminate(&mut proc, grace).await;
+            let _ = std::fs::remove_file(sb.pid_file(&cname));
+            shared.update(index, |c| {
+                c.ready = false;
+                c.state = RunState::Terminated {
+                    exit_code: code,
+                    signal,
+                    reason,
+                    message,
+                    started_at: Some(started_at),
+                    finished_at: Timestamp::now(),
+                };
+            });
+            return;
+        };
+        // Whatever the main process left behind in its group goes with it.
+        sandbox::signal_group(pid, Signal::SIGKILL);
+        let _ = std::fs::remove_file(sb.pid_file(&cname));
+        let terminated = RunState::Terminated {
+            exit_code: code,
+            signal,
+            reason,
+            message: why.or(message),
+            started_at: Some(started_at),
+            finished_at: Timestamp::now(),
+        };
+        tracing::info!(pod = %sb.record.name, container = %cname, exit_code = code, "container exited");
+        if !status::should_restart(&policy, code) {
+            shared.update(index, |c| {
+                c.ready = false;
+                c.state = terminated;
+            });
+            stopped(&mut stop).await;
+            return;
+        }
+        if started.elapsed() >= status::BACKOFF_RESET {
+            failures = 0;
+        }
+        failures += 1;
+        let delay = status::restart_delay(failures);
+        shared.update(index, |c| {
+            c.ready = false;
+            c.last = Some(terminated.clone());
+            c.state = RunState::Waiting {
+                reason: "CrashLoopBackOff".into(),
+                message: Some(format!(
+                    "back-off {}s restarting failed container={cname}",
+                    delay.as_secs()
+                )),
+            };
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stopped(&mut stop) => return,
+        }
+        shared.update(index, |c| c.restart_count += 1);
+    }
+}
+
+/// Runs a probe every period after the initial delay; `observe` gets each
+/// result and returns false to stop probing.
+async fn run_probe(
+    shared: &PodShared,
+    spec: &ProbeSpec,
+    launch: &Launch,
+    mut observe: impl FnMut(bool) -> bool,
+) {
+    tokio::time::sleep(spec.initial_delay).await;
+    let node_netns = shared
+        .sandbox
+        .env
+        .node_netns
+        .as_ref()
+        .and_then(|p| weft_linux::Netns::open(p).ok())
+        .map(Arc::new);
+    loop {
+        let ok = match &spec.action {
+            ProbeAction::Exec { command } => {
+                exec_probe(&shared.sandbox, launch, command, spec.timeout).await
+            }
+            action => probe::check_net(action, &shared.pod_ip, spec.timeout, node_netns.clone())
+                .await
+                .is_ok(),
+        };
+        if !observe(ok) {
+            return;
+        }
+        tokio::time::sleep(spec.period).await;
+    }
+}
+
+/// Runs an exec probe inside the pod's namespaces: success is exit 0 within the timeout.
+async fn exec_probe(sb: &Sandbox, launch: &Launch, command: &[String], timeout: Duration) -> bool {
+    let probe = Launch {
+        name: launch.name.clone(),
+        argv: command.to_vec(),
+        env: launch.env.clone(),
+        working_dir: launch.working_dir.clone(),
+    };
+    let Ok(mut cmd) = sb.command(&probe) else {
+        return false;
+    };
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let Ok(mut child) = tokio::process::Command::from(cmd).spawn() else {
+        return false;
+    };
+    let pid = child.id().unwrap_or(0);
+    match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(st)) => st.success(),
+        _ => {
+            sandbox::signal_group(pid, Signal::SIGKILL);
+            let _ = child.wait().await;
+            false
+        }
+    }
+}
+
+/// Resolves once the pod's containers are told to stop.
+async fn stopped(stop: &mut watch::Receiver<Option<Duration>>) {
+    let _ = stop.wait_for(Option::is_some).await;
+}
