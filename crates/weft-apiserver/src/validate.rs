@@ -1,0 +1,799 @@
+//! Per-kind validation, defaulting and allocation (ClusterIP, NodePort, podCIDR).
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+
+use crate::kinds::Kind;
+use crate::selector::LabelSelector;
+use crate::status::{ApiError, Cause};
+use crate::store::{meta_str, State};
+use crate::ApiServerConfig;
+
+/// DNS-1123 label: at most 63 lowercase alphanumerics or '-', alphanumeric at both ends.
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// DNS-1123 subdomain: dot-separated labels, at most 253 characters.
+pub fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+pub fn validate_name(kind: &Kind, name: &str) -> Result<(), Cause> {
+    if name.is_empty() {
+        return Err(Cause {
+            reason: "FieldValueRequired",
+            field: "metadata.name".into(),
+            message: "Required value: name or generateName is required".into(),
+        });
+    }
+    let label = matches!(kind.plural, "namespaces" | "services");
+    let ok = if label {
+        is_dns_label(name)
+    } else {
+        is_dns_subdomain(name)
+    };
+    if !ok {
+        let what = if label {
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character"
+        } else {
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
+        };
+        return Err(Cause::invalid("metadata.name", format!("\"{name}\""), what));
+    }
+    Ok(())
+}
+
+fn decode<T: DeserializeOwned>(obj: &Value) -> Result<(), Cause> {
+    match serde_path_to_error::deserialize::<_, T>(obj) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.inner().to_string();
+            if let Some(rest) = inner.strip_prefix("missing field `") {
+                let field = rest.split('`').next().unwrap_or_default();
+                let full = if path == "." || path.is_empty() {
+                    field.to_string()
+                } else {
+                    format!("{path}.{field}")
+                };
+                return Err(Cause::required(full));
+            }
+            Err(Cause {
+                reason: "FieldValueInvalid",
+                message: format!("{path}: {inner}"),
+                field: path,
+            })
+        }
+    }
+}
+
+/// Checks that the object decodes into the k8s-openapi type of its kind.
+pub fn decode_check(kind: &Kind, obj: &Value) -> Result<(), Cause> {
+    use k8s_openapi::api::{apps, coordination, core, discovery, networking};
+    match kind.plural {
+        "namespaces" => decode::<core::v1::Namespace>(obj),
+        "nodes" => decode::<core::v1::Node>(obj),
+        "pods" => decode::<core::v1::Pod>(obj),
+        "services" => decode::<core::v1::Service>(obj),
+        "endpoints" => decode::<core::v1::Endpoints>(obj),
+        "secrets" => decode::<core::v1::Secret>(obj),
+        "configmaps" => decode::<core::v1::ConfigMap>(obj),
+        "events" => decode::<core::v1::Event>(obj),
+        "serviceaccounts" => decode::<core::v1::ServiceAccount>(obj),
+        "deployments" => decode::<apps::v1::Deployment>(obj),
+        "statefulsets" => decode::<apps::v1::StatefulSet>(obj),
+        "replicasets" => decode::<apps::v1::ReplicaSet>(obj),
+        "endpointslices" => decode::<discovery::v1::EndpointSlice>(obj),
+        "networkpolicies" => decode::<networking::v1::NetworkPolicy>(obj),
+        "ingresses" => decode::<networking::v1::Ingress>(obj),
+        "ingressclasses" => decode::<networking::v1::IngressClass>(obj),
+        "leases" => decode::<coordination::v1::Lease>(obj),
+        _ => Ok(()),
+    }
+}
+
+fn set_default(obj: &mut Value, key: &str, v: Value) {
+    if let Some(m) = obj.as_object_mut() {
+        if m.get(key).is_none_or(Value::is_null) {
+            m.insert(key.to_string(), v);
+        }
+    }
+}
+
+fn ensure_object<'a>(obj: &'a mut Value, key: &str) -> &'a mut Value {
+    if !obj.get(key).is_some_and(Value::is_object) {
+        obj[key] = json!({});
+    }
+    &mut obj[key]
+}
+
+/// Lowest free address of the service CIDR for dynamic allocation. Addresses
+/// below offset 16 (10.96.0.1 … 10.96.0.15) are left for static requests
+/// (kubernetes = .1, cluster DNS = .10); the network and broadcast addresses
+/// are never used.
+pub fn alloc_cluster_ip(cidr: Ipv4Net, used: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+    let base = u32::from(cidr.network());
+    let last = u32::from(cidr.broadcast());
+    let start = base.saturating_add(16).min(last);
+    (start..last)
+        .chain(base + 2..start)
+        .map(Ipv4Addr::from)
+        .find(|ip| !used.contains(ip))
+}
+
+/// Lowest free port of the range.
+pub fn alloc_node_port(range: (u16, u16), used: &HashSet<u16>) -> Option<u16> {
+    (range.0..=range.1).find(|p| !used.contains(p))
+}
+
+/// Lowest free /24 of the cluster CIDR.
+pub fn alloc_pod_cidr(cluster: Ipv4Net, used: &HashSet<Ipv4Net>) -> Option<Ipv4Net> {
+    cluster.subnets(24).ok()?.find(|n| !used.contains(n))
+}
+
+fn is_other(obj: &Value, ns: &str, name: &str) -> bool {
+    meta_str(obj, "name") != Some(name) || meta_str(obj, "namespace").unwrap_or_default() != ns
+}
+
+fn used_cluster_ips(st: &State, ns: &str, name: &str) -> HashSet<Ipv4Addr> {
+    let mut out = HashSet::new();
+    for (key, obj) in &st.objects {
+        if key.0 != "services" || !is_other(obj, ns, name) {
+            continue;
+        }
+        if let Some(ips) = obj.pointer("/spec/clusterIPs").and_then(Value::as_array) {
+            out.extend(
+                ips.iter()
+                    .filter_map(|i| i.as_str()?.parse::<Ipv4Addr>().ok()),
+            );
+        }
+        if let Some(ip) = obj.pointer("/spec/clusterIP").and_then(Value::as_str) {
+            out.extend(ip.parse::<Ipv4Addr>().ok());
+        }
+    }
+    out
+}
+
+fn used_node_ports(st: &State, ns: &str, name: &str) -> HashSet<u16> {
+    let mut out = HashSet::new();
+    for (key, obj) in &st.objects {
+        if key.0 != "services" || !is_other(obj, ns, name) {
+            continue;
+        }
+        for p in obj
+            .pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(np) = p.get("nodePort").and_then(Value::as_u64) {
+                out.insert(np as u16);
+            }
+        }
+        if let Some(np) = obj
+            .pointer("/spec/healthCheckNodePort")
+            .and_then(Value::as_u64)
+        {
+            out.insert(np as u16);
+        }
+    }
+    out
+}
+
+fn used_pod_cidrs(st: &State, name: &str) -> HashSet<Ipv4Net> {
+    let mut out = HashSet::new();
+    for (key, obj) in &st.objects {
+        if key.0 != "nodes" || meta_str(obj, "name") == Some(name) {
+            continue;
+        }
+        if let Some(c) = obj.pointer("/spec/podCIDR").and_then(Value::as_str) {
+            out.extend(c.parse::<Ipv4Net>().ok());
+        }
+    }
+    out
+}
+
+/// Validates, defaults and allocates for one create (`old` = None) or update.
+pub fn prepare(
+    cfg: &ApiServerConfig,
+    st: &State,
+    kind: &'static Kind,
+    ns: &str,
+    name: &str,
+    obj: &mut Value,
+    old: Option<&Value>,
+) -> Result<(), ApiError> {
+    let invalid = |causes: Vec<Cause>| ApiError::invalid(kind.kind, kind.plural, name, causes);
+    if let Err(c) = validate_name(kind, name) {
+        return Err(invalid(vec![c]));
+    }
+    if let Err(c) = decode_check(kind, obj) {
+        return Err(invalid(vec![c]));
+    }
+    let mut causes = Vec::new();
+    match kind.plural {
+        "services" => service(cfg, st, ns, name, obj, old, &mut causes),
+        "pods" => pod(obj, &mut causes),
+        "nodes" => node(cfg, st, name, obj, &mut causes),
+        "namespaces" => {
+            let status = ensure_object(obj, "status");
+            set_default(status, "phase", json!("Active"));
+        }
+        "deployments" | "statefulsets" | "replicasets" => workload(kind, obj, &mut causes),
+        "endpointslices" => {
+            let at = obj
+                .get("addressType")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if at.is_empty() {
+                causes.push(Cause::required("addressType"));
+            } else if !matches!(at, "IPv4" | "IPv6" | "FQDN") {
+                causes.push(Cause::unsupported(
+                    "addressType",
+                    at,
+                    &["FQDN", "IPv4", "IPv6"],
+                ));
+            }
+        }
+        _ => {}
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(causes))
+    }
+}
+
+fn workload(kind: &Kind, obj: &mut Value, causes: &mut Vec<Cause>) {
+    let spec = ensure_object(obj, "spec");
+    set_default(spec, "replicas", json!(1));
+    set_default(spec, "revisionHistoryLimit", json!(10));
+    match kind.plural {
+        "deployments" => {
+            set_default(spec, "progressDeadlineSeconds", json!(600));
+            set_default(
+                spec,
+                "strategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}),
+            );
+        }
+        "statefulsets" => {
+            set_default(spec, "podManagementPolicy", json!("OrderedReady"));
+            set_default(
+                spec,
+                "updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+            );
+        }
+        _ => {}
+    }
+    let Some(sel) = spec.get("selector").filter(|s| s.is_object()) else {
+        causes.push(Cause::required("spec.selector"));
+        return;
+    };
+    match LabelSelector::from_json(sel) {
+        Err(e) => causes.push(Cause::invalid("spec.selector", "selector", &e)),
+        Ok(s) if s.is_empty() => causes.push(Cause::invalid(
+            "spec.selector",
+            "{}",
+            "empty selector is invalid for deployment",
+        )),
+        Ok(s) => {
+            let labels = spec
+                .pointer("/template/metadata/labels")
+                .and_then(Value::as_object);
+            if !s.matches_labels(labels) {
+                let shown = spec
+                    .pointer("/template/metadata/labels")
+                    .map(|l| l.to_string())
+                    .unwrap_or_else(|| "null".into());
+                causes.push(Cause::invalid(
+                    "spec.template.metadata.labels",
+                    shown,
+                    "`selector` does not match template `labels`",
+                ));
+            }
+        }
+    }
+    if let Some(tpl) = spec.pointer_mut("/template/spec") {
+        pod_spec(tpl, "spec.template.spec", causes);
+    }
+}
+
+fn pod(obj: &mut Value, causes: &mut Vec<Cause>) {
+    let spec = ensure_object(obj, "spec");
+    pod_spec(spec, "spec", causes);
+}
+
+fn pod_spec(spec: &mut Value, at: &str, causes: &mut Vec<Cause>) {
+    set_default(spec, "restartPolicy", json!("Always"));
+    set_default(spec, "dnsPolicy", json!("ClusterFirst"));
+    set_default(spec, "terminationGracePeriodSeconds", json!(30));
+    set_default(spec, "schedulerName", json!("default-scheduler"));
+    set_default(spec, "securityContext", json!({}));
+    set_default(spec, "enableServiceLinks", json!(true));
+    let containers = spec.get_mut("containers").and_then(Value::as_array_mut);
+    let Some(containers) = containers.filter(|c| !c.is_empty()) else {
+        causes.push(Cause::required(format!("{at}.containers")));
+        return;
+    };
+    let mut names = HashSet::new();
+    for (i, c) in containers.iter_mut().enumerate() {
+        let name = c
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if name.is_empty() {
+            causes.push(Cause::required(format!("{at}.containers[{i}].name")));
+        } else if !is_dns_label(&name) {
+            causes.push(Cause::invalid(
+                format!("{at}.containers[{i}].name"),
+                format!("\"{name}\""),
+                "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-'",
+            ));
+        } else if !names.insert(name.clone()) {
+            causes.push(Cause::duplicate(
+                format!("{at}.containers[{i}].name"),
+                format!("\"{name}\""),
+            ));
+        }
+        let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
+        let policy = if image.is_empty()
+            || image.ends_with(":latest")
+            || !image.rsplit('/').next().unwrap_or_default().contains(':')
+        {
+            "Always"
+        } else {
+            "IfNotPresent"
+        };
+        set_default(c, "imagePullPolicy", json!(policy));
+        set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
+        set_default(c, "terminationMessagePolicy", json!("File"));
+        set_default(c, "resources", json!({}));
+        for (j, p) in c
+            .get_mut("ports")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            set_default(p, "protocol", json!("TCP"));
+            let cp = p.get("containerPort").and_then(Value::as_i64).unwrap_or(0);
+            if !(1..=65535).contains(&cp) {
+                causes.push(Cause::invalid(
+                    format!("{at}.containers[{i}].ports[{j}].containerPort"),
+                    cp,
+                    "must be between 1 and 65535, inclusive",
+                ));
+            }
+            check_protocol(
+                p,
+                &format!("{at}.containers[{i}].ports[{j}].protocol"),
+                causes,
+            );
+        }
+    }
+}
+
+fn check_protocol(port: &Value, field: &str, causes: &mut Vec<Cause>) {
+    let proto = port
+        .get("protocol")
+        .and_then(Value::as_str)
+        .unwrap_or("TCP");
+    if !matches!(proto, "TCP" | "UDP" | "SCTP") {
+        causes.push(Cause::unsupported(field, proto, &["SCTP", "TCP", "UDP"]));
+    }
+}
+
+fn node(cfg: &ApiServerConfig, st: &State, name: &str, obj: &mut Value, causes: &mut Vec<Cause>) {
+    let used = used_pod_cidrs(st, name);
+    let spec = ensure_object(obj, "spec");
+    let requested = spec
+        .get("podCIDR")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let cidr = if requested.is_empty() {
+        match alloc_pod_cidr(cfg.cluster_cidr, &used) {
+            Some(c) => c,
+            None => {
+                causes.push(Cause::invalid(
+                    "spec.podCIDR",
+                    "\"\"",
+                    "no free pod CIDR left in the cluster CIDR",
+                ));
+                return;
+            }
+        }
+    } else {
+        match requested.parse::<Ipv4Net>() {
+            Ok(c) if used.contains(&c) => {
+                causes.push(Cause::invalid(
+                    "spec.podCIDR",
+                    format!("\"{requested}\""),
+                    "provided CIDR is already allocated to another node",
+                ));
+                return;
+            }
+            Ok(c) => c,
+            Err(_) => {
+                causes.push(Cause::invalid(
+                    "spec.podCIDR",
+                    format!("\"{requested}\""),
+                    "must be a valid IPv4 CIDR",
+                ));
+                return;
+            }
+        }
+    };
+    spec["podCIDR"] = json!(cidr.to_string());
+    spec["podCIDRs"] = json!([cidr.to_string()]);
+}
+
+fn service(
+    cfg: &ApiServerConfig,
+    st: &State,
+    ns: &str,
+    name: &str,
+    obj: &mut Value,
+    old: Option<&Value>,
+    causes: &mut Vec<Cause>,
+) {
+    let spec = ensure_object(obj, "spec");
+    set_default(spec, "type", json!("ClusterIP"));
+    let stype = spec
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let allowed = ["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
+    if !allowed.contains(&stype.as_str()) {
+        causes.push(Cause::unsupported("spec.type", &stype, &allowed));
+        return;
+    }
+    set_default(spec, "sessionAffinity", json!("None"));
+    let external = stype == "ExternalName";
+    let node_ports = stype == "NodePort" || stype == "LoadBalancer";
+    if external {
+        if spec
+            .get("externalName")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .is_empty()
+        {
+            causes.push(Cause::required("spec.externalName"));
+        }
+    } else {
+        set_default(spec, "ipFamilies", json!(["IPv4"]));
+        set_default(spec, "ipFamilyPolicy", json!("SingleStack"));
+        set_default(spec, "internalTrafficPolicy", json!("Cluster"));
+    }
+    if node_ports {
+        set_default(spec, "externalTrafficPolicy", json!("Cluster"));
+    }
+    if stype == "LoadBalancer" {
+        set_default(spec, "allocateLoadBalancerNodePorts", json!(true));
+    }
+
+    // Cluster IP: immutable, kept when an update omits it.
+    let old_ip = old
+        .and_then(|o| o.pointer("/spec/clusterIP"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let mut ip = spec
+        .get("clusterIP")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if ip.is_empty() && !old_ip.is_empty() && !external {
+        ip = old_ip.clone();
+    }
+    if !old_ip.is_empty() && !ip.is_empty() && ip != old_ip && !external {
+        causes.push(Cause::invalid(
+            "spec.clusterIP",
+            format!("\"{ip}\""),
+            "field is immutable",
+        ));
+        return;
+    }
+    let headless = ip == "None";
+    let ports_empty = spec
+        .get("ports")
+        .and_then(Value::as_array)
+        .is_none_or(|p| p.is_empty());
+    if ports_empty && !headless && !external {
+        causes.push(Cause::required("spec.ports"));
+    }
+    if external {
+        if !ip.is_empty() {
+            causes.push(Cause::invalid(
+                "spec.clusterIP",
+                format!("\"{ip}\""),
+                "may not be set for ExternalName services",
+            ));
+        }
+        if let Some(m) = spec.as_object_mut() {
+            m.remove("clusterIP");
+            m.remove("clusterIPs");
+        }
+    } else if headless {
+        spec["clusterIP"] = json!("None");
+        spec["clusterIPs"] = json!(["None"]);
+    } else {
+        let used = used_cluster_ips(st, ns, name);
+        if ip.is_empty() {
+            match alloc_cluster_ip(cfg.service_cidr, &used) {
+                Some(a) => ip = a.to_string(),
+                None => causes.push(Cause::invalid(
+                    "spec.clusterIP",
+                    "\"\"",
+                    "no free IP left in the service CIDR",
+                )),
+            }
+        } else if ip != old_ip {
+            match ip.parse::<Ipv4Addr>() {
+                Err(_) => causes.push(Cause::invalid(
+                    "spec.clusterIP",
+                    format!("\"{ip}\""),
+                    "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+                )),
+                Ok(a) => {
+                    let c = cfg.service_cidr;
+                    if !c.contains(&a) || a == c.network() || a == c.broadcast() {
+                        causes.push(Cause::invalid(
+                            "spec.clusterIP",
+                            format!("\"{ip}\""),
+                            &format!("provided IP is not in the valid range. The range of valid IPs is {c}"),
+                        ));
+                    } else if used.contains(&a) {
+                        causes.push(Cause::invalid(
+                            "spec.clusterIP",
+                            format!("\"{ip}\""),
+                            "provided IP is already allocated",
+                        ));
+                    }
+                }
+            }
+        }
+        spec["clusterIP"] = json!(ip);
+        spec["clusterIPs"] = json!([ip]);
+    }
+
+    // Ports.
+    let old_ports: Vec<Value> = old
+        .and_then(|o| o.pointer("/spec/ports"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut used_np = if node_ports {
+        used_node_ports(st, ns, name)
+    } else {
+        HashSet::new()
+    };
+    let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) else {
+        return;
+    };
+    let multi = ports.len() > 1;
+    let mut names = HashSet::new();
+    let mut seen_np: HashSet<(u64, String)> = HashSet::new();
+    let mut pending = Vec::new();
+    for (i, p) in ports.iter_mut().enumerate() {
+        set_default(p, "protocol", json!("TCP"));
+        let at = format!("spec.ports[{i}]");
+        check_protocol(p, &format!("{at}.protocol"), causes);
+        let proto = p
+            .get("protocol")
+            .and_then(Value::as_str)
+            .unwrap_or("TCP")
+            .to_string();
+        let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
+        if !(1..=65535).contains(&port) {
+            causes.push(Cause::invalid(
+                format!("{at}.port"),
+                port,
+                "must be between 1 and 65535, inclusive",
+            ));
+        }
+        let pname = p
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if multi && pname.is_empty() {
+            causes.push(Cause::required(format!("{at}.name")));
+        } else if !pname.is_empty() && !names.insert(pname.clone()) {
+            causes.push(Cause::duplicate(
+                format!("{at}.name"),
+                format!("\"{pname}\""),
+            ));
+        }
+        match p.get("targetPort") {
+            None | Some(Value::Null) => p["targetPort"] = json!(port),
+            Some(Value::Number(n)) => {
+                let t = n.as_i64().unwrap_or(0);
+                if !(1..=65535).contains(&t) {
+                    causes.push(Cause::invalid(
+                        format!("{at}.targetPort"),
+                        t,
+                        "must be between 1 and 65535, inclusive",
+                    ));
+                }
+            }
+            Some(Value::String(s)) => {
+                if s.is_empty()
+                    || s.len() > 15
+                    || !s
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                {
+                    causes.push(Cause::invalid(
+                        format!("{at}.targetPort"),
+                        format!("\"{s}\""),
+                        "must contain only lowercase alphanumeric characters or '-' (at most 15)",
+                    ));
+                }
+            }
+            Some(other) => causes.push(Cause::invalid(
+                format!("{at}.targetPort"),
+                other,
+                "must be an integer or a port name",
+            )),
+        }
+        if !node_ports {
+            if let Some(m) = p.as_object_mut() {
+                m.remove("nodePort");
+            }
+            continue;
+        }
+        match p
+            .get("nodePort")
+            .and_then(Value::as_u64)
+            .filter(|n| *n != 0)
+        {
+            Some(np) => {
+                let new_here = !old_ports
+                    .iter()
+                    .any(|o| o.get("nodePort").and_then(Value::as_u64) == Some(np));
+                if np < u64::from(cfg.node_port_range.0) || np > u64::from(cfg.node_port_range.1) {
+                    causes.push(Cause::invalid(
+                        format!("{at}.nodePort"),
+                        np,
+                        &format!("provided port is not in the valid range. The range of valid ports is {}-{}", cfg.node_port_range.0, cfg.node_port_range.1),
+                    ));
+                } else if (new_here && used_np.contains(&(np as u16)))
+                    || !seen_np.insert((np, proto.clone()))
+                {
+                    causes.push(Cause::invalid(
+                        format!("{at}.nodePort"),
+                        np,
+                        "provided port is already allocated",
+                    ));
+                }
+                used_np.insert(np as u16);
+            }
+            None => {
+                let kept = old_ports
+                    .iter()
+                    .find(|o| {
+                        o.get("port").and_then(Value::as_i64) == Some(port)
+                            && o.get("protocol").and_then(Value::as_str).unwrap_or("TCP") == proto
+                    })
+                    .and_then(|o| o.get("nodePort").and_then(Value::as_u64));
+                match kept {
+                    Some(np) => {
+                        p["nodePort"] = json!(np);
+                        used_np.insert(np as u16);
+                    }
+                    None => pending.push(i),
+                }
+            }
+        }
+    }
+    for i in pending {
+        match alloc_node_port(cfg.node_port_range, &used_np) {
+            Some(np) => {
+                used_np.insert(np);
+                ports[i]["nodePort"] = json!(np);
+            }
+            None => causes.push(Cause::invalid(
+                format!("spec.ports[{i}].nodePort"),
+                0,
+                "no free node port left in the range",
+            )),
+        }
+    }
+    set_default(obj, "status", json!({"loadBalancer": {}}));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocators() {
+        let cidr: Ipv4Net = "10.96.0.0/12".parse().unwrap();
+        let mut used = HashSet::new();
+        assert_eq!(
+            alloc_cluster_ip(cidr, &used),
+            Some(Ipv4Addr::new(10, 96, 0, 16))
+        );
+        used.insert(Ipv4Addr::new(10, 96, 0, 16));
+        assert_eq!(
+            alloc_cluster_ip(cidr, &used),
+            Some(Ipv4Addr::new(10, 96, 0, 17))
+        );
+        let small: Ipv4Net = "10.0.0.0/29".parse().unwrap();
+        let all: HashSet<Ipv4Addr> = (1..7).map(|i| Ipv4Addr::new(10, 0, 0, i)).collect();
+        assert_eq!(alloc_cluster_ip(small, &all), None);
+        let some: HashSet<Ipv4Addr> = (1..6).map(|i| Ipv4Addr::new(10, 0, 0, i)).collect();
+        assert_eq!(
+            alloc_cluster_ip(small, &some),
+            Some(Ipv4Addr::new(10, 0, 0, 6))
+        );
+
+        let mut ports = HashSet::new();
+        assert_eq!(alloc_node_port((30000, 30001), &ports), Some(30000));
+        ports.insert(30000);
+        assert_eq!(alloc_node_port((30000, 30001), &ports), Some(30001));
+        ports.insert(30001);
+        assert_eq!(alloc_node_port((30000, 30001), &ports), None);
+
+        let cluster: Ipv4Net = "10.244.0.0/16".parse().unwrap();
+        let mut cidrs = HashSet::new();
+        assert_eq!(
+            alloc_pod_cidr(cluster, &cidrs),
+            Some("10.244.0.0/24".parse().unwrap())
+        );
+        cidrs.insert("10.244.0.0/24".parse().unwrap());
+        assert_eq!(
+            alloc_pod_cidr(cluster, &cidrs),
+            Some("10.244.1.0/24".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn names() {
+        assert!(is_dns_label("web-1"));
+        assert!(!is_dns_label("Web"));
+        assert!(!is_dns_label("-a"));
+        assert!(!is_dns_label("a.b"));
+        assert!(is_dns_subdomain("a.b-c"));
+        assert!(!is_dns_subdomain("a..b"));
+        assert!(!is_dns_subdomain("a/b"));
+    }
+
+    #[test]
+    fn decode_names_the_field() {
+        let kind = crate::kinds::by_plural("services").unwrap();
+        let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {"ports": [{"port": "x"}]}});
+        let c = decode_check(kind, &svc).unwrap_err();
+        assert_eq!(c.field, "spec.ports[0].port");
+        assert!(c.message.contains("invalid type"), "{}", c.message);
+        let cfg = crate::tests_support::config(std::path::Path::new("/nonexistent"));
+        let st = crate::store::State::load(
+            &std::env::temp_dir().join(format!("weft-api-val-{}", std::process::id())),
+        )
+        .unwrap();
+        let kind = crate::kinds::by_plural("endpointslices").unwrap();
+        let mut es = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": {"name": "s"}, "endpoints": []});
+        let e = prepare(&cfg, &st, kind, "default", "s", &mut es, None).unwrap_err();
+        assert_eq!(e.code, 422);
+        assert!(
+            e.message.contains("addressType: Required value"),
+            "{}",
+            e.message
+        );
+    }
+}
