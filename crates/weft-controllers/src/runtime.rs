@@ -1,0 +1,640 @@
+//! The apply side: one reflector store per kind (watchers with backoff, so an
+//! API server restart is survived), and one coalescing sync loop per controller
+//! that snapshots the stores, runs the pure plan and writes the difference.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Debug;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tokio::sync::Notify;
+use tracing::{debug, info, warn};
+
+use crate::endpointslice::{self, SliceAction};
+use crate::scheduler::{self, Decision};
+use crate::util::{key, safe_encode, semantically_equal, terminating};
+use crate::{deployment, gc, statefulset};
+
+/// Wait this long after a trigger so a burst of events makes one sync.
+const COALESCE: Duration = Duration::from_millis(50);
+/// Sync at least this often (retries unschedulable pods, minReadySeconds, lost writes).
+const RESYNC: Duration = Duration::from_secs(10);
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How long a write is trusted to show up in the stores before it is forgotten.
+const EXPECTATION_TTL: Duration = Duration::from_secs(30);
+
+/// A write that failed, naming the object.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{verb} {kind} {object}: {source}")]
+    Api {
+        verb: &'static str,
+        kind: &'static str,
+        object: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("{count} writes failed, first: {first}")]
+    Many { count: usize, first: Box<Error> },
+}
+
+impl Error {
+    fn api(verb: &'static str, kind: &'static str, object: String, source: kube::Error) -> Self {
+        Error::Api {
+            verb,
+            kind,
+            object,
+            source: Box::new(source),
+        }
+    }
+
+    /// Only optimistic-concurrency or stale-store conflicts: retried quietly.
+    fn is_conflict(&self) -> bool {
+        match self {
+            Error::Api { source, .. } => api_code(source) == Some(409),
+            Error::Many { first, .. } => first.is_conflict(),
+        }
+    }
+
+    fn collect(mut errors: Vec<Error>) -> Result<(), Error> {
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            count => Err(Error::Many {
+                count,
+                first: Box::new(errors.remove(0)),
+            }),
+        }
+    }
+}
+
+fn api_code(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+fn now() -> Timestamp {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp::from_second(i64::try_from(d.as_secs()).unwrap_or(0)).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// 5 random-ish safe characters for a generated pod name.
+fn random_suffix() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    safe_encode(
+        std::collections::hash_map::RandomState::new().hash_one(n),
+        5,
+    )
+}
+
+/// A reflector store for `K` and the future that keeps it filled, poking
+/// `triggers` on every change.
+fn watch<K>(client: &Client, triggers: Vec<Arc<Notify>>) -> (Store<K>, BoxFuture<'static, ()>)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let api: Api<K> = Api::all(client.clone());
+    let kind = K::kind(&()).into_owned();
+    let fut = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .for_each(move |ev| {
+            match ev {
+                Ok(_) => triggers.iter().for_each(|t| t.notify_one()),
+                Err(e) => warn!(kind = %kind, error = %e, "watch failed, retrying with backoff"),
+            }
+            futures::future::ready(())
+        });
+    (reader, fut.boxed())
+}
+
+fn snapshot<K: Resource<DynamicType = ()> + Clone + 'static>(store: &Store<K>) -> Vec<K> {
+    store.state().iter().map(|o| K::clone(o)).collect()
+}
+
+#[derive(Clone)]
+struct Stores {
+    pods: Store<Pod>,
+    services: Store<Service>,
+    slices: Store<EndpointSlice>,
+    deployments: Store<Deployment>,
+    statefulsets: Store<StatefulSet>,
+    nodes: Store<Node>,
+}
+
+/// One controller: a full level-triggered sync over the stores.
+trait Controller {
+    const NAME: &'static str;
+    async fn reconcile(&mut self) -> Result<(), Error>;
+}
+
+/// Runs `c` on every trigger (coalesced), at least every RESYNC, and after a
+/// failure again with exponential backoff.
+async fn control_loop<C: Controller>(mut c: C, trigger: Arc<Notify>) {
+    let mut backoff = BACKOFF_MIN;
+    let mut wait = Duration::ZERO;
+    loop {
+        tokio::select! {
+            _ = trigger.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+        tokio::time::sleep(COALESCE).await;
+        match c.reconcile().await {
+            Ok(()) => {
+                backoff = BACKOFF_MIN;
+                wait = RESYNC;
+            }
+            Err(e) => {
+                if e.is_conflict() {
+                    debug!(controller = C::NAME, error = %e, retry_in = ?backoff, "sync conflicted");
+                } else {
+                    warn!(controller = C::NAME, error = %e, retry_in = ?backoff, "sync failed");
+                }
+                wait = backoff;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// Pod writes made for one owner that the pod store has not shown yet; the
+/// owner is left alone until it has (or the TTL passes), so a lagging store
+/// never makes us create the same replica twice.
+#[derive(Default)]
+struct Expectations {
+    pending: HashMap<String, Pending>,
+}
+
+struct Pending {
+    namespace: String,
+    creates: Vec<String>,
+    deletes: Vec<String>,
+    deadline: Instant,
+}
+
+impl Expectations {
+    fn record(
+        &mut self,
+        owner: String,
+        namespace: String,
+        creates: Vec<String>,
+        deletes: Vec<String>,
+    ) {
+        if creates.is_empty() && deletes.is_empty() {
+            return;
+        }
+        let deadline = Instant::now() + EXPECTATION_TTL;
+        self.pending.insert(
+            owner,
+            Pending {
+                namespace,
+                creates,
+                deletes,
+                deadline,
+            },
+        );
+    }
+
+    fn waiting(&mut self, owner: &str, pods: &Store<Pod>) -> bool {
+        let Some(p) = self.pending.get(owner) else {
+            return false;
+        };
+        let seen = |name: &String| pods.get(&ObjectRef::new(name).within(&p.namespace));
+        let done = p.creates.iter().all(|n| seen(n).is_some())
+            && p.deletes
+                .iter()
+                .all(|n| seen(n).is_none_or(|pod| terminating(&*pod)));
+        if done || Instant::now() > p.deadline {
+            self.pending.remove(owner);
+            false
+        } else {
+            true
+        }
+    }
+}
+
+async fn delete_pod(api: &Api<Pod>, ns: &str, name: &str) -> Result<(), Error> {
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(e) if api_code(&e) == Some(404) => Ok(()),
+        Err(e) => Err(Error::api("delete", "Pod", format!("{ns}/{name}"), e)),
+    }
+}
+
+/// Creates a pod; an existing one of the same name counts as created.
+async fn create_pod(api: &Api<Pod>, ns: &str, pod: &Pod) -> Result<(), Error> {
+    match api.create(&PostParams::default(), pod).await {
+        Ok(_) => Ok(()),
+        Err(e) if api_code(&e) == Some(409) && pod.metadata.generate_name.is_none() => Ok(()),
+        Err(e) => Err(Error::api(
+            "create",
+            "Pod",
+            format!("{ns}/{}", pod.name_any()),
+            e,
+        )),
+    }
+}
+
+struct EndpointSlices {
+    client: Client,
+    stores: Stores,
+}
+
+impl Controller for EndpointSlices {
+    const NAME: &'static str = "endpointslices";
+
+    async fn reconcile(&mut self) -> Result<(), Error> {
+        let services = snapshot(&self.stores.services);
+        let pods = snapshot(&self.stores.pods);
+        let existing = snapshot(&self.stores.slices);
+        let desired = endpointslice::compile(&services, &pods);
+        let mut errors = Vec::new();
+        for action in endpointslice::plan(&desired, &existing) {
+            let result = match &action {
+                SliceAction::Create(s) => {
+                    let api = Api::<EndpointSlice>::namespaced(
+                        self.client.clone(),
+                        &s.namespace().unwrap_or_default(),
+                    );
+                    api.create(&PostParams::default(), s)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| ("create", key(s), e))
+                }
+                SliceAction::Update(s) => {
+                    let api = Api::<EndpointSlice>::namespaced(
+                        self.client.clone(),
+                        &s.namespace().unwrap_or_default(),
+                    );
+                    api.replace(&s.name_any(), &PostParams::default(), s)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| ("replace", key(s), e))
+                }
+                SliceAction::Delete { namespace, name } => {
+                    let api = Api::<EndpointSlice>::namespaced(self.client.clone(), namespace);
+                    match api.delete(name, &DeleteParams::default()).await {
+                        Err(e) if api_code(&e) != Some(404) => {
+                            Err(("delete", format!("{namespace}/{name}"), e))
+                        }
+                        _ => Ok(()),
+                    }
+                }
+            };
+            match result {
+                Ok(()) => debug!(action = ?action_name(&action), "endpointslice written"),
+                Err((verb, object, e)) => errors.push(Error::api(verb, "EndpointSlice", object, e)),
+            }
+        }
+        Error::collect(errors)
+    }
+}
+
+fn action_name(a: &SliceAction) -> String {
+    match a {
+        SliceAction::Create(s) => format!("create {}", key(s)),
+        SliceAction::Update(s) => format!("update {}", key(s)),
+        SliceAction::Delete { namespace, name } => format!("delete {namespace}/{name}"),
+    }
+}
+
+struct Deployments {
+    client: Client,
+    stores: Stores,
+    expectations: Expectations,
+}
+
+impl Controller for Deployments {
+    const NAME: &'static str = "deployments";
+
+    async fn reconcile(&mut self) -> Result<(), Error> {
+        let pods = snapshot(&self.stores.pods);
+        let now = now();
+        let mut errors = Vec::new();
+        for d in snapshot(&self.stores.deployments) {
+            let owner = key(&d);
+            if terminating(&d) || self.expectations.waiting(&owner, &self.stores.pods) {
+                continue;
+            }
+            let plan = deployment::plan(&d, &pods, now);
+            let ns = d.namespace().unwrap_or_default();
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+            let (mut created, mut deleted) = (Vec::new(), Vec::new());
+            for mut pod in plan.create {
+                let name = format!(
+                    "{}{}",
+                    pod.metadata.generate_name.clone().unwrap_or_default(),
+                    random_suffix()
+                );
+                pod.metadata.name = Some(name.clone());
+                match create_pod(&api, &ns, &pod).await {
+                    Ok(()) => created.push(name),
+                    Err(e) => errors.push(e),
+                }
+            }
+            for name in plan.delete {
+                match delete_pod(&api, &ns, &name).await {
+                    Ok(()) => deleted.push(name),
+                    Err(e) => errors.push(e),
+                }
+            }
+            if !created.is_empty() || !deleted.is_empty() {
+                info!(deployment = %owner, created = ?created, deleted = ?deleted, "scaled pods");
+            }
+            self.expectations
+                .record(owner.clone(), ns.clone(), created, deleted);
+            let have = d.status.clone().unwrap_or_default();
+            if !semantically_equal(&plan.status, &have) {
+                let api: Api<Deployment> = Api::namespaced(self.client.clone(), &ns);
+                let patch = Patch::Merge(json!({ "status": plan.status }));
+                if let Err(e) = api
+                    .patch_status(&d.name_any(), &PatchParams::default(), &patch)
+                    .await
+                {
+                    errors.push(Error::api("patch status of", "Deployment", owner, e));
+                }
+            }
+        }
+        Error::collect(errors)
+    }
+}
+
+struct StatefulSets {
+    client: Client,
+    stores: Stores,
+    expectations: Expectations,
+}
+
+impl Controller for StatefulSets {
+    const NAME: &'static str = "statefulsets";
+
+    async fn reconcile(&mut self) -> Result<(), Error> {
+        let pods = snapshot(&self.stores.pods);
+        let mut errors = Vec::new();
+        for s in snapshot(&self.stores.statefulsets) {
+            let owner = key(&s);
+            if terminating(&s) || self.expectations.waiting(&owner, &self.stores.pods) {
+                continue;
+            }
+            let plan = statefulset::plan(&s, &pods);
+            let ns = s.namespace().unwrap_or_default();
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+            let (mut created, mut deleted) = (Vec::new(), Vec::new());
+            for pod in &plan.create {
+                match create_pod(&api, &ns, pod).await {
+                    Ok(()) => created.push(pod.name_any()),
+                    Err(e) => errors.push(e),
+                }
+            }
+            for name in plan.delete {
+                match delete_pod(&api, &ns, &name).await {
+                    Ok(()) => deleted.push(name),
+                    Err(e) => errors.push(e),
+                }
+            }
+            if !created.is_empty() || !deleted.is_empty() {
+                info!(statefulset = %owner, created = ?created, deleted = ?deleted, "scaled pods");
+            }
+            self.expectations
+                .record(owner.clone(), ns.clone(), created, deleted);
+            let have = s.status.clone().unwrap_or_default();
+            if !semantically_equal(&plan.status, &have) {
+                let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), &ns);
+                let patch = Patch::Merge(json!({ "status": plan.status }));
+                if let Err(e) = api
+                    .patch_status(&s.name_any(), &PatchParams::default(), &patch)
+                    .await
+                {
+                    errors.push(Error::api("patch status of", "StatefulSet", owner, e));
+                }
+            }
+        }
+        Error::collect(errors)
+    }
+}
+
+/// Deletes pods whose Deployment/StatefulSet is gone (no API-server GC here).
+struct GarbageCollector {
+    client: Client,
+    stores: Stores,
+}
+
+impl Controller for GarbageCollector {
+    const NAME: &'static str = "garbage-collector";
+
+    async fn reconcile(&mut self) -> Result<(), Error> {
+        let orphans = gc::orphaned_pods(
+            &snapshot(&self.stores.pods),
+            &snapshot(&self.stores.deployments),
+            &snapshot(&self.stores.statefulsets),
+        );
+        let mut errors = Vec::new();
+        for (ns, name) in orphans {
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+            match delete_pod(&api, &ns, &name).await {
+                Ok(()) => info!(pod = %format!("{ns}/{name}"), "deleted pod of a deleted owner"),
+                Err(e) => errors.push(e),
+            }
+        }
+        Error::collect(errors)
+    }
+}
+
+struct Scheduler {
+    client: Client,
+    stores: Stores,
+    /// Bindings written but not yet seen in the store: pod key → (uid, node, deadline).
+    assumed: HashMap<String, (Option<String>, String, Instant)>,
+}
+
+impl Controller for Scheduler {
+    const NAME: &'static str = "scheduler";
+
+    async fn reconcile(&mut self) -> Result<(), Error> {
+        let mut pods = snapshot(&self.stores.pods);
+        let nodes = snapshot(&self.stores.nodes);
+        let by_key: BTreeMap<String, &Pod> = pods.iter().map(|p| (key(p), p)).collect();
+        let instant = Instant::now();
+        self.assumed.retain(|k, (uid, _, deadline)| {
+            by_key.get(k).is_some_and(|p| {
+                p.uid() == *uid
+                    && p.spec
+                        .as_ref()
+                        .and_then(|s| s.node_name.as_deref())
+                        .is_none_or(str::is_empty)
+                    && instant < *deadline
+            })
+        });
+        // Pods bound a moment ago count on their node and are not bound twice.
+        for p in &mut pods {
+            if let Some((_, node, _)) = self.assumed.get(&key(p)) {
+                if let Some(spec) = p.spec.as_mut() {
+                    spec.node_name = Some(node.clone());
+                }
+            }
+        }
+        let decisions = scheduler::schedule(&pods, &nodes);
+        let by_key: BTreeMap<String, &Pod> = pods.iter().map(|p| (key(p), p)).collect();
+        let now = now();
+        let mut errors = Vec::new();
+        for (k, decision) in decisions {
+            let Some(pod) = by_key.get(&k) else { continue };
+            let ns = pod.namespace().unwrap_or_default();
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+            match decision {
+                Decision::Bind(node) => {
+                    // The embedded API server accepts a merge patch of spec.nodeName on an
+                    // unscheduled pod in place of the /binding subresource.
+                    let patch = Patch::Merge(json!({ "spec": { "nodeName": node } }));
+                    match api
+                        .patch(&pod.name_any(), &PatchParams::default(), &patch)
+                        .await
+                    {
+                        Ok(_) => {
+                            info!(pod = %k, node = %node, "bound");
+                            self.assumed
+                                .insert(k, (pod.uid(), node, instant + EXPECTATION_TTL));
+                        }
+                        Err(e) => errors.push(Error::api("bind", "Pod", k, e)),
+                    }
+                }
+                Decision::Unschedulable(message) => {
+                    let Some(conditions) = scheduler::unschedulable_conditions(pod, &message, now)
+                    else {
+                        continue;
+                    };
+                    info!(pod = %k, %message, "unschedulable");
+                    let patch = Patch::Merge(json!({ "status": { "conditions": conditions } }));
+                    if let Err(e) = api
+                        .patch_status(&pod.name_any(), &PatchParams::default(), &patch)
+                        .await
+                    {
+                        errors.push(Error::api("patch status of", "Pod", k, e));
+                    }
+                }
+            }
+        }
+        Error::collect(errors)
+    }
+}
+
+/// Runs every controller until the future is dropped.
+pub async fn run(client: Client) -> anyhow::Result<()> {
+    let t_slices = Arc::new(Notify::new());
+    let t_deploy = Arc::new(Notify::new());
+    let t_sts = Arc::new(Notify::new());
+    let t_sched = Arc::new(Notify::new());
+    let t_gc = Arc::new(Notify::new());
+
+    let (pods, w_pods) = watch::<Pod>(
+        &client,
+        vec![
+            t_slices.clone(),
+            t_deploy.clone(),
+            t_sts.clone(),
+            t_sched.clone(),
+            t_gc.clone(),
+        ],
+    );
+    let (services, w_services) = watch::<Service>(&client, vec![t_slices.clone()]);
+    let (slices, w_slices) = watch::<EndpointSlice>(&client, vec![t_slices.clone()]);
+    let (deployments, w_deploy) =
+        watch::<Deployment>(&client, vec![t_deploy.clone(), t_gc.clone()]);
+    let (statefulsets, w_sts) = watch::<StatefulSet>(&client, vec![t_sts.clone(), t_gc.clone()]);
+    let (nodes, w_nodes) = watch::<Node>(&client, vec![t_sched.clone()]);
+    let stores = Stores {
+        pods,
+        services,
+        slices,
+        deployments,
+        statefulsets,
+        nodes,
+    };
+
+    let controllers = async move {
+        // Gate the first sync until every store has listed: acting on a partial
+        // view would delete slices and pods that merely were not listed yet.
+        let s = &stores;
+        let synced = futures::future::try_join_all([
+            s.pods.wait_until_ready().boxed(),
+            s.services.wait_until_ready().boxed(),
+            s.slices.wait_until_ready().boxed(),
+            s.deployments.wait_until_ready().boxed(),
+            s.statefulsets.wait_until_ready().boxed(),
+            s.nodes.wait_until_ready().boxed(),
+        ]);
+        synced
+            .await
+            .map_err(|e| anyhow::anyhow!("a store's watcher stopped before listing: {e}"))?;
+        info!("stores synced, controllers starting");
+        let c = client;
+        tokio::join!(
+            control_loop(
+                EndpointSlices {
+                    client: c.clone(),
+                    stores: stores.clone()
+                },
+                t_slices
+            ),
+            control_loop(
+                Deployments {
+                    client: c.clone(),
+                    stores: stores.clone(),
+                    expectations: Expectations::default()
+                },
+                t_deploy
+            ),
+            control_loop(
+                StatefulSets {
+                    client: c.clone(),
+                    stores: stores.clone(),
+                    expectations: Expectations::default()
+                },
+                t_sts
+            ),
+            control_loop(
+                GarbageCollector {
+                    client: c.clone(),
+                    stores: stores.clone()
+                },
+                t_gc
+            ),
+            control_loop(
+                Scheduler {
+                    client: c,
+                    stores: stores.clone(),
+                    assumed: HashMap::new()
+                },
+                t_sched
+            ),
+        );
+        anyhow::Ok(())
+    };
+    let watchers =
+        futures::future::join_all([w_pods, w_services, w_slices, w_deploy, w_sts, w_nodes]);
+    tokio::select! {
+        _ = watchers => anyhow::bail!("watchers ended"),
+        r = controllers => r,
+    }
+}
