@@ -77,7 +77,9 @@ pub fn validate_name(name: &str) -> Result<(), LayoutError> {
     let ok = !name.is_empty()
         && name.len() <= 12
         && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if ok {
         Ok(())
     } else {
@@ -91,7 +93,10 @@ impl Layout {
     pub fn new(name: &str, state_dir: Option<PathBuf>) -> Result<Layout, LayoutError> {
         validate_name(name)?;
         let state_dir = state_dir.unwrap_or_else(|| PathBuf::from("/var/lib/weft").join(name));
-        Ok(Layout { name: name.to_string(), state_dir })
+        Ok(Layout {
+            name: name.to_string(),
+            state_dir,
+        })
     }
 
     /// Prefix shared by every namespace of this cluster (`weft-<name>-`).

@@ -14,7 +14,7 @@ use weft_cluster::Layout;
 
 use crate::kinds::{self, Kind};
 use crate::manifests::{self, Manifest};
-use crate::{podexec, procs, table, topology, Output};
+use crate::{procs, table, topology, Output};
 
 pub fn layout(name: &str) -> Result<Layout> {
     let state = std::env::var_os("WEFT_STATE_DIR").map(PathBuf::from);
@@ -22,7 +22,10 @@ pub fn layout(name: &str) -> Result<Layout> {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().context("start tokio runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start tokio runtime")
 }
 
 /// The API URL on 127.0.0.1, if the control plane wrote one.
@@ -38,11 +41,25 @@ pub fn client_for(url: &str) -> Result<Client> {
     Ok(Client::try_from(config)?)
 }
 
+/// Runs `f` with a client of the cluster's API on a short-lived runtime
+/// (kube's client must be made inside one).
+fn with_client<T, Fut>(layout: &Layout, f: impl FnOnce(Client) -> Fut) -> Result<T>
+where
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    runtime()?.block_on(async { f(client(layout)?).await })
+}
+
 fn client(layout: &Layout) -> Result<Client> {
     if procs::control_plane_pid(layout).is_none() {
-        bail!("cluster {:?} is not running: start it with `weft up --name {}`", layout.name, layout.name);
+        bail!(
+            "cluster {:?} is not running: start it with `weft up --name {}`",
+            layout.name,
+            layout.name
+        );
     }
-    let url = local_api_url(layout).context("the control plane has not written its API port yet")?;
+    let url =
+        local_api_url(layout).context("the control plane has not written its API port yet")?;
     client_for(&url)
 }
 
@@ -58,7 +75,10 @@ struct Progress {
 
 impl Progress {
     fn new() -> Self {
-        Progress { tty: std::io::stdout().is_terminal(), last: String::new() }
+        Progress {
+            tty: std::io::stdout().is_terminal(),
+            last: String::new(),
+        }
     }
 
     fn update(&mut self, msg: String) {
@@ -84,7 +104,7 @@ impl Progress {
 }
 
 fn nodes_file(layout: &Layout) -> PathBuf {
-    layout.state_dir.join("nodes")
+    layout.state_dir.join("node-count")
 }
 
 pub fn up(layout: &Layout, files: &[PathBuf], nodes: usize, timeout: u64) -> Result<ExitCode> {
@@ -98,14 +118,23 @@ pub fn up(layout: &Layout, files: &[PathBuf], nodes: usize, timeout: u64) -> Res
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(nodes);
-        println!("weft up: cluster {:?} is running ({running} nodes); applying manifests", layout.name);
+        println!(
+            "weft up: cluster {:?} is running ({running} nodes); applying manifests",
+            layout.name
+        );
     } else {
         println!("weft up: cluster {:?} with {nodes} nodes", layout.name);
         if !topology::cluster_netns(layout).is_empty() || layout.state_dir.exists() {
             let (ns, ps) = teardown(layout)?;
-            step(&format!("cleaned leftovers of an earlier run ({ns} namespaces, {ps} processes)"));
+            step(&format!(
+                "cleaned leftovers of an earlier run ({ns} namespaces, {ps} processes)"
+            ));
         }
-        for dir in [layout.state_dir.clone(), layout.logs_dir(), layout.pids_dir()] {
+        for dir in [
+            layout.state_dir.clone(),
+            layout.logs_dir(),
+            layout.pids_dir(),
+        ] {
             std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         }
         std::fs::write(nodes_file(layout), nodes.to_string())?;
@@ -113,11 +142,18 @@ pub fn up(layout: &Layout, files: &[PathBuf], nodes: usize, timeout: u64) -> Res
         step(&format!(
             "network namespaces: {} (fabric 192.168.1.0/24), {}, client 198.51.100.5",
             layout.fabric_netns(),
-            node_layouts.iter().map(|n| format!("{} {}", n.name, n.ip)).collect::<Vec<_>>().join(", ")
+            node_layouts
+                .iter()
+                .map(|n| format!("{} {}", n.name, n.ip))
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
         crate::daemon::spawn_control_plane(layout, nodes)?;
         let url = wait_for_api(layout, deadline)?;
-        step(&format!("control plane: API at {url}, kubeconfig {}", layout.kubeconfig_path().display()));
+        step(&format!(
+            "control plane: API at {url}, kubeconfig {}",
+            layout.kubeconfig_path().display()
+        ));
     }
 
     let rt = runtime()?;
@@ -126,13 +162,26 @@ pub fn up(layout: &Layout, files: &[PathBuf], nodes: usize, timeout: u64) -> Res
         wait_nodes(&client, nodes, deadline).await?;
         if !manifests.is_empty() {
             apply_all(&client, &manifests).await?;
-            step(&format!("applied {} objects from {}", manifests.len(), describe_paths(files)));
+            step(&format!(
+                "applied {} objects from {}",
+                manifests.len(),
+                describe_paths(files)
+            ));
             wait_workloads(&client, &manifests, deadline).await?;
         }
-        let pods = list(&client, kinds::by_user_name("pods").context("pods kind")?, None, true).await?;
+        let pods = list(
+            &client,
+            kinds::by_user_name("pods").context("pods kind")?,
+            None,
+            true,
+        )
+        .await?;
         if !pods.is_empty() {
             println!();
-            print!("{}", table::render("pods", &pods, true, true, jiff::Timestamp::now()));
+            print!(
+                "{}",
+                table::render("pods", &pods, true, true, jiff::Timestamp::now())
+            );
         }
         Ok::<_, anyhow::Error>(())
     })?;
@@ -144,14 +193,20 @@ pub fn up(layout: &Layout, files: &[PathBuf], nodes: usize, timeout: u64) -> Res
 }
 
 fn describe_paths(files: &[PathBuf]) -> String {
-    files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
+    files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn wait_for_api(layout: &Layout, deadline: Instant) -> Result<String> {
     loop {
         if let Some(url) = local_api_url(layout) {
             let ready = std::net::TcpStream::connect_timeout(
-                &url.trim_start_matches("http://").parse().context("API address")?,
+                &url.trim_start_matches("http://")
+                    .parse()
+                    .context("API address")?,
                 Duration::from_millis(200),
             )
             .is_ok();
@@ -166,7 +221,10 @@ fn wait_for_api(layout: &Layout, deadline: Instant) -> Result<String> {
             );
         }
         if Instant::now() > deadline {
-            bail!("the API server did not come up in time; see {}", layout.logs_dir().join("control-plane.log").display());
+            bail!(
+                "the API server did not come up in time; see {}",
+                layout.logs_dir().join("control-plane.log").display()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -175,7 +233,10 @@ fn wait_for_api(layout: &Layout, deadline: Instant) -> Result<String> {
 fn node_ready(node: &Value) -> bool {
     node.pointer("/status/conditions")
         .and_then(Value::as_array)
-        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
 }
 
 async fn wait_nodes(client: &Client, want: usize, deadline: Instant) -> Result<()> {
@@ -186,7 +247,12 @@ async fn wait_nodes(client: &Client, want: usize, deadline: Instant) -> Result<(
         let ready: Vec<String> = nodes
             .iter()
             .filter(|n| node_ready(n))
-            .map(|n| n.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?").to_string())
+            .map(|n| {
+                n.pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+                    .to_string()
+            })
             .collect();
         if ready.len() >= want {
             progress.done(&format!("nodes Ready: {}", ready.join(", ")));
@@ -196,7 +262,11 @@ async fn wait_nodes(client: &Client, want: usize, deadline: Instant) -> Result<(
             bail!(
                 "only {}/{want} nodes Ready ({}); node runtime logs are in the state dir's logs/",
                 ready.len(),
-                if ready.is_empty() { "none".to_string() } else { ready.join(", ") }
+                if ready.is_empty() {
+                    "none".to_string()
+                } else {
+                    ready.join(", ")
+                }
             );
         }
         progress.update(format!("nodes Ready {}/{want}", ready.len()));
@@ -214,20 +284,27 @@ fn api_for(client: &Client, kind: &Kind, namespace: Option<&str>) -> Api<Dynamic
 }
 
 fn namespace_of(m: &Manifest) -> Option<String> {
-    m.kind.namespaced.then(|| m.namespace.clone().unwrap_or_else(|| "default".into()))
+    m.kind
+        .namespaced
+        .then(|| m.namespace.clone().unwrap_or_else(|| "default".into()))
 }
 
 /// Explains an API error the way a user needs it: file, object, and the server's message (which names the field).
 fn api_error(m: &Manifest, e: kube::Error) -> anyhow::Error {
     match e {
-        kube::Error::Api(status) => anyhow::anyhow!("{}: {}: {}", m.source, m.describe(), status.message),
+        kube::Error::Api(status) => {
+            anyhow::anyhow!("{}: {}: {}", m.source, m.describe(), status.message)
+        }
         other => anyhow::anyhow!("{}: {}: {other}", m.source, m.describe()),
     }
 }
 
 async fn apply_all(client: &Client, manifests: &[Manifest]) -> Result<()> {
     // Namespaces first, so objects in them can be created in the same run.
-    let mut ordered: Vec<&Manifest> = manifests.iter().filter(|m| m.kind.kind == "Namespace").collect();
+    let mut ordered: Vec<&Manifest> = manifests
+        .iter()
+        .filter(|m| m.kind.kind == "Namespace")
+        .collect();
     ordered.extend(manifests.iter().filter(|m| m.kind.kind != "Namespace"));
     for m in ordered {
         let ns = namespace_of(m);
@@ -236,9 +313,13 @@ async fn apply_all(client: &Client, manifests: &[Manifest]) -> Result<()> {
         if let Some(ns) = &ns {
             obj["metadata"]["namespace"] = Value::String(ns.clone());
         }
-        api.patch(&m.name, &PatchParams::apply("weft").force(), &Patch::Apply(&obj))
-            .await
-            .map_err(|e| api_error(m, e))?;
+        api.patch(
+            &m.name,
+            &PatchParams::apply("weft").force(),
+            &Patch::Apply(&obj),
+        )
+        .await
+        .map_err(|e| api_error(m, e))?;
     }
     Ok(())
 }
@@ -256,14 +337,25 @@ async fn wait_workloads(client: &Client, manifests: &[Manifest], deadline: Insta
             let (w, r) = match m.kind.kind {
                 "Pod" => {
                     let pod = api.get_opt(&m.name).await?;
-                    let ok = pod.as_ref().is_some_and(|p| pod_ready(&serde_json::to_value(p).unwrap_or_default()));
+                    let ok = pod
+                        .as_ref()
+                        .is_some_and(|p| pod_ready(&serde_json::to_value(p).unwrap_or_default()));
                     (1, i64::from(ok))
                 }
                 "Deployment" | "StatefulSet" => {
-                    let obj = api.get_opt(&m.name).await?.map(|o| serde_json::to_value(o).unwrap_or_default());
+                    let obj = api
+                        .get_opt(&m.name)
+                        .await?
+                        .map(|o| serde_json::to_value(o).unwrap_or_default());
                     let obj = obj.unwrap_or_default();
-                    let w = obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
-                    let r = obj.pointer("/status/readyReplicas").and_then(Value::as_i64).unwrap_or(0);
+                    let w = obj
+                        .pointer("/spec/replicas")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1);
+                    let r = obj
+                        .pointer("/status/readyReplicas")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0);
                     (w, r.min(w))
                 }
                 _ => continue,
@@ -290,19 +382,34 @@ async fn wait_workloads(client: &Client, manifests: &[Manifest], deadline: Insta
 fn pod_ready(pod: &Value) -> bool {
     pod.pointer("/status/conditions")
         .and_then(Value::as_array)
-        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
 }
 
 /// "; pod web-x: CrashLoopBackOff (message)" for every pod that is not Ready.
 async fn not_ready_pods(client: &Client) -> Result<String> {
-    let pods = list(client, kinds::by_user_name("pods").context("pods kind")?, None, true).await?;
+    let pods = list(
+        client,
+        kinds::by_user_name("pods").context("pods kind")?,
+        None,
+        true,
+    )
+    .await?;
     let mut out = String::new();
     for p in pods.iter().filter(|p| !pod_ready(p)) {
-        let name = p.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?");
+        let name = p
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("?");
         let message = p
             .pointer("/status/containerStatuses")
             .and_then(Value::as_array)
-            .and_then(|cs| cs.iter().find_map(|c| c.pointer("/state/waiting/message").and_then(Value::as_str)))
+            .and_then(|cs| {
+                cs.iter()
+                    .find_map(|c| c.pointer("/state/waiting/message").and_then(Value::as_str))
+            })
             .unwrap_or("");
         out.push_str(&format!("; pod {name}: {}", table::pod_status(p)));
         if !message.is_empty() {
@@ -312,15 +419,30 @@ async fn not_ready_pods(client: &Client) -> Result<String> {
     Ok(out)
 }
 
-async fn list(client: &Client, kind: &Kind, namespace: Option<&str>, all: bool) -> Result<Vec<Value>> {
+async fn list(
+    client: &Client,
+    kind: &Kind,
+    namespace: Option<&str>,
+    all: bool,
+) -> Result<Vec<Value>> {
     let api = api_for(client, kind, if all { None } else { namespace });
     let list = api.list(&ListParams::default()).await?;
-    let mut items: Vec<Value> = list.items.into_iter().map(|o| serde_json::to_value(o).unwrap_or_default()).collect();
+    let mut items: Vec<Value> = list
+        .items
+        .into_iter()
+        .map(|o| serde_json::to_value(o).unwrap_or_default())
+        .collect();
     items.sort_by(|a, b| {
         let key = |v: &Value| {
             (
-                v.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("").to_string(),
-                v.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string(),
+                v.pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                v.pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
             )
         };
         key(a).cmp(&key(b))
@@ -353,19 +475,30 @@ pub fn teardown(layout: &Layout) -> Result<(usize, usize)> {
 }
 
 pub fn down(layout: &Layout) -> Result<ExitCode> {
-    if procs::control_plane_pid(layout).is_none() && topology::cluster_netns(layout).is_empty() && !layout.state_dir.exists() {
-        println!("weft down: cluster {:?} does not exist; nothing to do", layout.name);
+    if procs::control_plane_pid(layout).is_none()
+        && topology::cluster_netns(layout).is_empty()
+        && !layout.state_dir.exists()
+    {
+        println!(
+            "weft down: cluster {:?} does not exist; nothing to do",
+            layout.name
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let (ns, ps) = teardown(layout)?;
-    println!("weft down: removed cluster {:?}: {ns} network namespaces, {ps} processes, state dir", layout.name);
+    println!(
+        "weft down: removed cluster {:?}: {ns} network namespaces, {ps} processes, state dir",
+        layout.name
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn apply(layout: &Layout, files: &[PathBuf]) -> Result<ExitCode> {
     let manifests = manifests::read(files)?;
-    let client = client(layout)?;
-    runtime()?.block_on(apply_all(&client, &manifests))?;
+    with_client(layout, |client| async move {
+        apply_all(&client, &manifests).await
+    })?;
+    let manifests = manifests::read(files)?;
     for m in &manifests {
         println!("{} applied", m.describe().to_ascii_lowercase());
     }
@@ -380,19 +513,30 @@ pub fn delete(
     namespace: Option<&str>,
 ) -> Result<ExitCode> {
     let targets: Vec<(&'static Kind, String, Option<String>)> = if !files.is_empty() {
-        manifests::read(files)?.iter().map(|m| (m.kind, m.name.clone(), namespace_of(m))).collect()
+        manifests::read(files)?
+            .iter()
+            .map(|m| (m.kind, m.name.clone(), namespace_of(m)))
+            .collect()
     } else {
         let (Some(kind), Some(object)) = (kind, object) else {
             bail!("say what to delete: `weft delete -f FILE` or `weft delete KIND NAME [-n NS]`");
         };
-        let k = kinds::by_user_name(kind)
-            .with_context(|| format!("unknown kind {kind:?}; supported kinds: {}", kinds::supported()))?;
-        let ns = k.namespaced.then(|| namespace.unwrap_or("default").to_string());
+        let k = kinds::by_user_name(kind).with_context(|| {
+            format!(
+                "unknown kind {kind:?}; supported kinds: {}",
+                kinds::supported()
+            )
+        })?;
+        let ns = k
+            .namespaced
+            .then(|| namespace.unwrap_or("default").to_string());
         vec![(k, object.to_string(), ns)]
     };
+    let rt = runtime()?;
+    let _in_runtime = rt.enter(); // kube spawns its client tasks on creation
     let client = client(layout)?;
     let mut missing = 0;
-    runtime()?.block_on(async {
+    rt.block_on(async {
         for (kind, name, ns) in &targets {
             let api = api_for(&client, kind, ns.as_deref());
             match api.delete(name, &DeleteParams::default()).await {
@@ -406,7 +550,11 @@ pub fn delete(
         }
         Ok(())
     })?;
-    Ok(if missing > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if missing > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 pub fn get(
@@ -417,11 +565,17 @@ pub fn get(
     all: bool,
     output: Option<Output>,
 ) -> Result<ExitCode> {
-    let k = kinds::by_user_name(kind)
-        .with_context(|| format!("unknown kind {kind:?}; supported kinds: {}", kinds::supported()))?;
+    let k = kinds::by_user_name(kind).with_context(|| {
+        format!(
+            "unknown kind {kind:?}; supported kinds: {}",
+            kinds::supported()
+        )
+    })?;
+    let rt = runtime()?;
+    let _in_runtime = rt.enter(); // kube spawns its client tasks on creation
     let client = client(layout)?;
     let ns = namespace.unwrap_or("default");
-    let items = runtime()?.block_on(async {
+    let items = rt.block_on(async {
         match object {
             Some(name) => {
                 let api = api_for(&client, k, Some(ns));
@@ -432,7 +586,15 @@ pub fn get(
                         v["kind"] = Value::String(k.kind.to_string());
                         Ok(vec![v])
                     }
-                    None => bail!("{} {name:?} not found{}", k.plural, if k.namespaced { format!(" in namespace {ns}") } else { String::new() }),
+                    None => bail!(
+                        "{} {name:?} not found{}",
+                        k.plural,
+                        if k.namespaced {
+                            format!(" in namespace {ns}")
+                        } else {
+                            String::new()
+                        }
+                    ),
                 }
             }
             None => list(&client, k, Some(ns), all || !k.namespaced).await,
@@ -460,7 +622,16 @@ pub fn get(
                 }
             } else {
                 let wide = output == Some(Output::Wide);
-                print!("{}", table::render(k.plural, &items, wide, all && k.namespaced, jiff::Timestamp::now()));
+                print!(
+                    "{}",
+                    table::render(
+                        k.plural,
+                        &items,
+                        wide,
+                        all && k.namespaced,
+                        jiff::Timestamp::now()
+                    )
+                );
             }
         }
     }
@@ -471,7 +642,12 @@ fn exit_of(status: std::process::ExitStatus) -> ExitCode {
     use std::os::unix::process::ExitStatusExt;
     match status.code() {
         Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
-        None => ExitCode::from(128 + status.signal().and_then(|s| u8::try_from(s).ok()).unwrap_or(0)),
+        None => ExitCode::from(
+            128 + status
+                .signal()
+                .and_then(|s| u8::try_from(s).ok())
+                .unwrap_or(0),
+        ),
     }
 }
 
@@ -487,20 +663,13 @@ fn run_in_netns(netns: &str, command: &[String]) -> Result<ExitCode> {
     Ok(exit_of(status))
 }
 
-/// Where a pod's files are: `<node dir>/pods/<ns>_<name>_<uid8>/`.
-pub fn pod_dir(layout: &Layout, node: &str, ns: &str, name: &str, uid: &str) -> PathBuf {
-    layout.node_dir(node).join("pods").join(format!("{ns}_{name}_{}", uid8(uid)))
-}
-
-fn uid8(uid: &str) -> String {
-    uid.chars().filter(|c| *c != '-').take(8).collect()
-}
-
 /// Looks a pod up and returns its JSON.
 fn pod(layout: &Layout, name: &str, ns: &str) -> Result<Value> {
+    let rt = runtime()?;
+    let _in_runtime = rt.enter(); // kube spawns its client tasks on creation
     let client = client(layout)?;
     let kind = kinds::by_user_name("pods").context("pods kind")?;
-    runtime()?.block_on(async {
+    rt.block_on(async {
         let api = api_for(&client, kind, Some(ns));
         match api.get_opt(name).await? {
             Some(p) => Ok(serde_json::to_value(p)?),
@@ -521,50 +690,120 @@ pub fn exec(
         return run_in_netns(&layout.client_netns(), command);
     }
     if let Some(node) = node {
-        let n = layout.node_by_name(node).with_context(|| format!("no node {node:?} (nodes are node-1 … node-N)"))?;
+        let n = layout
+            .node_by_name(node)
+            .with_context(|| format!("no node {node:?} (nodes are node-1 … node-N)"))?;
         return run_in_netns(&n.netns, command);
     }
     let name = pod_name.context("name a pod, or use --node NODE or --external")?;
     let ns = namespace.unwrap_or("default");
     let p = pod(layout, name, ns)?;
-    let s = |ptr: &str| p.pointer(ptr).and_then(Value::as_str).unwrap_or("").to_string();
+    let s = |ptr: &str| {
+        p.pointer(ptr)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     let node = s("/spec/nodeName");
     if node.is_empty() || s("/status/phase") == "Pending" && s("/status/podIP").is_empty() {
-        bail!("pod {name} is not running yet (phase {})", table::pod_status(&p));
+        bail!(
+            "pod {name} is not running yet (phase {})",
+            table::pod_status(&p)
+        );
     }
     let uid = s("/metadata/uid");
-    let dir = pod_dir(layout, &node, ns, name, &uid);
-    let node_layout = layout.node_by_name(&node).with_context(|| format!("pod {name} is on unknown node {node}"))?;
-    let host_network = p.pointer("/spec/hostNetwork").and_then(Value::as_bool) == Some(true);
-    let hostname = Some(s("/spec/hostname")).filter(|h| !h.is_empty()).unwrap_or_else(|| name.to_string());
-    let env = podexec::PodEnv {
-        netns: (!host_network).then(|| Path::new("/run/netns").join(layout.pod_netns(&uid8(&uid)))),
-        node_netns: Path::new("/run/netns").join(&node_layout.netns),
-        resolv_conf: dir.join("resolv.conf"),
-        hosts: dir.join("hosts"),
-        hostname,
+    let dir = weft_node::pod_dir(layout, &node, ns, name, &uid);
+    let node_layout = layout
+        .node_by_name(&node)
+        .with_context(|| format!("pod {name} is on unknown node {node}"))?;
+    let env = weft_node::sandbox::NodeEnv {
+        layout: layout.clone(),
+        node_netns: Some(Path::new("/run/netns").join(&node_layout.netns)),
+        node: node_layout,
+        cni_bin_dir: std::env::current_exe()?
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
     };
-    Ok(exit_of(podexec::run(&env, command)?))
+    let sandbox = weft_node::sandbox::Sandbox::load(&env, &dir).with_context(|| {
+        format!(
+            "pod {name} has no sandbox on {node} yet ({})",
+            dir.display()
+        )
+    })?;
+    // The same namespaces and files its containers get (node runtime's code).
+    let mut vars: Vec<(String, String)> = ["PATH", "TERM", "HOME", "LANG"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+        .collect();
+    if let Some(dir) = std::env::current_exe()?.parent() {
+        let path = vars
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        vars.retain(|(k, _)| k != "PATH");
+        vars.push(("PATH".into(), format!("{}:{path}", dir.display())));
+    }
+    let launch = weft_node::sandbox::Launch {
+        name: "exec".into(),
+        argv: command.to_vec(),
+        env: vars,
+        working_dir: None,
+    };
+    let mut cmd = sandbox
+        .command(&launch)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    cmd.stdin(std::process::Stdio::inherit());
+    let status = cmd
+        .status()
+        .with_context(|| format!("run {} in pod {name}", command[0]))?;
+    Ok(exit_of(status))
 }
 
-pub fn logs(layout: &Layout, pod_name: &str, namespace: Option<&str>, container: Option<&str>) -> Result<ExitCode> {
+pub fn logs(
+    layout: &Layout,
+    pod_name: &str,
+    namespace: Option<&str>,
+    container: Option<&str>,
+) -> Result<ExitCode> {
     let ns = namespace.unwrap_or("default");
     let p = pod(layout, pod_name, ns)?;
     let containers: Vec<String> = p
         .pointer("/spec/containers")
         .and_then(Value::as_array)
-        .map(|cs| cs.iter().filter_map(|c| c["name"].as_str().map(str::to_string)).collect())
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| c["name"].as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     let container = match container {
         Some(c) if containers.iter().any(|x| x == c) => c.to_string(),
-        Some(c) => bail!("pod {pod_name} has no container {c:?} (it has {})", containers.join(", ")),
+        Some(c) => bail!(
+            "pod {pod_name} has no container {c:?} (it has {})",
+            containers.join(", ")
+        ),
         None if containers.len() == 1 => containers[0].clone(),
-        None => bail!("pod {pod_name} has several containers; choose one with -c: {}", containers.join(", ")),
+        None => bail!(
+            "pod {pod_name} has several containers; choose one with -c: {}",
+            containers.join(", ")
+        ),
     };
-    let node = p.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
-    let uid = p.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
-    let file = pod_dir(layout, node, ns, pod_name, uid).join(format!("{container}.log"));
-    let text = std::fs::read(&file).with_context(|| format!("no log yet for {pod_name}/{container} ({})", file.display()))?;
+    let node = p
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let uid = p
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let file = weft_node::plan::log_path(
+        &weft_node::pod_dir(layout, node, ns, pod_name, uid),
+        &container,
+    );
+    let text = std::fs::read(&file)
+        .with_context(|| format!("no log yet for {pod_name}/{container} ({})", file.display()))?;
     std::io::stdout().write_all(&text)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -572,7 +811,11 @@ pub fn logs(layout: &Layout, pod_name: &str, namespace: Option<&str>, container:
 pub fn kubeconfig(layout: &Layout) -> Result<ExitCode> {
     let path = layout.kubeconfig_path();
     if !path.exists() {
-        bail!("cluster {:?} has no kubeconfig: start it with `weft up --name {}`", layout.name, layout.name);
+        bail!(
+            "cluster {:?} has no kubeconfig: start it with `weft up --name {}`",
+            layout.name,
+            layout.name
+        );
     }
     println!("{}", path.display());
     Ok(ExitCode::SUCCESS)
@@ -592,16 +835,35 @@ pub fn status(layout: &Layout) -> Result<ExitCode> {
     let namespaces = topology::cluster_netns(layout);
     let mut rows = BTreeMap::new();
     rows.insert("cluster", layout.name.clone());
-    rows.insert("control plane", format!("pid {pid}, API {url} (in the fabric: {})", layout.fabric_api_url()));
+    rows.insert(
+        "control plane",
+        format!(
+            "pid {pid}, API {url} (in the fabric: {})",
+            layout.fabric_api_url()
+        ),
+    );
     rows.insert("kubeconfig", layout.kubeconfig_path().display().to_string());
     rows.insert("state dir", layout.state_dir.display().to_string());
-    rows.insert("namespaces", format!("{} ({}*)", namespaces.len(), layout.netns_prefix()));
+    rows.insert(
+        "namespaces",
+        format!("{} ({}*)", namespaces.len(), layout.netns_prefix()),
+    );
     for (k, v) in &rows {
         println!("{k:<14} {v}");
     }
+    let rt = runtime()?;
+    let _in_runtime = rt.enter(); // kube spawns its client tasks on creation
     let client = client(layout)?;
-    let nodes = runtime()?.block_on(list(&client, kinds::by_user_name("nodes").context("nodes kind")?, None, true))?;
+    let nodes = rt.block_on(list(
+        &client,
+        kinds::by_user_name("nodes").context("nodes kind")?,
+        None,
+        true,
+    ))?;
     println!();
-    print!("{}", table::render("nodes", &nodes, true, false, jiff::Timestamp::now()));
+    print!(
+        "{}",
+        table::render("nodes", &nodes, true, false, jiff::Timestamp::now())
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -28,10 +28,16 @@ pub fn spawn_control_plane(layout: &Layout, nodes: usize) -> Result<()> {
     let exe = std::env::current_exe().context("find the weft binary")?;
     let log = log_file(layout, "control-plane")?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(["--name", &layout.name, "control-plane", "--nodes", &nodes.to_string()])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
+    cmd.args([
+        "--name",
+        &layout.name,
+        "control-plane",
+        "--nodes",
+        &nodes.to_string(),
+    ])
+    .stdin(Stdio::null())
+    .stdout(log.try_clone()?)
+    .stderr(log);
     // SAFETY: setsid is async-signal-safe; it detaches the daemon from our terminal.
     unsafe {
         cmd.pre_exec(|| {
@@ -40,14 +46,18 @@ pub fn spawn_control_plane(layout: &Layout, nodes: usize) -> Result<()> {
         });
     }
     let child = cmd.spawn().context("start the control plane")?;
-    std::fs::write(layout.pids_dir().join("control-plane"), child.id().to_string())?;
+    std::fs::write(
+        layout.pids_dir().join("control-plane"),
+        child.id().to_string(),
+    )?;
     Ok(())
 }
 
 fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG").unwrap_or_else(|_| "info,kube=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
+                .unwrap_or_else(|_| "info,kube=warn".into()),
         )
         .with_ansi(false)
         .try_init();
@@ -75,9 +85,14 @@ fn bind_in(netns: &str, addr: std::net::SocketAddr) -> Result<std::net::TcpListe
 pub fn control_plane(layout: &Layout, nodes: usize) -> Result<ExitCode> {
     init_logging();
     std::fs::create_dir_all(layout.pids_dir())?;
-    std::fs::write(layout.pids_dir().join("control-plane"), std::process::id().to_string())?;
+    std::fs::write(
+        layout.pids_dir().join("control-plane"),
+        std::process::id().to_string(),
+    )?;
     let node_layouts = layout.nodes(nodes)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let api = weft_apiserver::ApiServer::open(weft_apiserver::ApiServerConfig {
             state_dir: layout.api_dir(),
@@ -98,11 +113,16 @@ pub fn control_plane(layout: &Layout, nodes: usize) -> Result<ExitCode> {
         };
         let port = local.local_addr()?.port();
         let url = format!("http://127.0.0.1:{port}");
-        let fabric =
-            tokio::net::TcpListener::from_std(bind_in(&layout.fabric_netns(), (API_ADDR, API_PORT).into())?)?;
+        let fabric = tokio::net::TcpListener::from_std(bind_in(
+            &layout.fabric_netns(),
+            (API_ADDR, API_PORT).into(),
+        )?)?;
         tokio::spawn(api.clone().serve(fabric));
         tokio::spawn(api.clone().serve(local));
-        std::fs::write(layout.kubeconfig_path(), kubeconfig_text(&layout.name, &url))?;
+        std::fs::write(
+            layout.kubeconfig_path(),
+            kubeconfig_text(&layout.name, &url),
+        )?;
         std::fs::write(layout.local_port_file(), port.to_string())?;
         tracing::info!(%url, fabric = %layout.fabric_api_url(), "API server listening");
 
@@ -124,7 +144,10 @@ pub fn control_plane(layout: &Layout, nodes: usize) -> Result<ExitCode> {
             _ = tokio::signal::ctrl_c() => {}
         }
         tracing::info!("stopping: terminating node runtimes");
-        let pids: Vec<i32> = children.lock().map(|c| c.iter().map(|p| *p as i32).collect()).unwrap_or_default();
+        let pids: Vec<i32> = children
+            .lock()
+            .map(|c| c.iter().map(|p| *p as i32).collect())
+            .unwrap_or_default();
         crate::procs::terminate(&pids, Duration::from_secs(2));
         Ok::<_, anyhow::Error>(())
     })?;
@@ -175,7 +198,8 @@ fn start_node_runtime(layout: &Layout, node: &NodeLayout) -> Result<tokio::proce
     unsafe {
         cmd.pre_exec(move || {
             let ns = std::os::fd::BorrowedFd::borrow_raw(fd);
-            setns(ns, CloneFlags::CLONE_NEWNET).map_err(|e| std::io::Error::from_raw_os_error(e as i32))?;
+            setns(ns, CloneFlags::CLONE_NEWNET)
+                .map_err(|e| std::io::Error::from_raw_os_error(e as i32))?;
             Ok(())
         });
     }
@@ -186,18 +210,34 @@ fn start_node_runtime(layout: &Layout, node: &NodeLayout) -> Result<tokio::proce
 
 pub fn node_runtime(layout: &Layout, node: &str) -> Result<ExitCode> {
     init_logging();
-    let node = layout.node_by_name(node).with_context(|| format!("no node {node:?}"))?;
+    let node = layout
+        .node_by_name(node)
+        .with_context(|| format!("no node {node:?}"))?;
     let weft_bin = std::env::current_exe()?;
-    let cni_bin_dir: PathBuf = weft_bin.parent().map(Path::to_path_buf).context("weft binary directory")?;
+    let cni_bin_dir: PathBuf = weft_bin
+        .parent()
+        .map(Path::to_path_buf)
+        .context("weft binary directory")?;
     anyhow::ensure!(
         cni_bin_dir.join("weft-cni").exists(),
         "weft-cni not found next to weft in {} (build the workspace: cargo build --release)",
         cni_bin_dir.display()
     );
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let client = crate::cluster::client_for(&layout.fabric_api_url())?;
-        weft_node::run(client, weft_node::NodeConfig { layout: layout.clone(), node, weft_bin, cni_bin_dir }).await
+        weft_node::run(
+            client,
+            weft_node::NodeConfig {
+                layout: layout.clone(),
+                node,
+                weft_bin,
+                cni_bin_dir,
+            },
+        )
+        .await
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -16,12 +16,54 @@ pub struct Kind {
 }
 
 pub const KINDS: &[Kind] = &[
-    Kind { kind: "Namespace", group: "", version: "v1", plural: "namespaces", namespaced: false, aliases: &["namespace", "ns"] },
-    Kind { kind: "Node", group: "", version: "v1", plural: "nodes", namespaced: false, aliases: &["node", "no"] },
-    Kind { kind: "Pod", group: "", version: "v1", plural: "pods", namespaced: true, aliases: &["pod", "po"] },
-    Kind { kind: "Service", group: "", version: "v1", plural: "services", namespaced: true, aliases: &["service", "svc"] },
-    Kind { kind: "Secret", group: "", version: "v1", plural: "secrets", namespaced: true, aliases: &["secret"] },
-    Kind { kind: "ConfigMap", group: "", version: "v1", plural: "configmaps", namespaced: true, aliases: &["configmap", "cm"] },
+    Kind {
+        kind: "Namespace",
+        group: "",
+        version: "v1",
+        plural: "namespaces",
+        namespaced: false,
+        aliases: &["namespace", "ns"],
+    },
+    Kind {
+        kind: "Node",
+        group: "",
+        version: "v1",
+        plural: "nodes",
+        namespaced: false,
+        aliases: &["node", "no"],
+    },
+    Kind {
+        kind: "Pod",
+        group: "",
+        version: "v1",
+        plural: "pods",
+        namespaced: true,
+        aliases: &["pod", "po"],
+    },
+    Kind {
+        kind: "Service",
+        group: "",
+        version: "v1",
+        plural: "services",
+        namespaced: true,
+        aliases: &["service", "svc"],
+    },
+    Kind {
+        kind: "Secret",
+        group: "",
+        version: "v1",
+        plural: "secrets",
+        namespaced: true,
+        aliases: &["secret"],
+    },
+    Kind {
+        kind: "ConfigMap",
+        group: "",
+        version: "v1",
+        plural: "configmaps",
+        namespaced: true,
+        aliases: &["configmap", "cm"],
+    },
     Kind {
         kind: "EndpointSlice",
         group: "discovery.k8s.io",
@@ -30,8 +72,22 @@ pub const KINDS: &[Kind] = &[
         namespaced: true,
         aliases: &["endpointslice"],
     },
-    Kind { kind: "Deployment", group: "apps", version: "v1", plural: "deployments", namespaced: true, aliases: &["deployment", "deploy"] },
-    Kind { kind: "StatefulSet", group: "apps", version: "v1", plural: "statefulsets", namespaced: true, aliases: &["statefulset", "sts"] },
+    Kind {
+        kind: "Deployment",
+        group: "apps",
+        version: "v1",
+        plural: "deployments",
+        namespaced: true,
+        aliases: &["deployment", "deploy"],
+    },
+    Kind {
+        kind: "StatefulSet",
+        group: "apps",
+        version: "v1",
+        plural: "statefulsets",
+        namespaced: true,
+        aliases: &["statefulset", "sts"],
+    },
     Kind {
         kind: "NetworkPolicy",
         group: "networking.k8s.io",
@@ -40,7 +96,14 @@ pub const KINDS: &[Kind] = &[
         namespaced: true,
         aliases: &["networkpolicy", "netpol"],
     },
-    Kind { kind: "Ingress", group: "networking.k8s.io", version: "v1", plural: "ingresses", namespaced: true, aliases: &["ingress", "ing"] },
+    Kind {
+        kind: "Ingress",
+        group: "networking.k8s.io",
+        version: "v1",
+        plural: "ingresses",
+        namespaced: true,
+        aliases: &["ingress", "ing"],
+    },
     Kind {
         kind: "IngressClass",
         group: "networking.k8s.io",
@@ -61,7 +124,10 @@ impl Kind {
     }
 
     pub fn api_resource(&self) -> ApiResource {
-        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(self.group, self.version, self.kind), self.plural)
+        ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk(self.group, self.version, self.kind),
+            self.plural,
+        )
     }
 }
 
@@ -73,12 +139,18 @@ pub fn supported() -> String {
 /// Looks a kind up by what a user typed (`pods`, `po`, `Pod`, `svc`, …).
 pub fn by_user_name(name: &str) -> Option<&'static Kind> {
     let lower = name.to_ascii_lowercase();
-    KINDS.iter().find(|k| k.plural == lower || k.kind.eq_ignore_ascii_case(&lower) || k.aliases.contains(&lower.as_str()))
+    KINDS.iter().find(|k| {
+        k.plural == lower
+            || k.kind.eq_ignore_ascii_case(&lower)
+            || k.aliases.contains(&lower.as_str())
+    })
 }
 
 /// Looks a kind up by a manifest's apiVersion and kind.
 pub fn by_manifest(api_version: &str, kind: &str) -> Option<&'static Kind> {
-    KINDS.iter().find(|k| k.kind == kind && k.api_version() == api_version)
+    KINDS
+        .iter()
+        .find(|k| k.kind == kind && k.api_version() == api_version)
 }
 
 #[cfg(test)]
@@ -91,7 +163,10 @@ mod tests {
         assert_eq!(by_user_name("Pods").unwrap().kind, "Pod");
         assert_eq!(by_user_name("netpol").unwrap().plural, "networkpolicies");
         assert!(by_user_name("widgets").is_none());
-        assert_eq!(by_manifest("apps/v1", "Deployment").unwrap().plural, "deployments");
+        assert_eq!(
+            by_manifest("apps/v1", "Deployment").unwrap().plural,
+            "deployments"
+        );
         assert!(by_manifest("v1", "Deployment").is_none());
         assert!(supported().contains("StatefulSet"));
     }

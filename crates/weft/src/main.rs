@@ -5,7 +5,6 @@ mod cluster;
 mod daemon;
 mod kinds;
 mod manifests;
-mod podexec;
 mod procs;
 mod table;
 mod topology;
@@ -163,21 +162,58 @@ fn exit_code(code: i32) -> ExitCode {
 fn run(name: &str, command: Cmd) -> anyhow::Result<ExitCode> {
     let layout = cluster::layout(name)?;
     match command {
-        Cmd::Up { files, nodes, timeout } => cluster::up(&layout, &files, nodes, timeout),
+        Cmd::Up {
+            files,
+            nodes,
+            timeout,
+        } => cluster::up(&layout, &files, nodes, timeout),
         Cmd::Down => cluster::down(&layout),
         Cmd::Apply { files } => cluster::apply(&layout, &files),
-        Cmd::Delete { files, kind, object, namespace } => {
-            cluster::delete(&layout, &files, kind.as_deref(), object.as_deref(), namespace.as_deref())
-        }
-        Cmd::Get { kind, object, namespace, all, output } => {
-            cluster::get(&layout, &kind, object.as_deref(), namespace.as_deref(), all, output)
-        }
-        Cmd::Exec { pod, namespace, node, external, command } => {
-            cluster::exec(&layout, pod.as_deref(), namespace.as_deref(), node.as_deref(), external, &command)
-        }
-        Cmd::Logs { pod, namespace, container } => {
-            cluster::logs(&layout, &pod, namespace.as_deref(), container.as_deref())
-        }
+        Cmd::Delete {
+            files,
+            kind,
+            object,
+            namespace,
+        } => cluster::delete(
+            &layout,
+            &files,
+            kind.as_deref(),
+            object.as_deref(),
+            namespace.as_deref(),
+        ),
+        Cmd::Get {
+            kind,
+            object,
+            namespace,
+            all,
+            output,
+        } => cluster::get(
+            &layout,
+            &kind,
+            object.as_deref(),
+            namespace.as_deref(),
+            all,
+            output,
+        ),
+        Cmd::Exec {
+            pod,
+            namespace,
+            node,
+            external,
+            command,
+        } => cluster::exec(
+            &layout,
+            pod.as_deref(),
+            namespace.as_deref(),
+            node.as_deref(),
+            external,
+            &command,
+        ),
+        Cmd::Logs {
+            pod,
+            namespace,
+            container,
+        } => cluster::logs(&layout, &pod, namespace.as_deref(), container.as_deref()),
         Cmd::Kubeconfig => cluster::kubeconfig(&layout),
         Cmd::Status => cluster::status(&layout),
         Cmd::ControlPlane { nodes } => daemon::control_plane(&layout, nodes),

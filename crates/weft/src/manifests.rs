@@ -34,7 +34,10 @@ fn files_of(path: &Path) -> Result<Vec<PathBuf>> {
             .with_context(|| format!("read directory {}", path.display()))?
             .flatten()
             .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml" || e == "json"))
+            .filter(|p| {
+                p.extension()
+                    .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+            })
             .collect();
         files.sort();
         Ok(files)
@@ -50,7 +53,8 @@ pub fn read(paths: &[PathBuf]) -> Result<Vec<Manifest>> {
     let mut out = Vec::new();
     for path in paths {
         for file in files_of(path)? {
-            let text = std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("read {}", file.display()))?;
             out.extend(parse(&file.display().to_string(), &text)?);
         }
     }
@@ -61,13 +65,24 @@ pub fn read(paths: &[PathBuf]) -> Result<Vec<Manifest>> {
 pub fn parse(file: &str, text: &str) -> Result<Vec<Manifest>> {
     let mut out = Vec::new();
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let source = if i == 0 { file.to_string() } else { format!("{file} (document {})", i + 1) };
-        let value = Value::deserialize(doc).map_err(|e| anyhow::anyhow!("{source}: not valid YAML: {e}"))?;
+        let source = if i == 0 {
+            file.to_string()
+        } else {
+            format!("{file} (document {})", i + 1)
+        };
+        let value = Value::deserialize(doc)
+            .map_err(|e| anyhow::anyhow!("{source}: not valid YAML: {e}"))?;
         if value.is_null() {
             continue; // an empty document, e.g. a trailing `---`
         }
         if value.get("kind").and_then(Value::as_str) == Some("List") {
-            for (j, item) in value.get("items").and_then(Value::as_array).into_iter().flatten().enumerate() {
+            for (j, item) in value
+                .get("items")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
                 out.push(object(&format!("{source} items[{j}]"), item.clone())?);
             }
             continue;
@@ -81,8 +96,14 @@ fn object(source: &str, value: Value) -> Result<Manifest> {
     if !value.is_object() {
         bail!("{source}: expected an object with apiVersion, kind and metadata");
     }
-    let api_version = value.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
-    let kind_name = value.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let api_version = value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let kind_name = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if api_version.is_empty() {
         bail!("{source}: apiVersion is missing");
     }
@@ -101,11 +122,20 @@ fn object(source: &str, value: Value) -> Result<Manifest> {
         .filter(|n| !n.is_empty())
         .ok_or_else(|| anyhow::anyhow!("{source}: {kind_name}: metadata.name is missing"))?
         .to_string();
-    let namespace = value.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string);
+    let namespace = value
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     if !kind.namespaced && namespace.is_some() {
         bail!("{source}: {kind_name}/{name}: metadata.namespace is set but {kind_name} is not namespaced");
     }
-    Ok(Manifest { source: source.to_string(), kind, name, namespace, object: value })
+    Ok(Manifest {
+        source: source.to_string(),
+        kind,
+        name,
+        namespace,
+        object: value,
+    })
 }
 
 #[cfg(test)]
@@ -125,15 +155,30 @@ mod tests {
 
     #[test]
     fn errors_name_file_kind_and_field() {
-        let e = parse("a.yaml", "apiVersion: v1\nkind: Widget\nmetadata: {name: w}\n").unwrap_err().to_string();
-        assert!(e.contains("a.yaml") && e.contains("Widget") && e.contains("supported kinds"), "{e}");
-        let e = parse("b.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {}\n").unwrap_err().to_string();
+        let e = parse(
+            "a.yaml",
+            "apiVersion: v1\nkind: Widget\nmetadata: {name: w}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("a.yaml") && e.contains("Widget") && e.contains("supported kinds"),
+            "{e}"
+        );
+        let e = parse("b.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {}\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("b.yaml: Pod: metadata.name is missing"), "{e}");
         let e = parse("c.yaml", "kind: Pod\n").unwrap_err().to_string();
         assert!(e.contains("apiVersion is missing"), "{e}");
         let e = parse("d.yaml", "a: [1,\n").unwrap_err().to_string();
         assert!(e.contains("d.yaml: not valid YAML"), "{e}");
-        let e = parse("e.yaml", "apiVersion: v1\nkind: Node\nmetadata: {name: n, namespace: x}\n").unwrap_err().to_string();
+        let e = parse(
+            "e.yaml",
+            "apiVersion: v1\nkind: Node\nmetadata: {name: n, namespace: x}\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("not namespaced"), "{e}");
     }
 }

@@ -18,15 +18,23 @@ fn ns_id(path: &Path) -> Option<(u64, u64)> {
 
 /// Pids of processes whose network namespace is one of `netns_names`.
 pub fn pids_in_netns(netns_names: &[String]) -> Vec<i32> {
-    let wanted: BTreeSet<(u64, u64)> =
-        netns_names.iter().filter_map(|n| ns_id(&Path::new("/run/netns").join(n))).collect();
+    let wanted: BTreeSet<(u64, u64)> = netns_names
+        .iter()
+        .filter_map(|n| ns_id(&Path::new("/run/netns").join(n)))
+        .collect();
     if wanted.is_empty() {
         return Vec::new();
     }
     let me = std::process::id() as i32;
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
         if pid == me {
             continue;
         }
@@ -45,20 +53,33 @@ pub fn alive(pid: i32) -> bool {
 fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit(')').next().map(|rest| rest.trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rsplit(')')
+                .next()
+                .map(|rest| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 
 /// The command line of `pid`, arguments joined by spaces.
 pub fn cmdline(pid: i32) -> String {
     std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| b.split(|c| *c == 0).map(|s| String::from_utf8_lossy(s).into_owned()).collect::<Vec<_>>().join(" "))
+        .map(|b| {
+            b.split(|c| *c == 0)
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .unwrap_or_default()
 }
 
 /// The control plane's pid, if it is alive and really ours.
 pub fn control_plane_pid(layout: &Layout) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(layout.pids_dir().join("control-plane")).ok()?.trim().parse().ok()?;
+    let pid: i32 = std::fs::read_to_string(layout.pids_dir().join("control-plane"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     let cmd = cmdline(pid);
     (alive(pid) && cmd.contains("control-plane") && cmd.contains(&layout.name)).then_some(pid)
 }

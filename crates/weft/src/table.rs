@@ -8,7 +8,10 @@ fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
 }
 
 fn arr<'a>(v: &'a Value, pointer: &str) -> &'a [Value] {
-    v.pointer(pointer).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+    v.pointer(pointer)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
 }
 
 fn int(v: &Value, pointer: &str) -> i64 {
@@ -17,7 +20,9 @@ fn int(v: &Value, pointer: &str) -> i64 {
 
 /// kubectl-style age: 42s, 5m, 3h, 2d.
 pub fn age(created: &str, now: jiff::Timestamp) -> String {
-    let Ok(t) = created.parse::<jiff::Timestamp>() else { return "<unknown>".into() };
+    let Ok(t) = created.parse::<jiff::Timestamp>() else {
+        return "<unknown>".into();
+    };
     let secs = (now.as_second() - t.as_second()).max(0);
     match secs {
         0..=119 => format!("{secs}s"),
@@ -37,7 +42,12 @@ fn none_if_empty(s: String) -> String {
 
 fn selector(map: Option<&Value>) -> String {
     map.and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(","))
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
         .unwrap_or_default()
 }
 
@@ -50,7 +60,10 @@ pub fn pod_status(pod: &Value) -> String {
         if let Some(reason) = cs.pointer("/state/waiting/reason").and_then(Value::as_str) {
             return reason.into();
         }
-        if let Some(reason) = cs.pointer("/state/terminated/reason").and_then(Value::as_str) {
+        if let Some(reason) = cs
+            .pointer("/state/terminated/reason")
+            .and_then(Value::as_str)
+        {
             if s(pod, "/status/phase") != "Succeeded" {
                 return reason.into();
             }
@@ -72,7 +85,13 @@ fn condition(obj: &Value, kind: &str) -> Option<String> {
 }
 
 /// Header and rows for `objects` of `kind` (plural name).
-pub fn render(kind: &str, objects: &[Value], wide: bool, all_namespaces: bool, now: jiff::Timestamp) -> String {
+pub fn render(
+    kind: &str,
+    objects: &[Value],
+    wide: bool,
+    all_namespaces: bool,
+    now: jiff::Timestamp,
+) -> String {
     let (mut header, rows): (Vec<&str>, Vec<Vec<String>>) = match kind {
         "nodes" => {
             let mut h = vec!["NAME", "STATUS", "ROLES", "AGE", "VERSION"];
@@ -82,7 +101,11 @@ pub fn render(kind: &str, objects: &[Value], wide: bool, all_namespaces: bool, n
             let rows = objects
                 .iter()
                 .map(|o| {
-                    let ready = if condition(o, "Ready").as_deref() == Some("True") { "Ready" } else { "NotReady" };
+                    let ready = if condition(o, "Ready").as_deref() == Some("True") {
+                        "Ready"
+                    } else {
+                        "NotReady"
+                    };
                     let mut r = vec![
                         s(o, "/metadata/name").into(),
                         ready.into(),
@@ -127,7 +150,10 @@ pub fn render(kind: &str, objects: &[Value], wide: bool, all_namespaces: bool, n
                 .map(|o| {
                     let statuses = arr(o, "/status/containerStatuses");
                     let total = arr(o, "/spec/containers").len();
-                    let ready = statuses.iter().filter(|c| c.get("ready").and_then(Value::as_bool) == Some(true)).count();
+                    let ready = statuses
+                        .iter()
+                        .filter(|c| c.get("ready").and_then(Value::as_bool) == Some(true))
+                        .count();
                     let restarts: i64 = statuses.iter().map(|c| int(c, "/restartCount")).sum();
                     let mut r = vec![
                         s(o, "/metadata/name").into(),
@@ -146,7 +172,14 @@ pub fn render(kind: &str, objects: &[Value], wide: bool, all_namespaces: bool, n
             (h, rows)
         }
         "services" => {
-            let mut h = vec!["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"];
+            let mut h = vec![
+                "NAME",
+                "TYPE",
+                "CLUSTER-IP",
+                "EXTERNAL-IP",
+                "PORT(S)",
+                "AGE",
+            ];
             if wide {
                 h.push("SELECTOR");
             }
@@ -156,8 +189,16 @@ pub fn render(kind: &str, objects: &[Value], wide: bool, all_namespaces: bool, n
                     let ports = arr(o, "/spec/ports")
                         .iter()
                         .map(|p| {
-                            let node_port = p.get("nodePort").and_then(Value::as_i64).map(|n| format!(":{n}")).unwrap_or_default();
-                            format!("{}{node_port}/{}", int(p, "/port"), p.get("protocol").and_then(Value::as_str).unwrap_or("TCP"))
+                            let node_port = p
+                                .get("nodePort")
+                                .and_then(Value::as_i64)
+                                .map(|n| format!(":{n}"))
+                                .unwrap_or_default();
+                            format!(
+                                "{}{node_port}/{}",
+                                int(p, "/port"),
+                                p.get("protocol").and_then(Value::as_str).unwrap_or("TCP")
+                            )
                         })
                         .collect::<Vec<_>>()
                         .join(",");
@@ -187,7 +228,11 @@ pub fn render(kind: &str, objects: &[Value], wide: bool, all_namespaces: bool, n
             objects
                 .iter()
                 .map(|o| {
-                    let ports = arr(o, "/ports").iter().map(|p| int(p, "/port").to_string()).collect::<Vec<_>>().join(",");
+                    let ports = arr(o, "/ports")
+                        .iter()
+                        .map(|p| int(p, "/port").to_string())
+                        .collect::<Vec<_>>()
+                        .join(",");
                     let endpoints = arr(o, "/endpoints")
                         .iter()
                         .flat_map(|e| arr(e, "/addresses").iter().filter_map(Value::as_str))
@@ -208,7 +253,10 @@ pub fn render(kind: &str, objects: &[Value], wide: bool, all_namespaces: bool, n
             objects
                 .iter()
                 .map(|o| {
-                    let want = o.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+                    let want = o
+                        .pointer("/spec/replicas")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1);
                     vec![
                         s(o, "/metadata/name").into(),
                         format!("{}/{want}", int(o, "/status/readyReplicas")),
@@ -224,7 +272,10 @@ pub fn render(kind: &str, objects: &[Value], wide: bool, all_namespaces: bool, n
             objects
                 .iter()
                 .map(|o| {
-                    let want = o.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+                    let want = o
+                        .pointer("/spec/replicas")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1);
                     vec![
                         s(o, "/metadata/name").into(),
                         format!("{}/{want}", int(o, "/status/readyReplicas")),
@@ -251,13 +302,28 @@ pub fn render(kind: &str, objects: &[Value], wide: bool, all_namespaces: bool, n
             objects
                 .iter()
                 .map(|o| {
-                    let hosts = arr(o, "/spec/rules").iter().map(|r| s(r, "/host").to_string()).filter(|h| !h.is_empty()).collect::<Vec<_>>();
-                    let address = arr(o, "/status/loadBalancer/ingress").iter().map(|i| s(i, "/ip").to_string()).collect::<Vec<_>>();
-                    let ports = if arr(o, "/spec/tls").is_empty() { "80" } else { "80, 443" };
+                    let hosts = arr(o, "/spec/rules")
+                        .iter()
+                        .map(|r| s(r, "/host").to_string())
+                        .filter(|h| !h.is_empty())
+                        .collect::<Vec<_>>();
+                    let address = arr(o, "/status/loadBalancer/ingress")
+                        .iter()
+                        .map(|i| s(i, "/ip").to_string())
+                        .collect::<Vec<_>>();
+                    let ports = if arr(o, "/spec/tls").is_empty() {
+                        "80"
+                    } else {
+                        "80, 443"
+                    };
                     vec![
                         s(o, "/metadata/name").into(),
                         none_if_empty(s(o, "/spec/ingressClassName").into()),
-                        if hosts.is_empty() { "*".into() } else { hosts.join(",") },
+                        if hosts.is_empty() {
+                            "*".into()
+                        } else {
+                            hosts.join(",")
+                        },
                         address.join(","),
                         ports.into(),
                         age(s(o, "/metadata/creationTimestamp"), now),
@@ -269,7 +335,12 @@ pub fn render(kind: &str, objects: &[Value], wide: bool, all_namespaces: bool, n
             vec!["NAME", "AGE"],
             objects
                 .iter()
-                .map(|o| vec![s(o, "/metadata/name").into(), age(s(o, "/metadata/creationTimestamp"), now)])
+                .map(|o| {
+                    vec![
+                        s(o, "/metadata/name").into(),
+                        age(s(o, "/metadata/creationTimestamp"), now),
+                    ]
+                })
                 .collect(),
         ),
     };
@@ -298,7 +369,13 @@ pub fn align(header: &[&str], rows: &[Vec<String>]) -> String {
         cells
             .iter()
             .enumerate()
-            .map(|(i, c)| if i == last { c.to_string() } else { format!("{c:<w$}   ", w = widths[i]) })
+            .map(|(i, c)| {
+                if i == last {
+                    c.to_string()
+                } else {
+                    format!("{c:<w$}   ", w = widths[i])
+                }
+            })
             .collect::<String>()
             .trim_end()
             .to_string()
@@ -342,14 +419,22 @@ data        db-0    0/1     Pending   0          3h    <none>       <none>
 
     #[test]
     fn services_and_statuses() {
-        let svc = vec![json!({"metadata": {"name": "web", "creationTimestamp": "2026-11-20T10:00:00Z"},
+        let svc = vec![
+            json!({"metadata": {"name": "web", "creationTimestamp": "2026-11-20T10:00:00Z"},
             "spec": {"type": "NodePort", "clusterIP": "10.96.0.20", "selector": {"app": "web"},
-                     "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}]}})];
+                     "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}]}}),
+        ];
         let t = render("services", &svc, true, false, now());
-        assert!(t.contains("web    NodePort   10.96.0.20   <none>        80:30080/TCP   2d    app=web"), "{t}");
+        assert!(
+            t.contains("web    NodePort   10.96.0.20   <none>        80:30080/TCP   2d    app=web"),
+            "{t}"
+        );
         let waiting = json!({"status": {"containerStatuses": [{"state": {"waiting": {"reason": "NoCommand"}}}]}});
         assert_eq!(pod_status(&waiting), "NoCommand");
-        assert_eq!(pod_status(&json!({"metadata": {"deletionTimestamp": "x"}})), "Terminating");
+        assert_eq!(
+            pod_status(&json!({"metadata": {"deletionTimestamp": "x"}})),
+            "Terminating"
+        );
         assert_eq!(age("2026-11-22T09:58:00Z", now()), "2m");
     }
 }

@@ -13,22 +13,36 @@ use weft_linux::{sysctl, Netns};
 /// Names of the network namespaces that exist now.
 pub fn existing_netns() -> Vec<String> {
     std::fs::read_dir("/run/netns")
-        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Namespaces of this cluster that exist now.
 pub fn cluster_netns(layout: &Layout) -> Vec<String> {
     let prefix = layout.netns_prefix();
-    let mut names: Vec<String> = existing_netns().into_iter().filter(|n| n.starts_with(&prefix)).collect();
+    let mut names: Vec<String> = existing_netns()
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
     names.sort();
     names
 }
 
 fn ip(args: &[&str]) -> Result<()> {
-    let out = Command::new("ip").args(args).output().context("run ip (install iproute2)")?;
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .context("run ip (install iproute2)")?;
     if !out.status.success() {
-        bail!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }
@@ -47,7 +61,10 @@ fn ip_batch(netns: &str, commands: &[String]) -> Result<()> {
     }
     let out = child.wait_with_output()?;
     if !out.status.success() {
-        bail!("in {netns}: ip: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "in {netns}: ip: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }
@@ -95,8 +112,17 @@ pub fn ensure(layout: &Layout, nodes: &[NodeLayout]) -> Result<()> {
     let client = layout.client_netns();
     add_netns(&client)?;
     if !link_exists(&fabric, "client0") {
-        ip(&["-n", &fabric, "link", "add", "client0", "type", "veth", "peer", "name", "eth0", "netns", &client])?;
-        ip_batch(&fabric, &[format!("addr add {CLIENT_ROUTER}/24 dev client0"), "link set client0 up".into()])?;
+        ip(&[
+            "-n", &fabric, "link", "add", "client0", "type", "veth", "peer", "name", "eth0",
+            "netns", &client,
+        ])?;
+        ip_batch(
+            &fabric,
+            &[
+                format!("addr add {CLIENT_ROUTER}/24 dev client0"),
+                "link set client0 up".into(),
+            ],
+        )?;
         ip_batch(
             &client,
             &[
@@ -112,8 +138,27 @@ pub fn ensure(layout: &Layout, nodes: &[NodeLayout]) -> Result<()> {
         add_netns(&node.netns)?;
         let port = format!("n{}", node.index);
         if !link_exists(&fabric, &port) {
-            ip(&["-n", &fabric, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &node.netns])?;
-            ip_batch(&fabric, &[format!("link set {port} master {FABRIC_BRIDGE}"), format!("link set {port} up")])?;
+            ip(&[
+                "-n",
+                &fabric,
+                "link",
+                "add",
+                &port,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                &node.netns,
+            ])?;
+            ip_batch(
+                &fabric,
+                &[
+                    format!("link set {port} master {FABRIC_BRIDGE}"),
+                    format!("link set {port} up"),
+                ],
+            )?;
             ip_batch(
                 &node.netns,
                 &[

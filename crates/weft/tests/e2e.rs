@@ -14,7 +14,11 @@ const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 fn root_or_skip(test: &str) -> bool {
     let uid = std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(1).map(str::to_string)))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        })
         .unwrap_or_default();
     if uid == "0" {
         return true;
@@ -81,7 +85,10 @@ impl Drop for Cluster {
 }
 
 fn pods(c: &Cluster) -> Vec<Value> {
-    c.json(&["get", "pods", "-A", "-o", "json"])["items"].as_array().cloned().unwrap_or_default()
+    c.json(&["get", "pods", "-A", "-o", "json"])["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn field<'a>(v: &'a Value, ptr: &str) -> &'a str {
@@ -106,22 +113,47 @@ fn embedded_cluster_end_to_end() {
         return;
     }
     let cni = Path::new(WEFT).with_file_name("weft-cni");
-    assert!(cni.exists(), "{} missing: build the workspace's binaries first (cargo build --workspace --bins)", cni.display());
+    assert!(
+        cni.exists(),
+        "{} missing: build the workspace's binaries first (cargo build --workspace --bins)",
+        cni.display()
+    );
     let name = format!("e2e{}", std::process::id() % 100_000);
-    let cluster = Cluster { state: std::env::temp_dir().join(format!("weft-{name}")), name };
+    let cluster = Cluster {
+        state: std::env::temp_dir().join(format!("weft-{name}")),
+        name,
+    };
     let c = &cluster;
 
     // --- up: nodes Ready, demo pods Ready ------------------------------------------------
     let demo = repo_root().join("examples/demo.yaml");
     let started = Instant::now();
-    let out = c.ok(&["up", "-f", demo.to_str().unwrap(), "--nodes", "2", "--timeout", "120"]);
-    eprintln!("weft up took {:.1}s:\n{out}", started.elapsed().as_secs_f64());
+    let out = c.ok(&[
+        "up",
+        "-f",
+        demo.to_str().unwrap(),
+        "--nodes",
+        "2",
+        "--timeout",
+        "120",
+    ]);
+    eprintln!(
+        "weft up took {:.1}s:\n{out}",
+        started.elapsed().as_secs_f64()
+    );
     assert!(out.contains("nodes Ready"), "{out}");
 
     // Pods get IPs from their node's pod CIDR, on both nodes.
     let all = pods(c);
-    let demo_pods: Vec<&Value> = all.iter().filter(|p| field(p, "/metadata/namespace") == "default").collect();
-    assert_eq!(demo_pods.len(), 6, "frontend 2 + backend 3 + database 1: {all:#?}");
+    let demo_pods: Vec<&Value> = all
+        .iter()
+        .filter(|p| field(p, "/metadata/namespace") == "default")
+        .collect();
+    assert_eq!(
+        demo_pods.len(),
+        6,
+        "frontend 2 + backend 3 + database 1: {all:#?}"
+    );
     let mut nodes_used = std::collections::BTreeSet::new();
     for p in &demo_pods {
         let node = field(p, "/spec/nodeName");
@@ -131,17 +163,26 @@ fn embedded_cluster_end_to_end() {
             "node-2" => "10.244.1.",
             other => panic!("pod on unexpected node {other:?}"),
         };
-        assert!(ip.starts_with(want), "{} on {node} has IP {ip}", field(p, "/metadata/name"));
+        assert!(
+            ip.starts_with(want),
+            "{} on {node} has IP {ip}",
+            field(p, "/metadata/name")
+        );
         nodes_used.insert(node.to_string());
     }
     assert_eq!(nodes_used.len(), 2, "pods should spread over both nodes");
     let wide = c.ok(&["get", "pods", "-o", "wide"]);
-    assert!(wide.lines().next().unwrap().contains("IP") && wide.contains("node-2"), "{wide}");
+    assert!(
+        wide.lines().next().unwrap().contains("IP") && wide.contains("node-2"),
+        "{wide}"
+    );
 
     // --- same-node traffic through netexec /dial, TCP and UDP --------------------------------
     let on_node1: Vec<&&Value> = demo_pods
         .iter()
-        .filter(|p| field(p, "/spec/nodeName") == "node-1" && field(p, "/metadata/labels/app") != "database")
+        .filter(|p| {
+            field(p, "/spec/nodeName") == "node-1" && field(p, "/metadata/labels/app") != "database"
+        })
         .collect();
     assert!(on_node1.len() >= 2, "need two netexec pods on node-1");
     let (a, b) = (on_node1[0], on_node1[1]);
@@ -150,7 +191,10 @@ fn embedded_cluster_end_to_end() {
     for protocol in ["http", "udp"] {
         let port = if protocol == "http" { 8080 } else { 8081 };
         let answer = dial(c, a_ip, b_ip, port, protocol);
-        assert_eq!(answer["responses"][0], b_host, "{protocol} dial {a_ip} → {b_ip}: {answer}");
+        assert_eq!(
+            answer["responses"][0], b_host,
+            "{protocol} dial {a_ip} → {b_ip}: {answer}"
+        );
     }
     // The receiver sees the sender's pod IP (no NAT on the node).
     let clientip = c.ok(&[
@@ -163,17 +207,28 @@ fn embedded_cluster_end_to_end() {
     let pod_a = field(a, "/metadata/name");
     let resolv = c.ok(&["exec", pod_a, "--", "cat", "/etc/resolv.conf"]);
     assert!(resolv.contains("nameserver 10.96.0.10"), "{resolv}");
-    assert!(resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local"), "{resolv}");
+    assert!(
+        resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local"),
+        "{resolv}"
+    );
     assert!(resolv.contains("options ndots:5"), "{resolv}");
     assert_eq!(c.ok(&["exec", pod_a, "--", "hostname"]).trim(), pod_a);
     let db = c.ok(&["exec", "database-0", "--", "hostname"]);
     assert_eq!(db.trim(), "database-0");
     // Exit status passes through.
-    assert_eq!(c.weft(&["exec", pod_a, "--", "sh", "-c", "exit 7"]).status.code(), Some(7));
+    assert_eq!(
+        c.weft(&["exec", pod_a, "--", "sh", "-c", "exit 7"])
+            .status
+            .code(),
+        Some(7)
+    );
 
     // --- Services got addresses; EndpointSlices list the ready backends -------------------
     let svc = c.json(&["get", "svc", "backend", "-o", "json"]);
-    assert!(field(&svc, "/spec/clusterIP").starts_with("10.96."), "{svc}");
+    assert!(
+        field(&svc, "/spec/clusterIP").starts_with("10.96."),
+        "{svc}"
+    );
     let kubernetes = c.json(&["get", "svc", "kubernetes", "-o", "json"]);
     assert_eq!(field(&kubernetes, "/spec/clusterIP"), "10.96.0.1");
     let slices = c.json(&["get", "endpointslices", "-o", "json"]);
@@ -187,9 +242,18 @@ fn embedded_cluster_end_to_end() {
     assert_eq!(backend_eps, 3, "{slices:#}");
 
     // --- kubectl works unchanged ---------------------------------------------------------------
-    if Command::new("kubectl").arg("version").arg("--client").output().is_ok() {
+    if Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_ok()
+    {
         let out = c.kubectl(&["get", "pods", "-o", "json"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let list: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(list["items"].as_array().unwrap().len(), 6);
         let manifest = std::env::temp_dir().join(format!("{}-pod.yaml", c.name));
@@ -200,9 +264,17 @@ fn embedded_cluster_end_to_end() {
         )
         .unwrap();
         let out = c.kubectl(&["create", "-f", manifest.to_str().unwrap()]);
-        assert!(out.status.success(), "kubectl create: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "kubectl create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let out = c.kubectl(&["delete", "pod", "by-kubectl", "--wait=false"]);
-        assert!(out.status.success(), "kubectl delete: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "kubectl delete: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let _ = std::fs::remove_file(manifest);
     } else {
         eprintln!("kubectl not installed: kubectl checks skipped");
@@ -210,23 +282,44 @@ fn embedded_cluster_end_to_end() {
 
     // --- an invalid Service is refused, naming the field ---------------------------------------
     let bad = std::env::temp_dir().join(format!("{}-bad.yaml", c.name));
-    std::fs::write(&bad, "apiVersion: v1\nkind: Service\nmetadata:\n  name: bad\nspec:\n  ports:\n  - port: 70000\n").unwrap();
+    std::fs::write(
+        &bad,
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: bad\nspec:\n  ports:\n  - port: 70000\n",
+    )
+    .unwrap();
     let out = c.weft(&["apply", "-f", bad.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("Service/bad") && err.contains("spec.ports[0].port"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("Service/bad") && err.contains("spec.ports[0].port"),
+        "{err}"
+    );
     let _ = std::fs::remove_file(bad);
 
     // --- down leaves nothing ---------------------------------------------------------------
     let out = c.ok(&["down"]);
     assert!(out.contains("removed cluster"), "{out}");
     let left: Vec<String> = std::fs::read_dir("/run/netns")
-        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     let prefix = format!("weft-{}-", c.name);
-    assert!(!left.iter().any(|n| n.starts_with(&prefix)), "namespaces left: {left:?}");
+    assert!(
+        !left.iter().any(|n| n.starts_with(&prefix)),
+        "namespaces left: {left:?}"
+    );
     assert!(!c.state.exists(), "state dir left");
-    let ps = Command::new("pgrep").args(["-f", "--", &format!("--name {} ", c.name)]).output().unwrap();
-    assert!(ps.stdout.is_empty(), "processes left: {}", String::from_utf8_lossy(&ps.stdout));
+    let ps = Command::new("pgrep")
+        .args(["-f", "--", &format!("--name {} ", c.name)])
+        .output()
+        .unwrap();
+    assert!(
+        ps.stdout.is_empty(),
+        "processes left: {}",
+        String::from_utf8_lossy(&ps.stdout)
+    );
     let out = c.ok(&["down"]);
     assert!(out.contains("nothing to do"), "{out}");
 }
