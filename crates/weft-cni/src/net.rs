@@ -169,6 +169,7 @@ pub fn wire(node: &mut Handle, pod_ns: &Netns, plan: &Plan) -> Result<Wired, Cni
                 kernel_err(e)
             }
         })?;
+    crate::stall_point("after-veth");
     let host = node
         .link_by_name(&plan.host_veth)
         .map_err(kernel_err)?
@@ -237,16 +238,19 @@ pub fn unwire(host_veth: &str) -> Result<(), CniError> {
         .map(drop)
 }
 
-/// Host veths on `bridge` that weft-cni made, by name.
+/// Host veths weft-cni made (by name) that belong to `bridge`: its ports,
+/// and unattached ones — an ADD killed between creating the veth and
+/// attaching it leaves one, and a live attachment is never unattached.
 pub fn our_ports(node: &mut Handle, bridge: &str) -> Result<Vec<Link>, CniError> {
-    let Some(br) = node.link_by_name(bridge).map_err(kernel_err)? else {
-        return Ok(Vec::new());
-    };
+    let bridge_index = node
+        .link_by_name(bridge)
+        .map_err(kernel_err)?
+        .map(|b| b.index);
     Ok(node
         .links()
         .map_err(kernel_err)?
         .into_iter()
-        .filter(|l| l.master == Some(br.index) && is_host_veth_name(&l.name))
+        .filter(|l| is_host_veth_name(&l.name) && (l.master.is_none() || l.master == bridge_index))
         .collect())
 }
 

@@ -584,9 +584,10 @@ fn sigkill_in_the_middle_of_add_is_cleaned_by_del_and_by_gc() {
     let r = node.call("ADD", "k2", Some(&pod2), &conf).ok();
     assert_eq!(vec![pod_ip(&r)], held);
 
-    // Killed after wiring, runtime forgets the pod: GC cleans address, veth.
+    // Killed after making the veth but before attaching it to the bridge,
+    // and the runtime forgets the pod: GC cleans the address and the veth.
     let pod3 = Ns::new("pod");
-    kill_add_at(&node, &pod3, "k3", &conf, "after-wire", || {
+    kill_add_at(&node, &pod3, "k3", &conf, "after-veth", || {
         node.links().contains(&veth("k3"))
     });
     let mut gc = node.conf("1.1.0");
