@@ -123,6 +123,15 @@ pub fn up(layout: &Layout, files: &[PathBuf], nodes: usize, timeout: u64) -> Res
             layout.name
         );
     } else {
+        if let Some(recorded) = restartable(layout) {
+            // Only the control plane died: its state and the running pods are kept.
+            println!("weft up: cluster {:?} ({recorded} nodes): restarting its control plane, state kept", layout.name);
+            stop_node_runtimes(layout, recorded);
+            crate::daemon::spawn_control_plane(layout, recorded)?;
+            let url = wait_for_api(layout, deadline)?;
+            step(&format!("control plane: API at {url}"));
+            return finish_up(layout, files, &manifests, recorded, start, deadline);
+        }
         println!("weft up: cluster {:?} with {nodes} nodes", layout.name);
         if !topology::cluster_netns(layout).is_empty() || layout.state_dir.exists() {
             let (ns, ps) = teardown(layout)?;
@@ -156,6 +165,43 @@ pub fn up(layout: &Layout, files: &[PathBuf], nodes: usize, timeout: u64) -> Res
         ));
     }
 
+    finish_up(layout, files, &manifests, nodes, start, deadline)
+}
+
+/// The node count of a cluster whose control plane is gone but whose state
+/// and namespaces are intact (so restarting the control plane is enough).
+fn restartable(layout: &Layout) -> Option<usize> {
+    let nodes: usize = std::fs::read_to_string(nodes_file(layout))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let present = topology::cluster_netns(layout);
+    let mut wanted = vec![layout.fabric_netns(), layout.client_netns()];
+    wanted.extend(layout.nodes(nodes).ok()?.into_iter().map(|n| n.netns));
+    (layout.api_dir().exists() && wanted.iter().all(|n| present.contains(n))).then_some(nodes)
+}
+
+/// Node runtimes orphaned by a dead control plane (the new one starts its own;
+/// their pods keep running and are adopted).
+fn stop_node_runtimes(layout: &Layout, nodes: usize) {
+    let pids: Vec<i32> = (1..=nodes)
+        .filter_map(|i| std::fs::read_to_string(layout.pids_dir().join(format!("node-{i}"))).ok())
+        .filter_map(|s| s.trim().parse().ok())
+        .filter(|pid| procs::alive(*pid) && procs::cmdline(*pid).contains("node-runtime"))
+        .collect();
+    procs::terminate(&pids, Duration::from_secs(2));
+}
+
+/// Waits for nodes, applies manifests, waits for their pods, prints the pods.
+fn finish_up(
+    layout: &Layout,
+    files: &[PathBuf],
+    manifests: &[Manifest],
+    nodes: usize,
+    start: Instant,
+    deadline: Instant,
+) -> Result<ExitCode> {
     let rt = runtime()?;
     rt.block_on(async {
         let client = client(layout)?;

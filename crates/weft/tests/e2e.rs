@@ -323,3 +323,132 @@ fn embedded_cluster_end_to_end() {
     let out = c.ok(&["down"]);
     assert!(out.contains("nothing to do"), "{out}");
 }
+
+fn netns_with_prefix(prefix: &str) -> Vec<String> {
+    std::fs::read_dir("/run/netns")
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn kill9(pid: &str) {
+    let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+}
+
+fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + std::time::Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+fn ready_pod_uids(c: &Cluster) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = pods(c)
+        .iter()
+        .filter(|p| {
+            p.pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+        })
+        .map(|p| {
+            (
+                field(p, "/metadata/uid").to_string(),
+                field(p, "/status/podIP").to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn crashes_are_recovered_and_down_cleans_after_kill_9() {
+    if !root_or_skip("crashes_are_recovered_and_down_cleans_after_kill_9") {
+        return;
+    }
+    let name = format!("cr{}", std::process::id() % 100_000);
+    let cluster = Cluster {
+        state: std::env::temp_dir().join(format!("weft-{name}")),
+        name,
+    };
+    let c = &cluster;
+    let manifest = std::env::temp_dir().join(format!("{}-echo.yaml", c.name));
+    std::fs::write(
+        &manifest,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: echo\nspec:\n  replicas: 2\n  selector:\n    \
+         matchLabels: {app: echo}\n  template:\n    metadata:\n      labels: {app: echo}\n    spec:\n      containers:\n      \
+         - name: netexec\n        image: registry.k8s.io/e2e-test-images/agnhost:2.53\n        args: [netexec]\n",
+    )
+    .unwrap();
+    c.ok(&["up", "-f", manifest.to_str().unwrap(), "--nodes", "2"]);
+    let before = ready_pod_uids(c);
+    assert_eq!(before.len(), 2);
+    let pod_prefix = format!("weft-{}-p-", c.name);
+    assert_eq!(netns_with_prefix(&pod_prefix).len(), 2);
+
+    // A node runtime killed with -9 is restarted by the supervisor; its pods keep running.
+    let pid_file = c.state.join("pids/node-1");
+    let old = std::fs::read_to_string(&pid_file).unwrap();
+    kill9(&old);
+    wait_until("a new node-1 runtime", 20, || {
+        std::fs::read_to_string(&pid_file)
+            .is_ok_and(|p| p != old && Path::new(&format!("/proc/{}", p.trim())).exists())
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(
+        ready_pod_uids(c),
+        before,
+        "pods changed after the node runtime restarted"
+    );
+    assert_eq!(
+        netns_with_prefix(&pod_prefix).len(),
+        2,
+        "a sandbox leaked or vanished"
+    );
+
+    // The control plane killed with -9: `weft up` restarts it with its state.
+    let cp = std::fs::read_to_string(c.state.join("pids/control-plane")).unwrap();
+    kill9(&cp);
+    wait_until("the control plane to die", 10, || {
+        !Path::new(&format!("/proc/{}", cp.trim())).exists() || {
+            std::fs::read_to_string(format!("/proc/{}/stat", cp.trim()))
+                .is_ok_and(|s| s.contains(") Z"))
+        }
+    });
+    let out = c.ok(&["up", "--nodes", "2"]);
+    assert!(out.contains("state kept"), "{out}");
+    wait_until("pods Ready again", 30, || ready_pod_uids(c).len() == 2);
+    assert_eq!(
+        ready_pod_uids(c),
+        before,
+        "the restarted control plane lost or replaced pods"
+    );
+    assert_eq!(netns_with_prefix(&pod_prefix).len(), 2);
+
+    // Everything killed with -9 (control plane, node runtimes, containers): down still cleans all.
+    let all: Vec<String> = netns_with_prefix(&format!("weft-{}-", c.name));
+    let cp = std::fs::read_to_string(c.state.join("pids/control-plane")).unwrap();
+    kill9(&cp);
+    for ns in &all {
+        let out = Command::new("ip")
+            .args(["netns", "pids", ns])
+            .output()
+            .unwrap();
+        for pid in String::from_utf8_lossy(&out.stdout).lines() {
+            kill9(pid);
+        }
+    }
+    let out = c.ok(&["down"]);
+    assert!(out.contains("removed cluster"), "{out}");
+    assert!(netns_with_prefix(&format!("weft-{}-", c.name)).is_empty());
+    assert!(!c.state.exists());
+    let _ = std::fs::remove_file(manifest);
+}
