@@ -2,18 +2,21 @@
 //! request acknowledged. Small on purpose: CNI plugins are short-lived
 //! processes where an async runtime only adds start-up time.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
 
 use ipnet::IpNet;
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
-    NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE,
+    NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{
-    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, InfoVxlan,
+    LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -59,6 +62,47 @@ impl Route {
             onlink: false,
         }
     }
+}
+
+/// The routing protocol number weft stamps on the routes it writes
+/// (`proto 0x57`, "W"), so its own routes can be listed and told apart from
+/// the kernel's, the CNI's (`boot`) and a routing daemon's. Unused by the
+/// kernel and by iproute2's `rt_protos` (bird, zebra, babel, bgp… sit elsewhere).
+pub const RTPROT_WEFT: u8 = 0x57;
+
+/// The protocol `add_route` writes (`boot`, iproute2's default).
+pub const RTPROT_BOOT: u8 = 3;
+
+/// What a vxlan device was created with, as far as weft decides whether an
+/// existing device can be kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VxlanInfo {
+    pub vni: u32,
+    pub local: Option<Ipv4Addr>,
+    /// UDP destination port (host order).
+    pub port: u16,
+    /// Index of the underlay device (`dev …`), if one was given.
+    pub underlay: Option<u32>,
+    pub learning: bool,
+}
+
+/// An IP neighbour (ARP/NDP) entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Neighbour {
+    pub index: u32,
+    pub ip: IpAddr,
+    /// Absent for incomplete and failed entries.
+    pub mac: Option<[u8; 6]>,
+    /// `NUD_PERMANENT`: written by someone, never aged or probed by the kernel.
+    pub permanent: bool,
+}
+
+/// A forwarding-database entry of a vxlan device (`bridge fdb … self`):
+/// frames for `mac` go to the VTEP at `dst`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Fdb {
+    pub mac: [u8; 6],
+    pub dst: IpAddr,
 }
 
 /// One rtnetlink socket bound to the namespace it was opened in.

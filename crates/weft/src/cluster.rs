@@ -207,13 +207,13 @@ fn finish_up(
         let client = client(layout)?;
         wait_nodes(&client, nodes, deadline).await?;
         if !manifests.is_empty() {
-            apply_all(&client, &manifests).await?;
+            apply_all(&client, manifests).await?;
             step(&format!(
                 "applied {} objects from {}",
                 manifests.len(),
                 describe_paths(files)
             ));
-            wait_workloads(&client, &manifests, deadline).await?;
+            wait_workloads(&client, manifests, deadline).await?;
         }
         let pods = list(
             &client,

@@ -1,0 +1,85 @@
+//! Nodes as the datapath sees them: address, pod CIDR, published VTEP (pure).
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use k8s_openapi::api::core::v1::Node;
+use weft_overlay::PeerNode;
+
+pub const ANNOTATION_BACKEND: &str = "weft.dev/backend";
+pub const ANNOTATION_VTEP_MAC: &str = "weft.dev/vtep-mac";
+pub const ANNOTATION_VTEP_IP: &str = "weft.dev/vtep-ip";
+
+pub fn internal_ip(node: &Node) -> Option<Ipv4Addr> {
+    node.status
+        .as_ref()?
+        .addresses
+        .as_ref()?
+        .iter()
+        .find(|a| a.type_ == "InternalIP")
+        .and_then(|a| a.address.parse().ok())
+}
+
+/// The node's IPv4 pod CIDR (`spec.podCIDRs`, else `spec.podCIDR`).
+pub fn pod_cidr(node: &Node) -> Option<Ipv4Net> {
+    let spec = node.spec.as_ref()?;
+    spec.pod_cidrs
+        .iter()
+        .flatten()
+        .chain(spec.pod_cidr.iter())
+        .find_map(|c| c.parse::<Ipv4Net>().ok())
+}
+
+fn vtep_mac(node: &Node) -> Option<[u8; 6]> {
+    let mac = node.metadata.annotations.as_ref()?.get(ANNOTATION_VTEP_MAC)?;
+    weft_linux::netlink::parse_mac(mac)
+}
+
+/// Every other node with an address, sorted by name.
+pub fn peers(nodes: &[Node], local: &str) -> Vec<PeerNode> {
+    let mut out: Vec<PeerNode> = nodes
+        .iter()
+        .filter_map(|n| {
+            let name = n.metadata.name.clone()?;
+            if name == local || n.metadata.deletion_timestamp.is_some() {
+                return None;
+            }
+            Some(PeerNode { ip: internal_ip(n)?, pod_cidr: pod_cidr(n), vtep_mac: vtep_mac(n), name })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn node(name: &str, ip: &str, cidr: Option<&str>, mac: Option<&str>) -> Node {
+        let mut v = json!({"metadata": {"name": name}, "spec": {}, "status": {"addresses": [{"type": "InternalIP", "address": ip}]}});
+        if let Some(c) = cidr {
+            v["spec"]["podCIDR"] = json!(c);
+        }
+        if let Some(m) = mac {
+            v["metadata"]["annotations"] = json!({ANNOTATION_VTEP_MAC: m});
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn peers_skip_self_and_read_annotations() {
+        let nodes = vec![
+            node("node-2", "192.168.1.11", Some("10.244.1.0/24"), Some("0a:77:c0:a8:01:0b")),
+            node("node-1", "192.168.1.10", Some("10.244.0.0/24"), None),
+            node("node-3", "192.168.1.12", None, None),
+        ];
+        let p = peers(&nodes, "node-1");
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].name, "node-2");
+        assert_eq!(p[0].vtep_mac, Some([0x0a, 0x77, 0xc0, 0xa8, 0x01, 0x0b]));
+        assert_eq!(p[0].pod_cidr, Some("10.244.1.0/24".parse().unwrap()));
+        assert_eq!(p[1].pod_cidr, None);
+        assert_eq!(internal_ip(&nodes[1]), Some("192.168.1.10".parse().unwrap()));
+    }
+}
