@@ -27,7 +27,7 @@ read -r -a pods < <("$WEFT" get pods -o json | python3 -c '
 import json, sys
 items = json.load(sys.stdin)["items"]
 on1 = [p for p in items if p["spec"].get("nodeName") == "node-1" and p["metadata"]["labels"].get("app") in ("frontend", "backend")]
-print(" ".join(f"{p[\"metadata\"][\"name\"]} {p[\"status\"][\"podIP\"]}" for p in on1[:2]))')
+print(" ".join(p["metadata"]["name"] + " " + p["status"]["podIP"] for p in on1[:2]))')
 if ((${#pods[@]} >= 4)); then
     step "pod ${pods[0]} (${pods[1]}) dials pod ${pods[2]} (${pods[3]}) on node-1, through netexec /dial"
     for proto in http udp; do
