@@ -1,5 +1,6 @@
 //! Linux plumbing for weft: network namespaces, and a small synchronous
-//! rtnetlink client for links, addresses and routes.
+//! rtnetlink client for links (bridge, veth, vxlan), addresses, routes,
+//! neighbours and FDB entries.
 //!
 //! Everything here acts on whatever namespace its handle was opened in; nothing
 //! reads Kubernetes objects or decides policy.
@@ -10,5 +11,5 @@ pub mod netns;
 pub mod sysctl;
 
 pub use error::{Error, Result};
-pub use netlink::{Handle, Link, Route};
+pub use netlink::{Fdb, Handle, Link, Neighbour, Route, VxlanInfo, RTPROT_WEFT};
 pub use netns::Netns;

@@ -1,0 +1,535 @@
+//! Desired datapath → kernel: diff against what the kernel has, write only
+//! the difference.
+//!
+//! weft owns exactly: the vxlan device named in [`Desired::device`], routes of
+//! the main table stamped with [`RTPROT_WEFT`], and permanent neighbour and
+//! FDB entries on that device. Everything else is left alone. Nothing that is
+//! already right is rewritten, so established connections survive an agent
+//! restart. Writes go device → FDB + neighbours → routes, removals the other
+//! way round, so a route never points at a next hop that is not there yet.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::IpNet;
+use tracing::{debug, info};
+use weft_linux::netlink::format_mac;
+use weft_linux::{Fdb, Handle, Neighbour, Route, RTPROT_WEFT};
+
+use crate::compile::{Desired, DesiredFdb, DesiredNeighbour, DesiredRoute, VxlanDevice};
+
+/// What one apply did, for logs and metrics. A device counts as one object,
+/// its address as another; fixing a wrong object in place counts as added.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    pub added: usize,
+    pub removed: usize,
+    pub unchanged: usize,
+}
+
+impl ApplyReport {
+    pub fn changed(&self) -> bool {
+        self.added + self.removed > 0
+    }
+}
+
+/// A kernel write or read that failed, naming the object.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{action} {object}: {source}")]
+    Kernel {
+        action: &'static str,
+        object: String,
+        #[source]
+        source: weft_linux::Error,
+    },
+    #[error("vxlan device {device}: no interface of this node has the underlay address {local}")]
+    NoUnderlay { device: String, local: Ipv4Addr },
+    #[error("device {device}: exists as a {kind} link, not vxlan; weft will not replace it")]
+    ForeignDevice { device: String, kind: String },
+    #[error("device {device}: missing right after it was created")]
+    DeviceVanished { device: String },
+    #[error("route {route}: names device {dev}, but weft only routes through {device}")]
+    UnknownDevice {
+        route: String,
+        dev: String,
+        device: String,
+    },
+}
+
+fn kernel(
+    action: &'static str,
+    object: impl Into<String>,
+) -> impl FnOnce(weft_linux::Error) -> ApplyError {
+    let object = object.into();
+    move |source| ApplyError::Kernel {
+        action,
+        object,
+        source,
+    }
+}
+
+/// Applies [`Desired`] datapaths to the namespace of its handle.
+pub struct Datapath {
+    handle: Handle,
+}
+
+impl Datapath {
+    pub fn new(handle: Handle) -> Self {
+        Datapath { handle }
+    }
+
+    /// Brings the kernel to `desired`; safe to repeat, converges from any state.
+    pub fn apply(&mut self, desired: &Desired) -> Result<ApplyReport, ApplyError> {
+        let mut report = ApplyReport::default();
+        let device_index = match &desired.vxlan {
+            Some(dev) => Some(self.ensure_device(dev, &mut report)?),
+            None => None,
+        };
+
+        // Additions: FDB + neighbours, then routes.
+        let fdb_plan = match device_index {
+            Some(index) => {
+                let have = self
+                    .handle
+                    .fdb_entries(index)
+                    .map_err(kernel("list fdb of", desired.device.clone()))?;
+                diff_fdb(&desired.fdb, &have)
+            }
+            None => Diff::default(),
+        };
+        let neigh_plan = match device_index {
+            Some(index) => {
+                let have = self
+                    .handle
+                    .neighbours(Some(index), false)
+                    .map_err(kernel("list neighbours of", desired.device.clone()))?;
+                diff_neighbours(&desired.neighbours, &have)
+            }
+            None => Diff::default(),
+        };
+        let have_routes: Vec<Route> = self
+            .handle
+            .routes_with_protocol(false)
+            .map_err(kernel("list routes", "of protocol weft"))?
+            .into_iter()
+            .filter(|(_, proto)| *proto == RTPROT_WEFT)
+            .map(|(r, _)| r)
+            .collect();
+        let wanted_routes: Vec<Route> = desired
+            .routes
+            .iter()
+            .map(|r| kernel_route(r, &desired.device, device_index))
+            .collect::<Result<_, _>>()?;
+        let route_plan = diff_routes(&wanted_routes, &have_routes);
+        report.unchanged += fdb_plan.unchanged + neigh_plan.unchanged + route_plan.unchanged;
+
+        if let Some(index) = device_index {
+            for e in &fdb_plan.add {
+                self.handle
+                    .replace_fdb(index, e.mac, e.dst)
+                    .map_err(kernel("write fdb", describe_fdb(e, &desired.device)))?;
+                info!(device = %desired.device, mac = %format_mac(&e.mac), dst = %e.dst, "fdb entry written");
+                report.added += 1;
+            }
+            for n in &neigh_plan.add {
+                let mac = n.mac.unwrap_or_default();
+                self.handle
+                    .replace_neighbour(index, n.ip, mac)
+                    .map_err(kernel(
+                        "write neighbour",
+                        describe_neigh(n, &desired.device),
+                    ))?;
+                info!(device = %desired.device, ip = %n.ip, mac = %format_mac(&mac), "neighbour written");
+                report.added += 1;
+            }
+        }
+        for r in &route_plan.add {
+            self.handle
+                .replace_route(r, RTPROT_WEFT)
+                .map_err(kernel("write route", describe_route(r)))?;
+            info!(route = %describe_route(r), "route written");
+            report.added += 1;
+        }
+
+        // Removals: routes, then neighbours and FDB, then the device. An entry
+        // already gone (replaced in place above, or removed by someone else)
+        // is not an error.
+        for r in &route_plan.remove {
+            match self.handle.delete_route_with_protocol(r, RTPROT_WEFT) {
+                Ok(()) => {
+                    info!(route = %describe_route(r), "stale route removed");
+                    report.removed += 1;
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(kernel("remove route", describe_route(r))(e)),
+            }
+        }
+        if let Some(index) = device_index {
+            for n in &neigh_plan.remove {
+                match self.handle.delete_neighbour(index, n.ip) {
+                    Ok(()) => {
+                        info!(device = %desired.device, ip = %n.ip, "stale neighbour removed");
+                        report.removed += 1;
+                    }
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => {
+                        return Err(kernel(
+                            "remove neighbour",
+                            describe_neigh(n, &desired.device),
+                        )(e))
+                    }
+                }
+            }
+            for e in &fdb_plan.remove {
+                match self.handle.delete_fdb(index, e.mac, e.dst) {
+                    Ok(()) => {
+                        info!(device = %desired.device, mac = %format_mac(&e.mac), dst = %e.dst, "stale fdb entry removed");
+                        report.removed += 1;
+                    }
+                    Err(err) if err.is_not_found() => {}
+                    Err(err) => {
+                        return Err(kernel("remove fdb", describe_fdb(e, &desired.device))(err))
+                    }
+                }
+            }
+        }
+        if desired.vxlan.is_none() {
+            self.remove_device(&desired.device, &mut report)?;
+        }
+        debug!(
+            added = report.added,
+            removed = report.removed,
+            unchanged = report.unchanged,
+            "overlay applied"
+        );
+        Ok(report)
+    }
+
+    /// Makes sure the vxlan device exists as `dev` says, up, with its address;
+    /// returns its index. A device whose identity (VNI, local, port, underlay)
+    /// differs is re-created; MTU and MAC are fixed in place.
+    fn ensure_device(
+        &mut self,
+        dev: &VxlanDevice,
+        report: &mut ApplyReport,
+    ) -> Result<u32, ApplyError> {
+        let name = dev.name.as_str();
+        let underlay = self.underlay_index(dev)?;
+        let existing = self
+            .handle
+            .link_by_name(name)
+            .map_err(kernel("look up device", name))?;
+        let mut link = match existing {
+            Some(link) if link.kind.as_deref() == Some("vxlan") => {
+                let info = self
+                    .handle
+                    .vxlan_info(link.index)
+                    .map_err(kernel("read vxlan settings of", name))?;
+                let same = info.is_some_and(|i| {
+                    i.vni == dev.vni
+                        && i.local == Some(dev.local)
+                        && i.port == dev.port
+                        && i.underlay == Some(underlay)
+                        && !i.learning
+                });
+                if same {
+                    Some(link)
+                } else {
+                    info!(
+                        device = name,
+                        "vxlan device settings differ, re-creating it"
+                    );
+                    self.handle
+                        .delete_link(link.index)
+                        .map_err(kernel("delete outdated device", name))?;
+                    report.removed += 1;
+                    None
+                }
+            }
+            Some(link) => {
+                return Err(ApplyError::ForeignDevice {
+                    device: name.to_string(),
+                    kind: link.kind.unwrap_or_else(|| "unknown".to_string()),
+                })
+            }
+            None => None,
+        };
+        let mut changed = false;
+        if link.is_none() {
+            self.handle
+                .create_vxlan(
+                    name,
+                    dev.vni,
+                    dev.local,
+                    dev.port,
+                    Some(underlay),
+                    Some(dev.mtu),
+                    Some(dev.mac),
+                )
+                .map_err(kernel("create device", name))?;
+            info!(device = name, vni = dev.vni, local = %dev.local, port = dev.port, "vxlan device created");
+            changed = true;
+            link = self
+                .handle
+                .link_by_name(name)
+                .map_err(kernel("look up device", name))?;
+        }
+        let Some(link) = link else {
+            return Err(ApplyError::DeviceVanished {
+                device: name.to_string(),
+            });
+        };
+        if link.mtu != dev.mtu {
+            self.handle
+                .set_mtu(link.index, dev.mtu)
+                .map_err(kernel("set mtu of device", name))?;
+            changed = true;
+        }
+        if link.mac != Some(dev.mac) {
+            self.handle
+                .set_mac(link.index, dev.mac)
+                .map_err(kernel("set address of device", name))?;
+            changed = true;
+        }
+        if !link.up {
+            self.handle
+                .set_up(link.index)
+                .map_err(kernel("bring up device", name))?;
+            changed = true;
+        }
+        if changed {
+            report.added += 1;
+        } else {
+            report.unchanged += 1;
+        }
+
+        // The device's IPv4 address: exactly `dev.address`.
+        let want = IpNet::V4(dev.address);
+        let have: Vec<IpNet> = self
+            .handle
+            .addresses(Some(link.index))
+            .map_err(kernel("list addresses of device", name))?
+            .into_iter()
+            .map(|(_, a)| a)
+            .filter(|a| a.addr().is_ipv4())
+            .collect();
+        if have.contains(&want) {
+            report.unchanged += 1;
+        } else {
+            self.handle
+                .add_address(link.index, want)
+                .map_err(kernel("add address to device", format!("{want} on {name}")))?;
+            report.added += 1;
+        }
+        for stale in have.iter().filter(|a| **a != want) {
+            self.handle
+                .delete_address(link.index, *stale)
+                .map_err(kernel(
+                    "remove address from device",
+                    format!("{stale} on {name}"),
+                ))?;
+            report.removed += 1;
+        }
+        Ok(link.index)
+    }
+
+    /// The interface holding the tunnel's local address.
+    fn underlay_index(&mut self, dev: &VxlanDevice) -> Result<u32, ApplyError> {
+        self.handle
+            .addresses(None)
+            .map_err(kernel("list addresses", "of this node"))?
+            .into_iter()
+            .find(|(_, a)| a.addr() == IpAddr::V4(dev.local))
+            .map(|(index, _)| index)
+            .ok_or_else(|| ApplyError::NoUnderlay {
+                device: dev.name.clone(),
+                local: dev.local,
+            })
+    }
+
+    fn remove_device(&mut self, name: &str, report: &mut ApplyReport) -> Result<(), ApplyError> {
+        let Some(link) = self
+            .handle
+            .link_by_name(name)
+            .map_err(kernel("look up device", name))?
+        else {
+            return Ok(());
+        };
+        // Only a vxlan device is weft's to remove; anything else by that name
+        // belongs to someone else.
+        if link.kind.as_deref() != Some("vxlan") {
+            return Ok(());
+        }
+        self.handle
+            .delete_link(link.index)
+            .map_err(kernel("delete device", name))?;
+        info!(device = name, "vxlan device removed");
+        report.removed += 1;
+        Ok(())
+    }
+}
+
+/// The kernel form of a desired route; a route naming the vxlan device needs
+/// its index.
+fn kernel_route(
+    r: &DesiredRoute,
+    device: &str,
+    device_index: Option<u32>,
+) -> Result<Route, ApplyError> {
+    let oif = match &r.dev {
+        None => None,
+        Some(dev) if dev == device => {
+            Some(device_index.ok_or_else(|| ApplyError::UnknownDevice {
+                route: format!("{} via {}", r.dst, r.via),
+                dev: dev.clone(),
+                device: format!("{device} (absent: the desired state has no vxlan device)"),
+            })?)
+        }
+        Some(dev) => {
+            return Err(ApplyError::UnknownDevice {
+                route: format!("{} via {}", r.dst, r.via),
+                dev: dev.clone(),
+                device: device.to_string(),
+            })
+        }
+    };
+    Ok(Route {
+        dst: IpNet::V4(r.dst),
+        gateway: Some(IpAddr::V4(r.via)),
+        oif,
+        scope_link: false,
+        onlink: r.onlink,
+    })
+}
+
+/// What to write and what to remove for one object family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Diff<T> {
+    pub add: Vec<T>,
+    pub remove: Vec<T>,
+    pub unchanged: usize,
+}
+
+impl<T> Default for Diff<T> {
+    fn default() -> Self {
+        Diff {
+            add: Vec::new(),
+            remove: Vec::new(),
+            unchanged: 0,
+        }
+    }
+}
+
+pub(crate) fn diff_fdb(want: &BTreeSet<DesiredFdb>, have: &[Fdb]) -> Diff<Fdb> {
+    let want: BTreeSet<Fdb> = want
+        .iter()
+        .map(|e| Fdb {
+            mac: e.mac,
+            dst: IpAddr::V4(e.dst),
+        })
+        .collect();
+    let have: BTreeSet<Fdb> = have.iter().cloned().collect();
+    let add: Vec<Fdb> = want.difference(&have).cloned().collect();
+    // A unicast MAC has one remote, and the replace of a wanted entry rewrites
+    // it in place; deleting the old remote afterwards would be a no-op the
+    // kernel still answers with success (it only checks the MAC).
+    let remove = have
+        .difference(&want)
+        .filter(|h| !add.iter().any(|a| a.mac == h.mac))
+        .cloned()
+        .collect();
+    Diff {
+        add,
+        remove,
+        unchanged: want.intersection(&have).count(),
+    }
+}
+
+/// Only permanent entries are weft's to remove: anything else on the device
+/// was made by the kernel and ages out by itself.
+pub(crate) fn diff_neighbours(
+    want: &BTreeSet<DesiredNeighbour>,
+    have: &[Neighbour],
+) -> Diff<Neighbour> {
+    let mut diff = Diff::default();
+    for w in want {
+        let ip = IpAddr::V4(w.ip);
+        let ok = have
+            .iter()
+            .any(|h| h.ip == ip && h.mac == Some(w.mac) && h.permanent);
+        if ok {
+            diff.unchanged += 1;
+        } else {
+            diff.add.push(Neighbour {
+                index: 0,
+                ip,
+                mac: Some(w.mac),
+                permanent: true,
+            });
+        }
+    }
+    let wanted_ips: BTreeSet<IpAddr> = want.iter().map(|w| IpAddr::V4(w.ip)).collect();
+    diff.remove = have
+        .iter()
+        .filter(|h| h.permanent && !wanted_ips.contains(&h.ip))
+        .cloned()
+        .collect();
+    diff
+}
+
+/// A kernel route matches a wanted one when destination, gateway and onlink
+/// agree, and the device too when the wanted route names one (host-gw routes
+/// leave the device to the kernel).
+fn route_matches(want: &Route, have: &Route) -> bool {
+    want.dst == have.dst
+        && want.gateway == have.gateway
+        && want.onlink == have.onlink
+        && (want.oif.is_none() || want.oif == have.oif)
+}
+
+/// `have` holds only routes of weft's protocol. A wrong route for a wanted
+/// destination is replaced in place (no moment without a route), so it is
+/// not removed separately.
+pub(crate) fn diff_routes(want: &[Route], have: &[Route]) -> Diff<Route> {
+    let mut diff = Diff::default();
+    for w in want {
+        if have.iter().any(|h| route_matches(w, h)) {
+            diff.unchanged += 1;
+        } else {
+            diff.add.push(w.clone());
+        }
+    }
+    diff.remove = have
+        .iter()
+        .filter(|h| !want.iter().any(|w| route_matches(w, h)))
+        .filter(|h| !diff.add.iter().any(|a| a.dst == h.dst))
+        .cloned()
+        .collect();
+    diff
+}
+
+fn describe_route(r: &Route) -> String {
+    let mut s = r.dst.to_string();
+    if let Some(gw) = r.gateway {
+        s.push_str(&format!(" via {gw}"));
+    }
+    if let Some(oif) = r.oif {
+        s.push_str(&format!(" dev #{oif}"));
+    }
+    if r.onlink {
+        s.push_str(" onlink");
+    }
+    s
+}
+
+fn describe_neigh(n: &Neighbour, device: &str) -> String {
+    match n.mac {
+        Some(mac) => format!("{} lladdr {} dev {device}", n.ip, format_mac(&mac)),
+        None => format!("{} dev {device}", n.ip),
+    }
+}
+
+fn describe_fdb(e: &Fdb, device: &str) -> String {
+    format!("{} dst {} dev {device}", format_mac(&e.mac), e.dst)
+}

@@ -1,0 +1,460 @@
+//! Nodes → the desired cross-node datapath of one node (pure: no I/O).
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use ipnet::Ipv4Net;
+use weft_linux::netlink::format_mac;
+
+/// How pod traffic crosses from one node to another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Backend {
+    /// Every peer through a vxlan tunnel (Flannel's `vxlan`).
+    #[default]
+    Vxlan,
+    /// A plain route to each peer's node IP; all nodes on one L2 subnet
+    /// (Flannel's `host-gw`).
+    HostGw,
+    /// host-gw for peers on this node's subnet, vxlan for the others
+    /// (Calico's `CrossSubnet`, Flannel's `DirectRouting`).
+    Auto,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Vxlan => "vxlan",
+            Backend::HostGw => "host-gw",
+            Backend::Auto => "auto",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown overlay backend {0:?}: expected vxlan, host-gw or auto")]
+pub struct ParseBackendError(pub String);
+
+impl FromStr for Backend {
+    type Err = ParseBackendError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "vxlan" => Ok(Backend::Vxlan),
+            "host-gw" => Ok(Backend::HostGw),
+            "auto" => Ok(Backend::Auto),
+            other => Err(ParseBackendError(other.to_string())),
+        }
+    }
+}
+
+/// Cluster-wide overlay settings (the same on every node).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverlayConfig {
+    pub backend: Backend,
+    /// VXLAN network identifier, 1..=16777215.
+    pub vni: u32,
+    /// UDP destination port of the tunnel (IANA 4789).
+    pub port: u16,
+    /// Name of weft's vxlan device (at most 15 bytes).
+    pub device: String,
+}
+
+pub const DEFAULT_DEVICE: &str = "weft.vxlan";
+pub const DEFAULT_VNI: u32 = 1;
+pub const DEFAULT_PORT: u16 = 4789;
+
+impl Default for OverlayConfig {
+    fn default() -> Self {
+        OverlayConfig {
+            backend: Backend::Vxlan,
+            vni: DEFAULT_VNI,
+            port: DEFAULT_PORT,
+            device: DEFAULT_DEVICE.to_string(),
+        }
+    }
+}
+
+/// The node this datapath is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalNode {
+    pub name: String,
+    /// The node's InternalIP: tunnel endpoint and host-gw next hop.
+    pub ip: Ipv4Addr,
+    /// The node's underlay address with its prefix (e.g. 192.168.1.10/24):
+    /// peers inside it are reachable directly.
+    pub underlay: Ipv4Net,
+    pub underlay_mtu: u32,
+    pub pod_cidr: Ipv4Net,
+}
+
+/// Another node of the cluster, as its Node object says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerNode {
+    pub name: String,
+    pub ip: Ipv4Addr,
+    /// Not yet allocated when `None`.
+    pub pod_cidr: Option<Ipv4Net>,
+    /// The MAC the peer's agent published for its vxlan device.
+    pub vtep_mac: Option<[u8; 6]>,
+}
+
+/// weft's vxlan device on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VxlanDevice {
+    pub name: String,
+    pub vni: u32,
+    pub port: u16,
+    /// Tunnel source; the underlay device is the one holding this address.
+    pub local: Ipv4Addr,
+    pub mtu: u32,
+    pub mac: [u8; 6],
+    /// The node's pod CIDR network address /32 (e.g. 10.244.0.0/32): the
+    /// source of packets the node itself sends to remote pods, and the
+    /// address peers route this node's pod CIDR through.
+    pub address: Ipv4Net,
+}
+
+/// A route weft owns (written with `RTPROT_WEFT`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DesiredRoute {
+    pub dst: Ipv4Net,
+    pub via: Ipv4Addr,
+    /// Output device by name; `None` lets the kernel pick the device on the
+    /// gateway's subnet (host-gw).
+    pub dev: Option<String>,
+    /// The gateway is reachable on `dev` although no address covers it.
+    pub onlink: bool,
+}
+
+/// A permanent neighbour entry on weft's vxlan device.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DesiredNeighbour {
+    pub ip: Ipv4Addr,
+    pub mac: [u8; 6],
+    pub dev: String,
+}
+
+/// A permanent FDB entry on weft's vxlan device: frames for `mac` go to the
+/// VTEP at `dst`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DesiredFdb {
+    pub mac: [u8; 6],
+    pub dst: Ipv4Addr,
+    pub dev: String,
+}
+
+/// The whole cross-node datapath of one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    /// Name of weft's vxlan device, present or not, so apply can remove one
+    /// left behind by an earlier mode.
+    pub device: String,
+    pub vxlan: Option<VxlanDevice>,
+    pub routes: BTreeSet<DesiredRoute>,
+    pub neighbours: BTreeSet<DesiredNeighbour>,
+    pub fdb: BTreeSet<DesiredFdb>,
+    /// MTU pods of this node must use (handed to the CNI config).
+    pub pod_mtu: u32,
+    /// Peers left out for now, and why (no podCIDR, no VTEP MAC yet, …).
+    pub problems: Vec<String>,
+}
+
+/// Why no datapath can be built: the cluster cannot work as configured.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    #[error("overlay config: {field} is {value}, expected {expected}")]
+    Config {
+        field: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("node {node}: IP {ip} is not inside its underlay subnet {underlay}")]
+    LocalNotOnUnderlay {
+        node: String,
+        ip: Ipv4Addr,
+        underlay: Ipv4Net,
+    },
+    #[error(
+        "node {node}: underlay MTU {underlay_mtu} leaves pods an MTU of {pod_mtu} with {backend}, \
+         expected at least {MIN_POD_MTU}"
+    )]
+    MtuTooSmall {
+        node: String,
+        underlay_mtu: u32,
+        pod_mtu: u32,
+        backend: Backend,
+    },
+    #[error(
+        "backend host-gw: node {peer} ({peer_ip}) is not on the subnet {subnet} of node {node} \
+         ({node_ip}); host-gw needs every node on one L2 subnet, use backend vxlan or auto"
+    )]
+    PeerNotOnSubnet {
+        peer: String,
+        peer_ip: Ipv4Addr,
+        node: String,
+        node_ip: Ipv4Addr,
+        subnet: Ipv4Net,
+    },
+}
+
+/// The smallest MTU IPv4 allows every link to have (RFC 791).
+pub const MIN_POD_MTU: u32 = 68;
+
+/// Outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14) headers.
+pub const VXLAN_OVERHEAD: u32 = 50;
+
+/// The MTU pods must use over `underlay_mtu`. Auto takes the vxlan figure:
+/// a pod's MTU is fixed when it is created, and any peer may be across the
+/// tunnel.
+pub fn pod_mtu(underlay_mtu: u32, backend: Backend) -> u32 {
+    match backend {
+        Backend::HostGw => underlay_mtu,
+        Backend::Vxlan | Backend::Auto => underlay_mtu.saturating_sub(VXLAN_OVERHEAD),
+    }
+}
+
+/// The MAC of a node's vxlan device: `0e:57` ("W", locally administered,
+/// unicast) followed by the node IP, so it survives device re-creation and
+/// agent restarts, and peers could even derive it.
+pub fn vtep_mac(node_ip: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = node_ip.octets();
+    [0x0e, 0x57, a, b, c, d]
+}
+
+/// Compiles the datapath `local` needs to reach the pods of `peers`.
+///
+/// Peers are taken in name order; a peer named like `local` is skipped. A peer
+/// that cannot be served yet (no podCIDR, no VTEP MAC for vxlan, a podCIDR
+/// clashing with another node's) gets nothing and is listed in `problems`.
+/// With host-gw, any peer outside `local.underlay` (podCIDR or not) is an
+/// error: the backend cannot work in that cluster.
+pub fn compile(
+    local: &LocalNode,
+    peers: &[PeerNode],
+    cfg: &OverlayConfig,
+) -> Result<Desired, CompileError> {
+    validate(local, cfg)?;
+    let device = cfg.device.clone();
+    let mut desired = Desired {
+        device: device.clone(),
+        vxlan: None,
+        routes: BTreeSet::new(),
+        neighbours: BTreeSet::new(),
+        fdb: BTreeSet::new(),
+        pod_mtu: pod_mtu(local.underlay_mtu, cfg.backend),
+        problems: Vec::new(),
+    };
+
+    let mut sorted: Vec<&PeerNode> = peers.iter().filter(|p| p.name != local.name).collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    // (cidr, owner) of every pod CIDR routed so far, to refuse overlaps.
+    let mut taken: Vec<(Ipv4Net, &str)> = vec![(local.pod_cidr, local.name.as_str())];
+    let mut needs_vxlan = cfg.backend == Backend::Vxlan;
+
+    for (i, peer) in sorted.iter().enumerate() {
+        if i > 0 && sorted[i - 1].name == peer.name {
+            desired.problems.push(format!(
+                "node {}: listed twice, first entry used",
+                peer.name
+            ));
+            continue;
+        }
+        let direct = local.underlay.contains(&peer.ip);
+        let over_vxlan = match cfg.backend {
+            Backend::Vxlan => true,
+            Backend::HostGw => false,
+            Backend::Auto => !direct,
+        };
+        if cfg.backend == Backend::HostGw && !direct {
+            return Err(CompileError::PeerNotOnSubnet {
+                peer: peer.name.clone(),
+                peer_ip: peer.ip,
+                node: local.name.clone(),
+                node_ip: local.ip,
+                subnet: local.underlay.trunc(),
+            });
+        }
+        if peer.ip == local.ip {
+            desired.problems.push(format!(
+                "node {}: has the IP {} of this node {}, skipped",
+                peer.name, peer.ip, local.name
+            ));
+            continue;
+        }
+        let Some(cidr) = peer.pod_cidr else {
+            desired
+                .problems
+                .push(format!("node {}: no podCIDR yet", peer.name));
+            continue;
+        };
+        if over_vxlan {
+            needs_vxlan = true;
+        }
+        if let Some((other, owner)) = taken.iter().find(|(t, _)| overlaps(t, &cidr)) {
+            desired.problems.push(format!(
+                "node {}: podCIDR {cidr} overlaps {other} of node {owner}, skipped",
+                peer.name
+            ));
+            continue;
+        }
+        if !over_vxlan {
+            taken.push((cidr, peer.name.as_str()));
+            desired.routes.insert(DesiredRoute {
+                dst: cidr,
+                via: peer.ip,
+                dev: None,
+                onlink: false,
+            });
+            continue;
+        }
+        let Some(mac) = peer.vtep_mac else {
+            desired.problems.push(format!(
+                "node {}: no VTEP MAC published yet, its pods are unreachable for now",
+                peer.name
+            ));
+            continue;
+        };
+        taken.push((cidr, peer.name.as_str()));
+        let gateway = cidr.network();
+        desired.fdb.insert(DesiredFdb {
+            mac,
+            dst: peer.ip,
+            dev: device.clone(),
+        });
+        desired.neighbours.insert(DesiredNeighbour {
+            ip: gateway,
+            mac,
+            dev: device.clone(),
+        });
+        desired.routes.insert(DesiredRoute {
+            dst: cidr,
+            via: gateway,
+            dev: Some(device.clone()),
+            onlink: true,
+        });
+    }
+
+    if needs_vxlan {
+        desired.vxlan = Some(VxlanDevice {
+            name: device,
+            vni: cfg.vni,
+            port: cfg.port,
+            local: local.ip,
+            mtu: local.underlay_mtu.saturating_sub(VXLAN_OVERHEAD),
+            mac: vtep_mac(local.ip),
+            address: Ipv4Net::from(local.pod_cidr.network()),
+        });
+    }
+    Ok(desired)
+}
+
+fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+fn validate(local: &LocalNode, cfg: &OverlayConfig) -> Result<(), CompileError> {
+    if cfg.vni == 0 || cfg.vni > 0x00ff_ffff {
+        return Err(CompileError::Config {
+            field: "vni",
+            value: cfg.vni.to_string(),
+            expected: "1..=16777215",
+        });
+    }
+    if cfg.port == 0 {
+        return Err(CompileError::Config {
+            field: "port",
+            value: "0".to_string(),
+            expected: "a UDP port 1..=65535",
+        });
+    }
+    let name_ok = !cfg.device.is_empty()
+        && cfg.device.len() <= 15
+        && cfg
+            .device
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '/' && c != ':');
+    if !name_ok {
+        return Err(CompileError::Config {
+            field: "device",
+            value: format!("{:?}", cfg.device),
+            expected: "an interface name of 1 to 15 printable characters without '/' or ':'",
+        });
+    }
+    if !local.underlay.contains(&local.ip) {
+        return Err(CompileError::LocalNotOnUnderlay {
+            node: local.name.clone(),
+            ip: local.ip,
+            underlay: local.underlay,
+        });
+    }
+    let mtu = pod_mtu(local.underlay_mtu, cfg.backend);
+    if mtu < MIN_POD_MTU {
+        return Err(CompileError::MtuTooSmall {
+            node: local.name.clone(),
+            underlay_mtu: local.underlay_mtu,
+            pod_mtu: mtu,
+            backend: cfg.backend,
+        });
+    }
+    Ok(())
+}
+
+/// One line per object, in `ip`/`bridge` syntax, for logs and golden tests.
+impl fmt::Display for Desired {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(d) = &self.vxlan {
+            writeln!(
+                f,
+                "link {} vxlan id {} dstport {} local {} mtu {} address {} nolearning",
+                d.name,
+                d.vni,
+                d.port,
+                d.local,
+                d.mtu,
+                format_mac(&d.mac)
+            )?;
+            writeln!(f, "addr {} dev {}", d.address, d.name)?;
+        }
+        for e in &self.fdb {
+            writeln!(
+                f,
+                "fdb {} dst {} dev {} self permanent",
+                format_mac(&e.mac),
+                e.dst,
+                e.dev
+            )?;
+        }
+        for n in &self.neighbours {
+            writeln!(
+                f,
+                "neigh {} lladdr {} dev {} permanent",
+                n.ip,
+                format_mac(&n.mac),
+                n.dev
+            )?;
+        }
+        for r in &self.routes {
+            write!(f, "route {} via {}", r.dst, r.via)?;
+            if let Some(dev) = &r.dev {
+                write!(f, " dev {dev}")?;
+            }
+            if r.onlink {
+                f.write_str(" onlink")?;
+            }
+            writeln!(f, " proto weft")?;
+        }
+        writeln!(f, "pod-mtu {}", self.pod_mtu)?;
+        for p in &self.problems {
+            writeln!(f, "problem {p}")?;
+        }
+        Ok(())
+    }
+}
