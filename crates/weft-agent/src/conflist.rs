@@ -39,12 +39,17 @@ pub fn conflist(pod_cidr: Ipv4Net, mtu: u32, ipam_dir: &Path, cluster_cidr: Ipv4
 pub fn write_if_changed(dir: &Path, conf: &Value) -> std::io::Result<bool> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join(FILE_NAME);
-    let current = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok());
+    let current = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok());
     if current.as_ref() == Some(conf) {
         return Ok(false);
     }
     let tmp = dir.join(format!(".{FILE_NAME}.tmp"));
-    std::fs::write(&tmp, serde_json::to_string_pretty(conf).map_err(std::io::Error::other)?)?;
+    std::fs::write(
+        &tmp,
+        serde_json::to_string_pretty(conf).map_err(std::io::Error::other)?,
+    )?;
     std::fs::rename(&tmp, &path)?;
     Ok(true)
 }
@@ -55,7 +60,12 @@ mod tests {
 
     #[test]
     fn conflist_carries_subnet_gateway_and_mtu() {
-        let c = conflist("10.244.1.0/24".parse().unwrap(), 1450, Path::new("/x/ipam"), "10.244.0.0/16".parse().unwrap());
+        let c = conflist(
+            "10.244.1.0/24".parse().unwrap(),
+            1450,
+            Path::new("/x/ipam"),
+            "10.244.0.0/16".parse().unwrap(),
+        );
         let p = &c["plugins"][0];
         assert_eq!(p["type"], "weft-cni");
         assert_eq!(p["mtu"], 1450);
@@ -67,7 +77,12 @@ mod tests {
     #[test]
     fn writes_only_on_change() {
         let dir = std::env::temp_dir().join(format!("weft-agent-conf-{}", std::process::id()));
-        let c = conflist("10.244.0.0/24".parse().unwrap(), 1500, Path::new("/x"), "10.244.0.0/16".parse().unwrap());
+        let c = conflist(
+            "10.244.0.0/24".parse().unwrap(),
+            1500,
+            Path::new("/x"),
+            "10.244.0.0/16".parse().unwrap(),
+        );
         assert!(write_if_changed(&dir, &c).unwrap());
         assert!(!write_if_changed(&dir, &c).unwrap());
         std::fs::remove_dir_all(dir).unwrap();

@@ -21,7 +21,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use tokio::sync::Notify;
-use weft_overlay::{Backend, Datapath, LocalNode, OverlayConfig};
+use weft_overlay::{Datapath, LocalNode, OverlayConfig};
 
 pub use peers::{ANNOTATION_BACKEND, ANNOTATION_VTEP_IP, ANNOTATION_VTEP_MAC};
 
@@ -50,9 +50,15 @@ fn underlay_of(handle: &mut weft_linux::Handle, ip: Ipv4Addr) -> Result<(Ipv4Net
     let (index, net) = addrs
         .into_iter()
         .find(|(_, a)| a.addr() == std::net::IpAddr::V4(ip))
-        .with_context(|| format!("no interface in this network namespace has the node address {ip}"))?;
-    let IpNet::V4(net) = net else { bail!("node address {ip} is not IPv4") };
-    let link = handle.link_by_index(index)?.with_context(|| format!("link #{index} vanished"))?;
+        .with_context(|| {
+            format!("no interface in this network namespace has the node address {ip}")
+        })?;
+    let IpNet::V4(net) = net else {
+        bail!("node address {ip} is not IPv4")
+    };
+    let link = handle
+        .link_by_index(index)?
+        .with_context(|| format!("link #{index} vanished"))?;
     Ok((net, link.mtu))
 }
 
@@ -60,7 +66,9 @@ fn underlay_of(handle: &mut weft_linux::Handle, ip: Ipv4Addr) -> Result<(Ipv4Net
 pub async fn run(client: kube::Client, config: AgentConfig) -> Result<()> {
     let metrics = Arc::new(metrics::Metrics::default());
     if let Some(addr) = config.metrics_addr {
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("bind metrics {addr}"))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("bind metrics {addr}"))?;
         tokio::spawn(metrics::serve(listener, metrics.clone()));
     }
     let nodes: Api<Node> = Api::all(client.clone());
@@ -80,9 +88,17 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
 
+    // Pods' traffic is routed through this node.
+    weft_linux::sysctl::ensure("net/ipv4/ip_forward", "1")?;
     let mut handle = weft_linux::Handle::new()?;
     let (underlay, underlay_mtu) = underlay_of(&mut handle, node_ip)?;
-    let local = LocalNode { name: config.node_name.clone(), ip: node_ip, underlay, underlay_mtu, pod_cidr };
+    let local = LocalNode {
+        name: config.node_name.clone(),
+        ip: node_ip,
+        underlay,
+        underlay_mtu,
+        pod_cidr,
+    };
     let pod_mtu = weft_overlay::pod_mtu(underlay_mtu, config.overlay.backend);
     let vtep = weft_overlay::vtep_mac(node_ip);
 
@@ -94,12 +110,22 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<()> {
 
     // Publish this node's VTEP so peers can reach it.
     let mut annotations = BTreeMap::new();
-    annotations.insert(ANNOTATION_BACKEND.to_string(), config.overlay.backend.to_string());
-    annotations.insert(ANNOTATION_VTEP_MAC.to_string(), weft_linux::netlink::format_mac(&vtep));
+    annotations.insert(
+        ANNOTATION_BACKEND.to_string(),
+        config.overlay.backend.to_string(),
+    );
+    annotations.insert(
+        ANNOTATION_VTEP_MAC.to_string(),
+        weft_linux::netlink::format_mac(&vtep),
+    );
     annotations.insert(ANNOTATION_VTEP_IP.to_string(), node_ip.to_string());
     let patch = serde_json::json!({"metadata": {"annotations": annotations}});
     nodes
-        .patch(&config.node_name, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(
+            &config.node_name,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await
         .context("publish the VTEP annotations on the Node")?;
 
@@ -143,8 +169,12 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<()> {
                 let routes = desired.routes.len();
                 let dp = datapath.clone();
                 tokio::task::spawn_blocking(move || {
-                    let mut dp = dp.lock().map_err(|_| anyhow::anyhow!("datapath lock poisoned"))?;
-                    dp.apply(&desired).map_err(anyhow::Error::from).map(|r| (r, routes))
+                    let mut dp = dp
+                        .lock()
+                        .map_err(|_| anyhow::anyhow!("datapath lock poisoned"))?;
+                    dp.apply(&desired)
+                        .map_err(anyhow::Error::from)
+                        .map(|r| (r, routes))
                 })
                 .await
                 .map_err(anyhow::Error::from)
@@ -156,7 +186,12 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<()> {
             Ok((report, routes)) => {
                 metrics.record_sync(started.elapsed(), peer_nodes.len(), routes);
                 if report.added + report.removed > 0 {
-                    tracing::info!(added = report.added, removed = report.removed, unchanged = report.unchanged, "datapath synced");
+                    tracing::info!(
+                        added = report.added,
+                        removed = report.removed,
+                        unchanged = report.unchanged,
+                        "datapath synced"
+                    );
                 }
             }
             Err(e) => {

@@ -20,7 +20,8 @@ pub struct Metrics {
 impl Metrics {
     pub fn record_sync(&self, took: Duration, peers: usize, routes: usize) {
         self.syncs.fetch_add(1, Ordering::Relaxed);
-        self.last_sync_micros.store(took.as_micros() as u64, Ordering::Relaxed);
+        self.last_sync_micros
+            .store(took.as_micros() as u64, Ordering::Relaxed);
         self.peers.store(peers as u64, Ordering::Relaxed);
         self.routes.store(routes as u64, Ordering::Relaxed);
     }
@@ -71,11 +72,17 @@ pub fn respond(request_line: &str, metrics: &Metrics) -> (u16, &'static str, Str
 
 pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
-            let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await else { return };
+            let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await
+            else {
+                return;
+            };
             let text = String::from_utf8_lossy(&buf[..n]);
             let (code, ctype, body) = respond(text.lines().next().unwrap_or(""), &metrics);
             let reason = match code {

@@ -31,7 +31,11 @@ pub fn pod_cidr(node: &Node) -> Option<Ipv4Net> {
 }
 
 fn vtep_mac(node: &Node) -> Option<[u8; 6]> {
-    let mac = node.metadata.annotations.as_ref()?.get(ANNOTATION_VTEP_MAC)?;
+    let mac = node
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(ANNOTATION_VTEP_MAC)?;
     weft_linux::netlink::parse_mac(mac)
 }
 
@@ -44,7 +48,12 @@ pub fn peers(nodes: &[Node], local: &str) -> Vec<PeerNode> {
             if name == local || n.metadata.deletion_timestamp.is_some() {
                 return None;
             }
-            Some(PeerNode { ip: internal_ip(n)?, pod_cidr: pod_cidr(n), vtep_mac: vtep_mac(n), name })
+            Some(PeerNode {
+                ip: internal_ip(n)?,
+                pod_cidr: pod_cidr(n),
+                vtep_mac: vtep_mac(n),
+                name,
+            })
         })
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -70,7 +79,12 @@ mod tests {
     #[test]
     fn peers_skip_self_and_read_annotations() {
         let nodes = vec![
-            node("node-2", "192.168.1.11", Some("10.244.1.0/24"), Some("0a:77:c0:a8:01:0b")),
+            node(
+                "node-2",
+                "192.168.1.11",
+                Some("10.244.1.0/24"),
+                Some("0a:77:c0:a8:01:0b"),
+            ),
             node("node-1", "192.168.1.10", Some("10.244.0.0/24"), None),
             node("node-3", "192.168.1.12", None, None),
         ];
@@ -80,6 +94,9 @@ mod tests {
         assert_eq!(p[0].vtep_mac, Some([0x0a, 0x77, 0xc0, 0xa8, 0x01, 0x0b]));
         assert_eq!(p[0].pod_cidr, Some("10.244.1.0/24".parse().unwrap()));
         assert_eq!(p[1].pod_cidr, None);
-        assert_eq!(internal_ip(&nodes[1]), Some("192.168.1.10".parse().unwrap()));
+        assert_eq!(
+            internal_ip(&nodes[1]),
+            Some("192.168.1.10".parse().unwrap())
+        );
     }
 }

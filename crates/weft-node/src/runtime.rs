@@ -69,12 +69,9 @@ pub async fn run(client: kube::Client, config: NodeConfig) -> anyhow::Result<()>
         cni_bin_dir: config.cni_bin_dir.clone(),
         node_netns: None,
     };
-    {
-        let env = env.clone();
-        if blocking(move || env.ensure_conflist()).await?? {
-            tracing::info!(dir = %config.layout.node_dir(&config.node.name).display(), "wrote CNI config 10-weft.conflist");
-        }
-    }
+    // The node's CNI config is written by `weft agent` (it knows the MTU the
+    // datapath leaves); sandboxes wait for it like kubelet waits for
+    // NetworkReady.
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         env,

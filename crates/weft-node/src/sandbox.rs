@@ -83,8 +83,9 @@ impl NodeEnv {
         self.node_dir().join("pods")
     }
 
-    /// Writes `cni/10-weft.conflist` when absent or different. Returns
-    /// whether it wrote.
+    /// Writes `cni/10-weft.conflist` when absent or different (MTU 1500, no
+    /// overlay). Returns whether it wrote. The runtime leaves the file to
+    /// `weft agent`; this is for tests and for nodes run without an agent.
     pub fn ensure_conflist(&self) -> std::io::Result<bool> {
         let dir = self.cni_conf_dir();
         std::fs::create_dir_all(&dir)?;

@@ -107,7 +107,18 @@ fn nodes_file(layout: &Layout) -> PathBuf {
     layout.state_dir.join("node-count")
 }
 
-pub fn up(layout: &Layout, files: &[PathBuf], nodes: usize, timeout: u64) -> Result<ExitCode> {
+/// The datapath backend a cluster was created with.
+pub fn backend_file(layout: &Layout) -> PathBuf {
+    layout.state_dir.join("backend")
+}
+
+pub fn up(
+    layout: &Layout,
+    files: &[PathBuf],
+    nodes: usize,
+    timeout: u64,
+    backend: weft_overlay::Backend,
+) -> Result<ExitCode> {
     let node_layouts = layout.nodes(nodes)?;
     let manifests = manifests::read(files)?; // bad manifests fail before anything is built
     let start = Instant::now();
@@ -147,9 +158,10 @@ pub fn up(layout: &Layout, files: &[PathBuf], nodes: usize, timeout: u64) -> Res
             std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         }
         std::fs::write(nodes_file(layout), nodes.to_string())?;
+        std::fs::write(backend_file(layout), backend.to_string())?;
         topology::ensure(layout, &node_layouts)?;
         step(&format!(
-            "network namespaces: {} (fabric 192.168.1.0/24), {}, client 198.51.100.5",
+            "network namespaces ({backend} backend): {} (fabric 192.168.1.0/24), {}, client 198.51.100.5",
             layout.fabric_netns(),
             node_layouts
                 .iter()

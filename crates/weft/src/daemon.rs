@@ -133,9 +133,26 @@ pub fn control_plane(layout: &Layout, nodes: usize) -> Result<ExitCode> {
             }
         });
 
+        let backend = std::fs::read_to_string(crate::cluster::backend_file(layout))
+            .unwrap_or_else(|_| "vxlan".into())
+            .trim()
+            .to_string();
         let children = Arc::new(std::sync::Mutex::new(Vec::<u32>::new()));
         for node in node_layouts {
-            tokio::spawn(supervise(layout.clone(), node, children.clone()));
+            tokio::spawn(supervise(
+                layout.clone(),
+                node.clone(),
+                Daemon::NodeRuntime,
+                children.clone(),
+            ));
+            tokio::spawn(supervise(
+                layout.clone(),
+                node,
+                Daemon::Agent {
+                    backend: backend.clone(),
+                },
+                children.clone(),
+            ));
         }
 
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -154,39 +171,97 @@ pub fn control_plane(layout: &Layout, nodes: usize) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Keeps `weft node-runtime` for one node running inside the node's
-/// namespace, restarting it with a growing delay when it exits.
-async fn supervise(layout: Layout, node: NodeLayout, children: Arc<std::sync::Mutex<Vec<u32>>>) {
+/// The per-node daemons the control plane keeps alive.
+#[derive(Debug, Clone)]
+enum Daemon {
+    NodeRuntime,
+    Agent { backend: String },
+}
+
+impl Daemon {
+    /// Name of its log and pid files (`node-1`, `agent-node-1`).
+    fn file_name(&self, node: &NodeLayout) -> String {
+        match self {
+            Daemon::NodeRuntime => node.name.clone(),
+            Daemon::Agent { .. } => format!("agent-{}", node.name),
+        }
+    }
+
+    fn args(&self, layout: &Layout, node: &NodeLayout) -> Vec<String> {
+        let mut args = vec!["--name".to_string(), layout.name.clone()];
+        match self {
+            Daemon::NodeRuntime => {
+                args.extend(["node-runtime".into(), "--node".into(), node.name.clone()])
+            }
+            Daemon::Agent { backend } => {
+                let dir = layout.node_dir(&node.name);
+                args.extend([
+                    "agent".into(),
+                    "--node".into(),
+                    node.name.clone(),
+                    "--server".into(),
+                    layout.fabric_api_url(),
+                    "--backend".into(),
+                    backend.clone(),
+                    "--cni-conf-dir".into(),
+                    dir.join("cni").display().to_string(),
+                    "--ipam-dir".into(),
+                    dir.join("ipam").display().to_string(),
+                    "--metrics-addr".into(),
+                    format!("{}:9101", node.ip),
+                ]);
+            }
+        }
+        args
+    }
+}
+
+/// Keeps one per-node daemon running inside the node's namespace,
+/// restarting it with a growing delay when it exits.
+async fn supervise(
+    layout: Layout,
+    node: NodeLayout,
+    daemon: Daemon,
+    children: Arc<std::sync::Mutex<Vec<u32>>>,
+) {
     let mut delay = Duration::from_millis(500);
+    let file = daemon.file_name(&node);
     loop {
-        match start_node_runtime(&layout, &node) {
+        match start_in_node(&layout, &node, &file, &daemon.args(&layout, &node)) {
             Ok(mut child) => {
                 let pid = child.id().unwrap_or(0);
                 if let Ok(mut c) = children.lock() {
                     c.push(pid);
                 }
-                let _ = std::fs::write(layout.pids_dir().join(&node.name), pid.to_string());
+                let _ = std::fs::write(layout.pids_dir().join(&file), pid.to_string());
                 let status = child.wait().await;
                 if let Ok(mut c) = children.lock() {
                     c.retain(|p| *p != pid);
                 }
-                tracing::warn!(node = %node.name, ?status, "node runtime exited; restarting in {delay:?}");
+                tracing::warn!(node = %node.name, daemon = %file, ?status, "exited; restarting in {delay:?}");
             }
-            Err(e) => tracing::error!(node = %node.name, error = %e, "cannot start node runtime"),
+            Err(e) => {
+                tracing::error!(node = %node.name, daemon = %file, error = %e, "cannot start")
+            }
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(30));
     }
 }
 
-fn start_node_runtime(layout: &Layout, node: &NodeLayout) -> Result<tokio::process::Child> {
+fn start_in_node(
+    layout: &Layout,
+    node: &NodeLayout,
+    file: &str,
+    args: &[String],
+) -> Result<tokio::process::Child> {
     let exe = std::env::current_exe()?;
-    let log = log_file(layout, &node.name)?;
+    let log = log_file(layout, file)?;
     let netns = std::fs::File::open(Path::new("/run/netns").join(&node.netns))
         .with_context(|| format!("open namespace {}", node.netns))?;
     let fd = netns.as_fd().as_raw_fd();
     let mut cmd = tokio::process::Command::new(exe);
-    cmd.args(["--name", &layout.name, "node-runtime", "--node", &node.name])
+    cmd.args(args)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -203,7 +278,7 @@ fn start_node_runtime(layout: &Layout, node: &NodeLayout) -> Result<tokio::proce
             Ok(())
         });
     }
-    let child = cmd.spawn().context("spawn node runtime")?;
+    let child = cmd.spawn().with_context(|| format!("spawn {file}"))?;
     drop(netns);
     Ok(child)
 }
@@ -238,6 +313,33 @@ pub fn node_runtime(layout: &Layout, node: &str) -> Result<ExitCode> {
             },
         )
         .await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn agent(
+    server: Option<&str>,
+    kubeconfig: Option<&Path>,
+    config: weft_agent::AgentConfig,
+) -> Result<ExitCode> {
+    init_logging();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let client = match (server, kubeconfig) {
+            (Some(url), _) => crate::cluster::client_for(url)?,
+            (None, Some(path)) => {
+                let kc = kube::config::Kubeconfig::read_from(path)
+                    .with_context(|| format!("read kubeconfig {}", path.display()))?;
+                let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+                kube::Client::try_from(cfg)?
+            }
+            (None, None) => kube::Client::try_default()
+                .await
+                .context("no --server or --kubeconfig, and no in-cluster or default config")?,
+        };
+        weft_agent::run(client, config).await
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -51,6 +51,10 @@ enum Cmd {
         /// Seconds to wait for nodes and pods to become Ready.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+        /// Cross-node datapath: vxlan (overlay), host-gw (direct routes via node IPs),
+        /// auto (direct on the same subnet, vxlan otherwise). Fixed when the cluster is created.
+        #[arg(long, default_value = "vxlan")]
+        backend: weft_overlay::Backend,
     },
     /// Remove every namespace, process, mount and file of the cluster (a second call does nothing).
     Down,
@@ -121,6 +125,35 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// The per-node agent: cross-node routes/overlay and the node's CNI config.
+    Agent {
+        /// This node's name (its Node object).
+        #[arg(long)]
+        node: String,
+        /// API server URL (plain HTTP), e.g. http://192.168.1.2:6443 in the embedded cluster.
+        #[arg(long, conflicts_with = "kubeconfig")]
+        server: Option<String>,
+        /// A kubeconfig file (default: in-cluster config, then ~/.kube/config).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        #[arg(long, default_value = "vxlan")]
+        backend: weft_overlay::Backend,
+        /// UDP port of the VXLAN overlay.
+        #[arg(long, default_value_t = 4789)]
+        vxlan_port: u16,
+        /// Where to write 10-weft.conflist.
+        #[arg(long, default_value = "/etc/cni/net.d")]
+        cni_conf_dir: PathBuf,
+        /// weft-cni's IPAM state directory on this node.
+        #[arg(long, default_value = "/var/lib/cni/networks")]
+        ipam_dir: PathBuf,
+        /// The cluster's pod CIDR (traffic inside it is never masqueraded).
+        #[arg(long, default_value = weft_cluster::CLUSTER_CIDR)]
+        cluster_cidr: ipnet::Ipv4Net,
+        /// Prometheus metrics, /healthz and /readyz.
+        #[arg(long)]
+        metrics_addr: Option<std::net::SocketAddr>,
+    },
     /// (internal) The control plane process: API server, controllers, node supervisor.
     #[command(hide = true)]
     ControlPlane {
@@ -166,7 +199,8 @@ fn run(name: &str, command: Cmd) -> anyhow::Result<ExitCode> {
             files,
             nodes,
             timeout,
-        } => cluster::up(&layout, &files, nodes, timeout),
+            backend,
+        } => cluster::up(&layout, &files, nodes, timeout, backend),
         Cmd::Down => cluster::down(&layout),
         Cmd::Apply { files } => cluster::apply(&layout, &files),
         Cmd::Delete {
@@ -216,6 +250,32 @@ fn run(name: &str, command: Cmd) -> anyhow::Result<ExitCode> {
         } => cluster::logs(&layout, &pod, namespace.as_deref(), container.as_deref()),
         Cmd::Kubeconfig => cluster::kubeconfig(&layout),
         Cmd::Status => cluster::status(&layout),
+        Cmd::Agent {
+            node,
+            server,
+            kubeconfig,
+            backend,
+            vxlan_port,
+            cni_conf_dir,
+            ipam_dir,
+            cluster_cidr,
+            metrics_addr,
+        } => {
+            let overlay = weft_overlay::OverlayConfig {
+                backend,
+                port: vxlan_port,
+                ..Default::default()
+            };
+            let config = weft_agent::AgentConfig {
+                node_name: node,
+                overlay,
+                cni_conf_dir,
+                ipam_dir,
+                cluster_cidr,
+                metrics_addr,
+            };
+            daemon::agent(server.as_deref(), kubeconfig.as_deref(), config)
+        }
         Cmd::ControlPlane { nodes } => daemon::control_plane(&layout, nodes),
         Cmd::NodeRuntime { node } => daemon::node_runtime(&layout, &node),
         Cmd::Agnhost { .. } | Cmd::Netexec { .. } => unreachable_cmd(),
