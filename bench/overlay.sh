@@ -78,7 +78,9 @@ fi
 WEFT=$(realpath "$WEFT")
 
 HAVE_BACKEND=0
-"$WEFT" up --help 2>/dev/null | grep -q -- '--backend' && HAVE_BACKEND=1
+# (Captured first: with pipefail, grep -q closing the pipe early would read as "no".)
+up_help=$("$WEFT" up --help 2>&1 || true)
+[[ $up_help == *--backend* ]] && HAVE_BACKEND=1
 
 # --- root netns snapshot + cleanup -----------------------------------------
 root_state() {
@@ -128,52 +130,12 @@ for ns in "$NS_A" "$NS_B"; do
     fi
 done
 
-# --- measuring --------------------------------------------------------------
-declare -A TPUT RATE NOTE DETAIL
+# --- setting up -------------------------------------------------------------
+declare -A SERVER NOTE MTU
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
-median() { "$PY" -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
-
-# measure KEY SERVER_IP RUNNER… : the runner (e.g. `ip netns exec NS` or
-# `weft exec POD --`) runs iperf3 and rr.py in the client's namespaces.
-measure() {
-    local key=$1 ip=$2 out bps rate r try tputs=() rates=() retr=()
-    shift 2
-    # Reachability (and ARP / neighbour warm-up): a short untimed rate run.
-    if ! out=$(timeout -k 5 30 "$@" "$PY" "$RR" client "$ip" "$RR_PORT" 1 2>>"$TMP/err") \
-        || [[ $(jq -r .transactions <<<"$out" 2>/dev/null) == 0 ]]; then
-        log "$key: $ip:$RR_PORT unreachable from the client (${out:-no output}; $(tail -n1 "$TMP/err" 2>/dev/null))"
-        NOTE[$key]="unreachable"
-        return 0
-    fi
-    for ((r = 1; r <= RUNS; r++)); do
-        for try in 1 2 3; do   # iperf3 -s serves one test at a time; the last may still be closing
-            out=$(timeout -k 5 $((SECS + 30)) "$@" "$IPERF3" -c "$ip" -p "$IPERF_PORT" \
-                -t "$SECS" -J --connect-timeout 3000 2>>"$TMP/err") && break
-            log "$key: iperf3 run $r try $try failed: $(jq -r '.error // empty' <<<"$out" 2>/dev/null)"
-            out=
-            sleep 1
-        done
-        [[ -n $out ]] || { NOTE[$key]="iperf3 failed"; return 0; }
-        bps=$(jq -r .end.sum_received.bits_per_second <<<"$out")
-        tputs+=("$bps")
-        retr+=("$(jq -r '.end.sum_sent.retransmits // 0' <<<"$out")")
-        log "$key: iperf3 run $r: $(awk -v b="$bps" 'BEGIN { printf "%.2f", b / 1e9 }') Gbit/s"
-    done
-    for ((r = 1; r <= RUNS; r++)); do
-        out=$(timeout -k 5 $((RR_SECS + 30)) "$@" "$PY" "$RR" client "$ip" "$RR_PORT" "$RR_SECS" 2>>"$TMP/err") \
-            || { log "$key: rate run $r failed: $out"; NOTE[$key]="rate run failed"; return 0; }
-        rate=$(jq -r .rate <<<"$out")
-        rates+=("$rate")
-        log "$key: rate run $r: $rate transactions/s (errors: $(jq -r .errors <<<"$out"))"
-        sleep 1
-    done
-    TPUT[$key]=$(median "${tputs[@]}")
-    RATE[$key]=$(median "${rates[@]}")
-    DETAIL[$key]="Gbit/s $(for b in "${tputs[@]}"; do awk -v b="$b" 'BEGIN { printf "%.2f ", b / 1e9 }'; done)(retransmits ${retr[*]}); trans/s ${rates[*]}"
-}
-
-# 1. raw veth ---------------------------------------------------------------
-raw() {
+# The raw baseline: two namespaces joined by a veth pair, servers in NS_A.
+setup_raw() {
     log "raw veth: $NS_A (192.168.77.1) <-> $NS_B (192.168.77.2), MTU 1500"
     ip netns add "$NS_A"
     ip netns add "$NS_B"
@@ -189,19 +151,12 @@ raw() {
     RAW_PIDS+=($!)
     ip netns exec "$NS_A" "$PY" "$RR" serve "$RR_PORT" >"$TMP/raw-rr.log" 2>&1 &
     RAW_PIDS+=($!)
-    sleep 1
-    measure raw 192.168.77.1 ip netns exec "$NS_B"
-    local pid
-    for pid in "${RAW_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-    RAW_PIDS=()
-    ip netns del "$NS_A"
-    ip netns del "$NS_B"
+    SERVER[raw]=192.168.77.1
 }
 
-# 2.-4. clusters --------------------------------------------------------------
 sed -e "s|@PYTHON@|$PY|g" -e "s|@RR@|$RR|g" "$REPO/bench/manifests/overlay.yaml" >"$TMP/overlay.yaml"
 
-# pod_ips CLUSTER: "name ip" per line once ovl-server, ovl-local and ovl-remote are Running.
+# pod_ips CLUSTER: "name ip node" per line once ovl-server, ovl-local and ovl-remote are Running.
 pod_ips() {
     local c=$1 deadline=$((SECONDS + 90)) out
     while ((SECONDS < deadline)); do
@@ -219,41 +174,124 @@ pod_ips() {
     return 1
 }
 
-# cluster NAME BACKEND(empty: no flag) KEY_SAME(or -) KEY_CROSS(or -)
-cluster() {
-    local c=$1 backend=$2 same=$3 cross=$4 ips server k
+# setup_cluster NAME BACKEND(empty: no flag) KEY… : weft up with the bench pods;
+# every KEY (a path measured in this cluster) gets the server pod's IP.
+setup_cluster() {
+    local c=$1 backend=$2 ips server k
+    shift 2
     "$WEFT" --name "$c" down >/dev/null 2>&1 || true   # a leftover of an interrupted run
     CLUSTERS+=("$c")
     log "cluster $c: weft up --nodes 2${backend:+ --backend $backend}"
     if ! "$WEFT" --name "$c" up -f "$TMP/overlay.yaml" --nodes 2 ${backend:+--backend "$backend"} >&2 \
         || ! ips=$(pod_ips "$c"); then
-        for k in "$same" "$cross"; do [[ $k == - ]] || NOTE[$k]="weft up failed"; done
-    else
-        log "$c: pods: $(tr '\n' ';' <<<"$ips")"
-        server=$(awk '$1 == "ovl-server" { print $2 }' <<<"$ips")
-        MTU[$c]=$("$WEFT" --name "$c" exec ovl-local -- ip -o link show eth0 2>/dev/null \
-            | grep -o 'mtu [0-9]*' | cut -d' ' -f2 || true)
-        [[ $same == - ]] || measure "$same" "$server" "$WEFT" --name "$c" exec ovl-local --
-        [[ $cross == - ]] || measure "$cross" "$server" "$WEFT" --name "$c" exec ovl-remote --
+        for k in "$@"; do NOTE[$k]="weft up failed"; done
+        return 0
     fi
-    log "cluster $c: weft down"
-    "$WEFT" --name "$c" down >&2 || die "weft --name $c down failed"
-    local kept=()
-    for k in "${CLUSTERS[@]}"; do [[ $k == "$c" ]] || kept+=("$k"); done
-    CLUSTERS=("${kept[@]}")
+    log "$c: pods: $(tr '\n' ';' <<<"$ips")"
+    server=$(awk '$1 == "ovl-server" { print $2 }' <<<"$ips")
+    for k in "$@"; do SERVER[$k]=$server; done
+    MTU[$c]=$("$WEFT" --name "$c" exec ovl-local -- ip -o link show eth0 2>/dev/null \
+        | grep -o 'mtu [0-9]*' | cut -d' ' -f2 || true)
 }
 
-declare -A MTU
-raw
+# in_client KEY LIMIT CMD… : runs CMD in the client's namespaces of path KEY,
+# killed after LIMIT seconds (a safety net: every CMD here bounds itself).
+in_client() {
+    local key=$1 limit=$2
+    shift 2
+    case $key in
+        raw) timeout -k 5 "$limit" ip netns exec "$NS_B" "$@" ;;
+        same) timeout -k 5 "$limit" "$WEFT" --name "$CL_VX" exec ovl-local -- "$@" ;;
+        vxlan) timeout -k 5 "$limit" "$WEFT" --name "$CL_VX" exec ovl-remote -- "$@" ;;
+        hostgw) timeout -k 5 "$limit" "$WEFT" --name "$CL_HG" exec ovl-remote -- "$@" ;;
+    esac
+}
+
+setup_raw
 if ((HAVE_BACKEND)); then
-    cluster "$CL_VX" vxlan same vxlan
-    cluster "$CL_HG" host-gw - hostgw
+    setup_cluster "$CL_VX" vxlan same vxlan
+    setup_cluster "$CL_HG" host-gw hostgw
 else
     log "weft up has no --backend yet: same-node only (cross-node rows: n/a)"
-    cluster "$CL_VX" "" same -
+    setup_cluster "$CL_VX" "" same
     NOTE[vxlan]="n/a (no --backend)"
     NOTE[hostgw]="n/a (no --backend)"
 fi
+
+# --- measuring --------------------------------------------------------------
+# All paths stay up together and every round visits each of them once, so a
+# busy moment on this shared machine spreads over the paths instead of biasing one.
+declare -A TPUTS RATES RETR
+active=()
+for key in raw same vxlan hostgw; do
+    [[ -n ${SERVER[$key]:-} ]] || continue
+    # Reachability (and ARP / neighbour warm-up): a short untimed rate run.
+    ok=0
+    for try in 1 2 3; do
+        if out=$(in_client "$key" 30 "$PY" "$RR" client "${SERVER[$key]}" "$RR_PORT" 1 2>>"$TMP/err") \
+            && [[ $(jq -r .transactions <<<"$out" 2>/dev/null) -gt 0 ]]; then
+            ok=1
+            break
+        fi
+        sleep 1
+    done
+    if ((ok)); then
+        active+=("$key")
+    else
+        log "$key: ${SERVER[$key]}:$RR_PORT unreachable from the client (${out:-no output}; $(tail -n1 "$TMP/err" 2>/dev/null))"
+        NOTE[$key]="unreachable"
+    fi
+done
+
+iperf_once() { # KEY ROUND: one iperf3 run, appended to TPUTS/RETR
+    local key=$1 r=$2 try out bps
+    for try in 1 2 3; do   # iperf3 -s serves one test at a time; the last may still be closing
+        if out=$(in_client "$key" $((SECS + 30)) "$IPERF3" -c "${SERVER[$key]}" \
+            -p "$IPERF_PORT" -t "$SECS" -J --connect-timeout 3000 2>>"$TMP/err"); then
+            bps=$(jq -r .end.sum_received.bits_per_second <<<"$out")
+            TPUTS[$key]+="$bps "
+            RETR[$key]+="$(jq -r '.end.sum_sent.retransmits // 0' <<<"$out") "
+            log "$key: iperf3 round $r: $(awk -v b="$bps" 'BEGIN { printf "%.2f", b / 1e9 }') Gbit/s"
+            return 0
+        fi
+        log "$key: iperf3 round $r try $try failed: $(jq -r '.error // empty' <<<"$out" 2>/dev/null)"
+        sleep 1
+    done
+    NOTE[$key]="iperf3 failed"
+}
+
+rate_once() { # KEY ROUND: one rate run, appended to RATES
+    local key=$1 r=$2 out rate
+    if out=$(in_client "$key" $((RR_SECS + 30)) "$PY" "$RR" client \
+        "${SERVER[$key]}" "$RR_PORT" "$RR_SECS" 2>>"$TMP/err"); then
+        rate=$(jq -r .rate <<<"$out")
+        RATES[$key]+="$rate "
+        log "$key: rate round $r: $rate transactions/s (errors: $(jq -r .errors <<<"$out"))"
+    else
+        log "$key: rate round $r failed: $out"
+        NOTE[$key]="rate run failed"
+    fi
+}
+
+for ((r = 1; r <= RUNS; r++)); do
+    for key in "${active[@]}"; do iperf_once "$key" "$r"; done
+done
+for ((r = 1; r <= RUNS; r++)); do
+    for key in "${active[@]}"; do rate_once "$key" "$r"; sleep 1; done
+done
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+
+median() { # numbers… (empty if none)
+    (($#)) || return 0
+    "$PY" -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"
+}
+declare -A TPUT RATE
+for key in "${active[@]}"; do
+    # shellcheck disable=SC2086  # word-split the space-separated samples
+    TPUT[$key]=$(median ${TPUTS[$key]:-})
+    # shellcheck disable=SC2086
+    RATE[$key]=$(median ${RATES[$key]:-})
+done
 
 # --- report -----------------------------------------------------------------
 label() {
@@ -276,7 +314,8 @@ echo "- cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//
 echo "- iperf3: $("$IPERF3" --version 2>&1 | head -n1)"
 echo "- rate tool: bench/rr.py ($("$PY" --version 2>&1)), one connection at a time: connect, 64 B request, 64 B echo, server closes (netperf TCP_CRR's shape; netperf is not in Debian main)"
 echo "- weft: $WEFT (sha256 $(sha256sum "$WEFT" | cut -c1-12), repo $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$([[ -n $(git -C "$REPO" status --porcelain 2>/dev/null) ]] && echo ' + uncommitted changes')); --backend: $(((HAVE_BACKEND)) && echo yes || echo 'not yet')"
-echo "- method: throughput = median of $RUNS × \`iperf3 -c SERVER -t $SECS -J\` (1 TCP stream, end.sum_received); rate = median of $RUNS × ${RR_SECS} s; clients run in the pod with \`weft exec\`, server pod pinned to node-1"
+echo "- load average: $LOAD_START at the start, $LOAD_END at the end"
+echo "- method: throughput = median of $RUNS × \`iperf3 -c SERVER -t $SECS -J\` (1 TCP stream, end.sum_received); rate = median of $RUNS × ${RR_SECS} s; clients run in the pod with \`weft exec\`, server pod pinned to node-1; all paths up at once, each round visits every path once"
 mtus=""
 for c in "${!MTU[@]}"; do mtus+="$c ${MTU[$c]:-?}, "; done
 [[ -z $mtus ]] || echo "- pod eth0 MTU: ${mtus%, }"
@@ -284,19 +323,24 @@ echo
 echo "| path | throughput (Gbit/s) | vs raw | connect+RR (trans/s) | vs raw |"
 echo "|---|---:|---:|---:|---:|"
 for key in raw same vxlan hostgw; do
+    note=${NOTE[$key]:-n/a}
     if [[ -n ${TPUT[$key]:-} ]]; then
-        printf '| %s | %s | %s | %s | %s |\n' "$(label $key)" \
-            "$(awk -v b="${TPUT[$key]}" 'BEGIN { printf "%.2f", b / 1e9 }')" \
-            "$(ratio "${TPUT[$key]}" "${TPUT[raw]:-}")" \
-            "$(awk -v r="${RATE[$key]}" 'BEGIN { printf "%.0f", r }')" \
-            "$(ratio "${RATE[$key]}" "${RATE[raw]:-}")"
+        t=$(awk -v b="${TPUT[$key]}" 'BEGIN { printf "%.2f", b / 1e9 }') tr=$(ratio "${TPUT[$key]}" "${TPUT[raw]:-}")
     else
-        printf '| %s | %s | | %s | |\n' "$(label $key)" "${NOTE[$key]:-n/a}" "${NOTE[$key]:-n/a}"
+        t=$note tr=
     fi
+    if [[ -n ${RATE[$key]:-} ]]; then
+        q=$(awk -v r="${RATE[$key]}" 'BEGIN { printf "%.0f", r }') qr=$(ratio "${RATE[$key]}" "${RATE[raw]:-}")
+    else
+        q=$note qr=
+    fi
+    echo "| $(label "$key") | $t | $tr | $q | $qr |"
 done
 echo
-echo "Runs:"
+echo "Runs (in round order):"
 echo
 for key in raw same vxlan hostgw; do
-    [[ -z ${DETAIL[$key]:-} ]] || echo "- $(label $key): ${DETAIL[$key]}"
+    [[ -n ${TPUTS[$key]:-}${RATES[$key]:-} ]] || continue
+    gbps=$(for b in ${TPUTS[$key]:-}; do awk -v b="$b" 'BEGIN { printf "%.2f ", b / 1e9 }'; done)
+    echo "- $(label "$key"): Gbit/s ${gbps:-–} (retransmits $(echo ${RETR[$key]:-–})); trans/s $(echo ${RATES[$key]:-–})" | tr -s ' ' 
 done

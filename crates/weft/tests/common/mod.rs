@@ -1,0 +1,164 @@
+//! Shared harness of the end-to-end tests: a cluster owned by a test (torn
+//! down on drop, also when the test fails) and small helpers to drive it.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Instant;
+
+use serde_json::Value;
+
+pub const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+
+pub fn root_or_skip(test: &str) -> bool {
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        })
+        .unwrap_or_default();
+    if uid == "0" {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+        panic!("{test} needs root (network namespaces) and CI must run it as root");
+    }
+    eprintln!("SKIPPED {test}: needs root for network namespaces");
+    false
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A cluster owned by the test; `weft down` on drop.
+pub struct Cluster {
+    pub name: String,
+    pub state: PathBuf,
+}
+
+impl Cluster {
+    pub fn weft(&self, args: &[&str]) -> Output {
+        Command::new(WEFT)
+            .args(["--name", &self.name])
+            .args(args)
+            .env("WEFT_STATE_DIR", &self.state)
+            .output()
+            .expect("run weft")
+    }
+
+    /// Runs weft and returns stdout, panicking with both streams on failure.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.weft(args);
+        assert!(
+            out.status.success(),
+            "weft {}: exit {:?}\nstdout: {}\nstderr: {}",
+            args.join(" "),
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        serde_json::from_str(&self.ok(args)).expect("weft printed JSON")
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(self.state.join("kubeconfig"))
+            .args(args)
+            .output()
+            .expect("run kubectl")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.weft(&["down"]);
+    }
+}
+
+pub fn pods(c: &Cluster) -> Vec<Value> {
+    c.json(&["get", "pods", "-A", "-o", "json"])["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+pub fn field<'a>(v: &'a Value, ptr: &str) -> &'a str {
+    v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
+}
+
+/// netexec's /dial from `from` (a pod name) to host:port over `protocol`, as upstream e2e tests do.
+pub fn dial(c: &Cluster, from_ip: &str, to_ip: &str, port: u16, protocol: &str) -> Value {
+    let url = format!(
+        "http://{from_ip}:8080/dial?request=hostname&protocol={protocol}&host={to_ip}&port={port}&tries=1"
+    );
+    let script = format!(
+        "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('{url}', timeout=10).read().decode())"
+    );
+    let out = c.ok(&["exec", "--node", "node-1", "--", "python3", "-c", &script]);
+    serde_json::from_str(&out).unwrap_or_else(|_| panic!("dial answer is not JSON: {out}"))
+}
+
+pub fn netns_with_prefix(prefix: &str) -> Vec<String> {
+    std::fs::read_dir("/run/netns")
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn kill9(pid: &str) {
+    let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+}
+
+pub fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + std::time::Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+pub fn ready_pod_uids(c: &Cluster) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = pods(c)
+        .iter()
+        .filter(|p| {
+            p.pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+        })
+        .map(|p| {
+            (
+                field(p, "/metadata/uid").to_string(),
+                field(p, "/status/podIP").to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+impl Cluster {
+    /// A new cluster name/state for a test (not started yet).
+    pub fn new(prefix: &str) -> Cluster {
+        let name = format!("{prefix}{}", std::process::id() % 100_000);
+        Cluster {
+            state: std::env::temp_dir().join(format!("weft-{name}")),
+            name,
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! Cross-node pod network, end to end on 3-node embedded clusters, one per
+//! backend: every pod reaches every other pod over TCP and UDP (netexec
+//! /dial, all pairs) with its own source IP, every node reaches every pod,
+//! the fabric carries what the backend says (VXLAN or bare pod addresses),
+//! a 1400-byte payload crosses nodes with DF set, a deleted node's routes go
+//! away on the others, and an agent restart keeps a long-lived TCP
+//! connection alive.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+/// Four netexec pods: two on node-1, one on node-2, one on node-3.
+const PODS: &[(&str, &str)] = &[
+    ("n1a", "node-1"),
+    ("n1b", "node-1"),
+    ("n2", "node-2"),
+    ("n3", "node-3"),
+];
+
+fn manifest() -> String {
+    PODS.iter()
+        .map(|(name, node)| {
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{app: net}}\nspec:\n  nodeName: {node}\n  \
+                 containers:\n  - name: netexec\n    image: registry.k8s.io/e2e-test-images/agnhost:2.53\n    \
+                 args: [netexec, --http-port=8080, --udp-port=8081]\n    readinessProbe:\n      tcpSocket: {{port: 8080}}\n      periodSeconds: 1\n"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// GET http://{ip}:8080{path} from inside a node's namespace.
+fn get_from_node(c: &Cluster, node: &str, url: &str) -> String {
+    let script = format!("import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('{url}', timeout=10).read().decode())");
+    c.ok(&["exec", "--node", node, "--", "python3", "-c", &script])
+}
+
+fn dial(c: &Cluster, from: &str, to: &str, request: &str, protocol: &str) -> Value {
+    let port = if protocol == "udp" { 8081 } else { 8080 };
+    let url = format!("http://{from}:8080/dial?request={request}&protocol={protocol}&host={to}&port={port}&tries=1");
+    let out = get_from_node(c, "node-1", &url);
+    serde_json::from_str(&out).unwrap_or_else(|_| panic!("dial {from} → {to}: not JSON: {out}"))
+}
+
+/// Pod name → IP.
+fn pod_ips(c: &Cluster) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = pods(c)
+        .iter()
+        .filter(|p| field(p, "/metadata/labels/app") == "net")
+        .map(|p| {
+            (
+                field(p, "/metadata/name").to_string(),
+                field(p, "/status/podIP").to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Captures a few packets on the fabric bridge while `traffic` runs.
+fn capture(c: &Cluster, filter: &str, traffic: impl FnOnce()) -> String {
+    let fabric = format!("weft-{}-fabric", c.name);
+    let mut tcpdump = Command::new("ip")
+        .args([
+            "netns", "exec", &fabric, "timeout", "10", "tcpdump", "-nn", "-l", "-c", "4", "-i",
+            "fabric0",
+        ])
+        .args(filter.split_whitespace())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run tcpdump (install tcpdump)");
+    std::thread::sleep(Duration::from_millis(700)); // let it attach
+    traffic();
+    let out = tcpdump.wait_with_output().expect("tcpdump");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn routes_on(c: &Cluster, node: &str) -> String {
+    c.ok(&["exec", "--node", node, "--", "ip", "route"])
+}
+
+fn cross_node(backend: &str) {
+    let c = Cluster::new(match backend {
+        "vxlan" => "ovx",
+        "host-gw" => "ohg",
+        _ => "oau",
+    });
+    let file = std::env::temp_dir().join(format!("{}-pods.yaml", c.name));
+    std::fs::write(&file, manifest()).unwrap();
+    c.ok(&[
+        "up",
+        "--nodes",
+        "3",
+        "--backend",
+        backend,
+        "-f",
+        file.to_str().unwrap(),
+    ]);
+    let _ = std::fs::remove_file(&file);
+    let ips = pod_ips(&c);
+    assert_eq!(ips.len(), 4, "{ips:?}");
+
+    // Every pod reaches every other pod, TCP and UDP, and is seen with its own IP.
+    for (from_name, from) in &ips {
+        for (to_name, to) in &ips {
+            if from == to {
+                continue;
+            }
+            for protocol in ["http", "udp"] {
+                let v = dial(&c, from, to, "hostname", protocol);
+                assert_eq!(
+                    v["responses"][0],
+                    to_name.as_str(),
+                    "{backend}: {protocol} {from_name} → {to_name}: {v}"
+                );
+            }
+            let v = dial(&c, from, to, "clientip", "http");
+            let seen = v["responses"][0].as_str().unwrap_or_default();
+            assert!(
+                seen.starts_with(&format!("{from}:")),
+                "{backend}: {from_name} → {to_name} seen as {seen}"
+            );
+        }
+    }
+    // Every node reaches every pod.
+    for node in ["node-1", "node-2", "node-3"] {
+        for (name, ip) in &ips {
+            assert_eq!(
+                get_from_node(&c, node, &format!("http://{ip}:8080/hostname")),
+                *name,
+                "{backend}: {node} → {name}"
+            );
+        }
+    }
+
+    // What the fabric carries between node-1 and node-3.
+    let n1a = &ips.iter().find(|(n, _)| n == "n1a").unwrap().1;
+    let n3 = &ips.iter().find(|(n, _)| n == "n3").unwrap().1;
+    let cross = || {
+        dial(&c, n1a, n3, "hostname", "http");
+    };
+    if backend == "vxlan" {
+        let seen = capture(&c, "udp port 4789", cross);
+        assert!(
+            seen.contains("VXLAN") && seen.contains(n1a.as_str()) && seen.contains(n3.as_str()),
+            "{seen}"
+        );
+    } else {
+        let seen = capture(&c, &format!("host {n3}"), cross);
+        assert!(
+            seen.contains(n1a.as_str()) && seen.contains(n3.as_str()),
+            "{seen}"
+        );
+        let encap = capture(&c, "udp port 4789", cross);
+        assert!(
+            !encap.contains("VXLAN"),
+            "{backend} must not encapsulate: {encap}"
+        );
+    }
+
+    // 1400 bytes of payload with DF set cross nodes (pod MTU: 1450 for vxlan, 1500 otherwise).
+    let out = c.weft(&[
+        "exec", "n1a", "--", "ping", "-c", "1", "-W", "3", "-M", "do", "-s", "1400", n3,
+    ]);
+    assert!(
+        out.status.success(),
+        "{backend}: DF ping of 1400 bytes: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // An agent restart keeps a long-lived TCP connection alive.
+    let flag = std::env::temp_dir().join(format!("{}-go", c.name));
+    let _ = std::fs::remove_file(&flag);
+    let script = format!(
+        "import socket,os,time,sys\n\
+         s=socket.create_connection(('{n3}',8080),timeout=10)\n\
+         req=b'GET /hostname HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n'\n\
+         s.sendall(req); print('first', s.recv(4096).split(b'\\r\\n\\r\\n')[-1].decode(), flush=True)\n\
+         t=time.time()\n\
+         while not os.path.exists('{}') and time.time()-t<60: time.sleep(0.1)\n\
+         s.sendall(req); print('second', s.recv(4096).split(b'\\r\\n\\r\\n')[-1].decode(), flush=True)\n",
+        flag.display()
+    );
+    let client = Command::new(WEFT)
+        .args([
+            "--name", &c.name, "exec", "n1a", "--", "python3", "-c", &script,
+        ])
+        .env("WEFT_STATE_DIR", &c.state)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let agent = c.state.join("pids/agent-node-1");
+    let old = std::fs::read_to_string(&agent).unwrap();
+    kill9(&old);
+    wait_until("a new agent on node-1", 20, || {
+        std::fs::read_to_string(&agent)
+            .is_ok_and(|p| p != old && Path::new(&format!("/proc/{}", p.trim())).exists())
+    });
+    std::thread::sleep(Duration::from_secs(1)); // its first sync
+    std::fs::write(&flag, "go").unwrap();
+    let out = client.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("first n3") && text.contains("second n3"),
+        "{backend}: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_file(&flag);
+
+    // Deleting a node removes its routes on the others (its runtime registers it again later).
+    let n3_cidr = "10.244.2.0/24";
+    assert!(routes_on(&c, "node-1").contains(n3_cidr));
+    c.ok(&["delete", "node", "node-3"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while routes_on(&c, "node-1").contains(n3_cidr) {
+        assert!(
+            Instant::now() < deadline,
+            "{backend}: route to node-3's pods still on node-1:\n{}",
+            routes_on(&c, "node-1")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+use std::path::Path;
+
+#[test]
+fn cross_node_vxlan() {
+    if root_or_skip("cross_node_vxlan") {
+        cross_node("vxlan");
+    }
+}
+
+#[test]
+fn cross_node_host_gw() {
+    if root_or_skip("cross_node_host_gw") {
+        cross_node("host-gw");
+    }
+}
+
+#[test]
+fn cross_node_auto() {
+    if root_or_skip("cross_node_auto") {
+        cross_node("auto");
+    }
+}
