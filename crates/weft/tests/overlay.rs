@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -67,7 +68,7 @@ fn pod_ips(c: &Cluster) -> Vec<(String, String)> {
 /// Captures a few packets on the fabric bridge while `traffic` runs.
 fn capture(c: &Cluster, filter: &str, traffic: impl FnOnce()) -> String {
     let fabric = format!("weft-{}-fabric", c.name);
-    let mut tcpdump = Command::new("ip")
+    let tcpdump = Command::new("ip")
         .args([
             "netns", "exec", &fabric, "timeout", "10", "tcpdump", "-nn", "-l", "-c", "4", "-i",
             "fabric0",
@@ -231,8 +232,6 @@ fn cross_node(backend: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
-
-use std::path::Path;
 
 #[test]
 fn cross_node_vxlan() {
