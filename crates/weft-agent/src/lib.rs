@@ -119,15 +119,7 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<()> {
         weft_linux::netlink::format_mac(&vtep),
     );
     annotations.insert(ANNOTATION_VTEP_IP.to_string(), node_ip.to_string());
-    let patch = serde_json::json!({"metadata": {"annotations": annotations}});
-    nodes
-        .patch(
-            &config.node_name,
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .context("publish the VTEP annotations on the Node")?;
+    publish(&nodes, &config.node_name, &annotations).await?;
 
     let (store, writer) = reflector::store::<Node>();
     let wake = Arc::new(Notify::new());
@@ -159,6 +151,15 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<()> {
         }
         last = Instant::now();
         let snapshot: Vec<Node> = store.state().iter().map(|n| (**n).clone()).collect();
+        // A Node deleted and registered again has lost our annotations.
+        let own = snapshot
+            .iter()
+            .find(|n| n.metadata.name.as_deref() == Some(config.node_name.as_str()));
+        if own.is_some_and(|n| !peers::has_annotations(n, &annotations)) {
+            if let Err(e) = publish(&nodes, &config.node_name, &annotations).await {
+                tracing::warn!(error = %e, "re-publishing the VTEP annotations failed; retrying");
+            }
+        }
         let peer_nodes = peers::peers(&snapshot, &config.node_name);
         let started = Instant::now();
         let outcome = match weft_overlay::compile(&local, &peer_nodes, &config.overlay) {
@@ -203,4 +204,18 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<()> {
         }
         let _ = tokio::time::timeout(MAX_SYNC_INTERVAL, wake.notified()).await;
     }
+}
+
+/// Merges this node's annotations into its Node object.
+async fn publish(
+    nodes: &Api<Node>,
+    name: &str,
+    annotations: &BTreeMap<String, String>,
+) -> Result<()> {
+    let patch = serde_json::json!({"metadata": {"annotations": annotations}});
+    nodes
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .context("publish the VTEP annotations on the Node")?;
+    Ok(())
 }

@@ -39,6 +39,14 @@ fn vtep_mac(node: &Node) -> Option<[u8; 6]> {
     weft_linux::netlink::parse_mac(mac)
 }
 
+/// Whether the node carries every one of `wanted` with the same value.
+pub fn has_annotations(node: &Node, wanted: &std::collections::BTreeMap<String, String>) -> bool {
+    let have = node.metadata.annotations.as_ref();
+    wanted
+        .iter()
+        .all(|(k, v)| have.and_then(|a| a.get(k)) == Some(v))
+}
+
 /// Every other node with an address, sorted by name.
 pub fn peers(nodes: &[Node], local: &str) -> Vec<PeerNode> {
     let mut out: Vec<PeerNode> = nodes

@@ -167,6 +167,43 @@ fn cross_node(backend: &str) {
         );
     }
 
+    // The agent's metrics and readiness.
+    let metrics = get_from_node(&c, "node-1", "http://192.168.1.10:9101/metrics");
+    assert!(
+        metrics.contains("weft_agent_ready 1") && metrics.contains("weft_agent_peers 2"),
+        "{metrics}"
+    );
+    assert_eq!(
+        get_from_node(&c, "node-1", "http://192.168.1.10:9101/readyz").trim(),
+        "ok"
+    );
+
+    // Traffic leaving the cluster is masqueraded to the node's address.
+    if backend == "vxlan" {
+        let server = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &format!("weft-{}-client", c.name),
+                WEFT,
+                "netexec",
+                "--http-port=8090",
+                "--udp-port=-1",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        let url = format!("http://{n1a}:8080/dial?request=clientip&protocol=http&host=198.51.100.5&port=8090&tries=3");
+        let seen = get_from_node(&c, "node-1", &url);
+        let _ = Command::new("kill").arg(server.id().to_string()).status();
+        assert!(
+            seen.contains("192.168.1.10:"),
+            "pod → outside should leave as node-1's address: {seen}"
+        );
+    }
+
     // 1400 bytes of payload with DF set cross nodes (pod MTU: 1450 for vxlan, 1500 otherwise).
     let out = c.weft(&[
         "exec", "n1a", "--", "ping", "-c", "1", "-W", "3", "-M", "do", "-s", "1400", n3,
