@@ -180,7 +180,7 @@ fn cross_node(backend: &str) {
 
     // Traffic leaving the cluster is masqueraded to the node's address.
     if backend == "vxlan" {
-        let server = Command::new("ip")
+        let mut server = Command::new("ip")
             .args([
                 "netns",
                 "exec",
@@ -197,7 +197,8 @@ fn cross_node(backend: &str) {
         std::thread::sleep(Duration::from_millis(500));
         let url = format!("http://{n1a}:8080/dial?request=clientip&protocol=http&host=198.51.100.5&port=8090&tries=3");
         let seen = get_from_node(&c, "node-1", &url);
-        let _ = Command::new("kill").arg(server.id().to_string()).status();
+        let _ = server.kill(); // `ip netns exec` execs netexec: this pid is the server
+        let _ = server.wait();
         assert!(
             seen.contains("192.168.1.10:"),
             "pod → outside should leave as node-1's address: {seen}"
