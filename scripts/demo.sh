@@ -22,26 +22,30 @@ step "weft get svc,endpointslices"
 "$WEFT" get svc
 "$WEFT" get endpointslices
 
-# Two netexec pods on node-1: one asks the other for its hostname over TCP and UDP.
+# A netexec pod on node-1 asks one on node-2 for its hostname over TCP and UDP
+# (across the VXLAN overlay), and for the source address it saw.
 read -r -a pods < <("$WEFT" get pods -o json | python3 -c '
 import json, sys
 items = json.load(sys.stdin)["items"]
-on1 = [p for p in items if p["spec"].get("nodeName") == "node-1" and p["metadata"]["labels"].get("app") in ("frontend", "backend")]
-print(" ".join(p["metadata"]["name"] + " " + p["status"]["podIP"] for p in on1[:2]))')
+web = [p for p in items if p["metadata"]["labels"].get("app") in ("frontend", "backend")]
+pick = [next(p for p in web if p["spec"].get("nodeName") == n) for n in ("node-1", "node-2")]
+print(" ".join(p["metadata"]["name"] + " " + p["status"]["podIP"] for p in pick))')
 if ((${#pods[@]} >= 4)); then
-    step "pod ${pods[0]} (${pods[1]}) dials pod ${pods[2]} (${pods[3]}) on node-1, through netexec /dial"
+    step "pod ${pods[0]} (${pods[1]}, node-1) dials pod ${pods[2]} (${pods[3]}, node-2) through netexec /dial"
     for proto in http udp; do
         port=8080; [[ $proto == udp ]] && port=8081
         echo -n "$proto: "
         "$WEFT" exec --node node-1 -- python3 -c "import urllib.request; print(urllib.request.urlopen('http://${pods[1]}:8080/dial?request=hostname&protocol=$proto&host=${pods[3]}&port=$port&tries=1', timeout=10).read().decode())"
     done
+    echo -n "source seen by ${pods[2]}: "
+    "$WEFT" exec --node node-1 -- python3 -c "import urllib.request; print(urllib.request.urlopen('http://${pods[1]}:8080/dial?request=clientip&protocol=http&host=${pods[3]}&port=8080&tries=1', timeout=10).read().decode())"
 fi
 
 step "inside pod database-0: hostname and /etc/resolv.conf"
 "$WEFT" exec database-0 -- hostname
 "$WEFT" exec database-0 -- cat /etc/resolv.conf
 
-step "node-1's routes and bridge"
+step "node-1: its links, and routes to the other nodes' pods over weft.vxlan"
 "$WEFT" exec --node node-1 -- ip -br addr show
 "$WEFT" exec --node node-1 -- ip route
 
