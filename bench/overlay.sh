@@ -52,6 +52,7 @@ flock -n 9 || die "another bench/overlay.sh run is in progress"
 missing=()
 command -v ip >/dev/null || missing+=(iproute2)
 command -v iperf3 >/dev/null || missing+=(iperf3)
+command -v jq >/dev/null || missing+=(jq)
 [[ -x /usr/bin/python3 ]] || command -v python3 >/dev/null || missing+=(python3)
 if ((${#missing[@]})); then
     log "installing ${missing[*]}"
