@@ -205,6 +205,7 @@ in_client() {
         same) timeout -k 5 "$limit" "$WEFT" --name "$CL_VX" exec ovl-local -- "$@" ;;
         vxlan) timeout -k 5 "$limit" "$WEFT" --name "$CL_VX" exec ovl-remote -- "$@" ;;
         hostgw) timeout -k 5 "$limit" "$WEFT" --name "$CL_HG" exec ovl-remote -- "$@" ;;
+        nodes) timeout -k 5 "$limit" "$WEFT" --name "$CL_HG" exec --node node-2 -- "$@" ;;
     esac
 }
 
@@ -212,6 +213,15 @@ setup_raw
 if ((HAVE_BACKEND)); then
     setup_cluster "$CL_VX" vxlan same vxlan
     setup_cluster "$CL_HG" host-gw hostgw
+    # Node to node over the fabric (veth, bridge, veth): the underlay the
+    # cross-node pod paths ride on. Servers in node-1's namespace.
+    if [[ -n ${SERVER[hostgw]:-} ]]; then
+        ip netns exec "weft-$CL_HG-node-1" "$IPERF3" -s -p "$IPERF_PORT" -B 192.168.1.10 >"$TMP/nodes-iperf3.log" 2>&1 &
+        RAW_PIDS+=($!)
+        ip netns exec "weft-$CL_HG-node-1" "$PY" "$RR" serve "$RR_PORT" >"$TMP/nodes-rr.log" 2>&1 &
+        RAW_PIDS+=($!)
+        SERVER[nodes]=192.168.1.10
+    fi
 else
     log "weft up has no --backend yet: same-node only (cross-node rows: n/a)"
     setup_cluster "$CL_VX" "" same
@@ -224,7 +234,7 @@ fi
 # busy moment on this shared machine spreads over the paths instead of biasing one.
 declare -A TPUTS RATES RETR
 active=()
-for key in raw same vxlan hostgw; do
+for key in raw nodes same vxlan hostgw; do
     [[ -n ${SERVER[$key]:-} ]] || continue
     # Reachability (and ARP / neighbour warm-up): a short untimed rate run.
     ok=0
@@ -298,6 +308,7 @@ done
 label() {
     case $1 in
         raw) echo "raw veth, netns <-> netns (MTU 1500)" ;;
+        nodes) echo "node <-> node over the fabric bridge (underlay)" ;;
         same) echo "pod <-> pod, same node$(((HAVE_BACKEND)) && echo ' (vxlan cluster)')" ;;
         vxlan) echo "pod <-> pod, across nodes, --backend vxlan" ;;
         hostgw) echo "pod <-> pod, across nodes, --backend host-gw" ;;
@@ -323,7 +334,7 @@ for c in "${!MTU[@]}"; do mtus+="$c ${MTU[$c]:-?}, "; done
 echo
 echo "| path | throughput (Gbit/s) | vs raw | connect+RR (trans/s) | vs raw |"
 echo "|---|---:|---:|---:|---:|"
-for key in raw same vxlan hostgw; do
+for key in raw nodes same vxlan hostgw; do
     note=${NOTE[$key]:-n/a}
     if [[ -n ${TPUT[$key]:-} ]]; then
         t=$(awk -v b="${TPUT[$key]}" 'BEGIN { printf "%.2f", b / 1e9 }') tr=$(ratio "${TPUT[$key]}" "${TPUT[raw]:-}")
@@ -340,7 +351,7 @@ done
 echo
 echo "Runs (in round order):"
 echo
-for key in raw same vxlan hostgw; do
+for key in raw nodes same vxlan hostgw; do
     [[ -n ${TPUTS[$key]:-}${RATES[$key]:-} ]] || continue
     gbps=$(for b in ${TPUTS[$key]:-}; do awk -v b="$b" 'BEGIN { printf "%.2f ", b / 1e9 }'; done)
     echo "- $(label "$key"): Gbit/s ${gbps:-–} (retransmits $(echo ${RETR[$key]:-–})); trans/s $(echo ${RATES[$key]:-–})" | tr -s ' ' 
