@@ -9,6 +9,8 @@ mod error;
 pub mod netlink;
 pub mod netns;
 pub mod sysctl;
+#[cfg(feature = "test-support")]
+pub mod testns;
 
 pub use error::{Error, Result};
 pub use netlink::{Fdb, Handle, Link, Neighbour, Route, VxlanInfo, RTPROT_WEFT};

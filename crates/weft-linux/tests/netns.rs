@@ -3,63 +3,9 @@
 //! the machine's own namespace.
 
 use std::net::IpAddr;
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 
-use weft_linux::{Fdb, Handle, Netns, Route, RTPROT_WEFT};
-
-fn root_or_skip(test: &str) -> bool {
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
-        })
-        .unwrap_or_default();
-    if uid == "0" {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
-        panic!("{test} needs root (network namespaces) and CI must run it as root");
-    }
-    eprintln!("SKIPPED {test}: needs root for network namespaces");
-    false
-}
-
-struct Ns {
-    name: String,
-}
-
-impl Ns {
-    fn new(role: &str) -> Ns {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "weft-t{}-{}-{role}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        );
-        let ok = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .expect("run ip netns add")
-            .success();
-        assert!(ok, "ip netns add {name}");
-        Ns { name }
-    }
-
-    fn open(&self) -> Netns {
-        Netns::open(format!("/var/run/netns/{}", self.name)).expect("open test netns")
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
+use weft_linux::testns::{root_or_skip, TestNs as Ns};
+use weft_linux::{Fdb, Handle, Route, RTPROT_WEFT};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()

@@ -11,19 +11,9 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use weft_cluster::Layout;
+use weft_linux::testns::root_or_skip;
 use weft_node::sandbox::{self, Launch, NodeEnv, Sandbox};
 use weft_node::{plan, probe};
-
-fn root_or_skip(test: &str) -> bool {
-    if nix::unistd::Uid::effective().is_root() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
-        panic!("{test} needs root (network namespaces) and CI must run it as root");
-    }
-    eprintln!("SKIPPED {test}: needs root for network namespaces");
-    false
-}
 
 /// weft-cni, built into this target directory once.
 fn cni_bin_dir() -> PathBuf {

@@ -8,89 +8,16 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use weft_linux::{sysctl, Handle, Netns, Route, RTPROT_WEFT};
+use weft_linux::testns::{root_or_skip, TestNs as Ns};
+use weft_linux::{sysctl, Handle, Route, RTPROT_WEFT};
 use weft_overlay::{
     compile, vtep_mac, ApplyReport, Backend, Datapath, Desired, LocalNode, OverlayConfig, PeerNode,
 };
 
-/// True when the test may touch namespaces. Without root it is skipped with a
-/// message, except in CI, where it fails loudly.
-fn root_or_skip(test: &str) -> bool {
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
-        })
-        .unwrap_or_default();
-    if uid == "0" {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
-        panic!("{test} needs root (network namespaces) and CI must run it as root");
-    }
-    eprintln!("SKIPPED {test}: needs root for network namespaces");
-    false
-}
-
-/// A network namespace owned by the test, deleted on drop.
-struct Ns {
-    name: String,
-}
-
-impl Ns {
-    fn new(role: &str) -> Ns {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "weft-t{}-{}-{role}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        );
-        let out = Command::new("ip")
-            .args(["netns", "add", &name])
-            .output()
-            .expect("run ip netns add");
-        assert!(
-            out.status.success(),
-            "ip netns add {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ns { name }
-    }
-
-    fn open(&self) -> Netns {
-        Netns::open(format!("/var/run/netns/{}", self.name)).expect("open test netns")
-    }
-
-    fn handle(&self) -> Handle {
-        Handle::in_netns(&self.open()).expect("netlink handle in test netns")
-    }
-
-    fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        self.open().run(f).expect("enter test netns")
-    }
-
-    fn ping(&self, dst: &str) -> bool {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name, "ping", "-c1", "-W2", dst])
-            .output()
-            .expect("run ping")
-            .status
-            .success()
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
+fn ping(ns: &Ns, dst: &str) -> bool {
+    ns.exec(&["ping", "-c1", "-W2", dst]).status.success()
 }
 
 fn up_lo(h: &mut Handle) {
@@ -268,7 +195,7 @@ fn vxlan_pods_reach_across_nodes_and_apply_converges() {
     }
     let c = Cluster::new();
     let (n1, n3) = (&c.nodes[0], &c.nodes[2]);
-    assert!(!n1.pod.ping(&n3.pod_ip().to_string()), "no overlay yet");
+    assert!(!ping(&n1.pod, &n3.pod_ip().to_string()), "no overlay yet");
 
     let first = c.apply_all(Backend::Vxlan);
     for r in &first {
@@ -279,7 +206,7 @@ fn vxlan_pods_reach_across_nodes_and_apply_converges() {
     // Every pod reaches every other pod, and sees the pod's own address.
     for (a, b) in [(0, 2), (2, 0), (1, 0), (0, 1)] {
         let (from, to) = (&c.nodes[a], &c.nodes[b]);
-        assert!(from.pod.ping(&to.pod_ip().to_string()), "ping {a} -> {b}");
+        assert!(ping(&from.pod, &to.pod_ip().to_string()), "ping {a} -> {b}");
         let src = seen_source(&from.pod, &to.pod, to.pod_ip(), 7000 + a as u16);
         assert_eq!(src, IpAddr::V4(from.pod_ip()), "{a} -> {b}");
     }
@@ -339,13 +266,13 @@ fn vxlan_pods_reach_across_nodes_and_apply_converges() {
         .unwrap();
     h1.replace_neighbour(dev.index, "10.244.9.0".parse().unwrap(), stray_mac)
         .unwrap();
-    assert!(!n1.pod.ping(&n3.pod_ip().to_string()));
+    assert!(!ping(&n1.pod, &n3.pod_ip().to_string()));
 
     let fixed = Datapath::new(n1.ns.handle())
         .apply(&c.desired(0, Backend::Vxlan))
         .unwrap();
     assert_eq!((fixed.added, fixed.removed), (1, 3), "{fixed:?}");
-    assert!(n1.pod.ping(&n3.pod_ip().to_string()));
+    assert!(ping(&n1.pod, &n3.pod_ip().to_string()));
     let routes = h1.routes(false).unwrap();
     assert!(
         routes.iter().any(|r| r.dst == foreign.dst),
@@ -428,7 +355,7 @@ fn host_gw_pods_reach_across_nodes() {
     }
     for (a, b) in [(0, 2), (2, 1), (1, 0)] {
         let (from, to) = (&c.nodes[a], &c.nodes[b]);
-        assert!(from.pod.ping(&to.pod_ip().to_string()), "ping {a} -> {b}");
+        assert!(ping(&from.pod, &to.pod_ip().to_string()), "ping {a} -> {b}");
         let src = seen_source(&from.pod, &to.pod, to.pod_ip(), 7300 + a as u16);
         assert_eq!(src, IpAddr::V4(from.pod_ip()), "{a} -> {b}");
     }
@@ -457,7 +384,7 @@ fn switching_vxlan_to_host_gw_removes_the_device() {
     let c = Cluster::new();
     c.apply_all(Backend::Vxlan);
     let (n1, n3) = (&c.nodes[0], &c.nodes[2]);
-    assert!(n1.pod.ping(&n3.pod_ip().to_string()));
+    assert!(ping(&n1.pod, &n3.pod_ip().to_string()));
 
     let reports = c.apply_all(Backend::HostGw);
     for r in &reports {
@@ -472,13 +399,13 @@ fn switching_vxlan_to_host_gw_removes_the_device() {
             .iter()
             .all(|r| r.oif.is_some() && !r.onlink));
     }
-    assert!(n1.pod.ping(&n3.pod_ip().to_string()));
+    assert!(ping(&n1.pod, &n3.pod_ip().to_string()));
     let src = seen_source(&n1.pod, &n3.pod, n3.pod_ip(), 7400);
     assert_eq!(src, IpAddr::V4(n1.pod_ip()));
 
     // And back.
     c.apply_all(Backend::Vxlan);
-    assert!(n1.pod.ping(&n3.pod_ip().to_string()));
+    assert!(ping(&n1.pod, &n3.pod_ip().to_string()));
     assert!(c.nodes[0]
         .ns
         .handle()

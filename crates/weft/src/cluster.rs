@@ -138,8 +138,8 @@ pub fn up(
             // Only the control plane died: its state and the running pods are kept.
             println!("weft up: cluster {:?} ({recorded} nodes): restarting its control plane, state kept", layout.name);
             stop_node_runtimes(layout, recorded);
-            crate::daemon::spawn_control_plane(layout, recorded)?;
-            let url = wait_for_api(layout, deadline)?;
+            let pid = crate::daemon::spawn_control_plane(layout, recorded)?;
+            let url = wait_for_api(layout, pid, deadline)?;
             step(&format!("control plane: API at {url}"));
             return finish_up(layout, files, &manifests, recorded, start, deadline);
         }
@@ -169,8 +169,8 @@ pub fn up(
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
-        crate::daemon::spawn_control_plane(layout, nodes)?;
-        let url = wait_for_api(layout, deadline)?;
+        let pid = crate::daemon::spawn_control_plane(layout, nodes)?;
+        let url = wait_for_api(layout, pid, deadline)?;
         step(&format!(
             "control plane: API at {url}, kubeconfig {}",
             layout.kubeconfig_path().display()
@@ -194,13 +194,17 @@ fn restartable(layout: &Layout) -> Option<usize> {
     (layout.api_dir().exists() && wanted.iter().all(|n| present.contains(n))).then_some(nodes)
 }
 
-/// Node runtimes orphaned by a dead control plane (the new one starts its own;
-/// their pods keep running and are adopted).
+/// Node runtimes and agents orphaned by a dead control plane (the new one
+/// starts its own; pods keep running and are adopted, routes stay).
 fn stop_node_runtimes(layout: &Layout, nodes: usize) {
     let pids: Vec<i32> = (1..=nodes)
-        .filter_map(|i| std::fs::read_to_string(layout.pids_dir().join(format!("node-{i}"))).ok())
+        .flat_map(|i| [format!("node-{i}"), format!("agent-node-{i}")])
+        .filter_map(|f| std::fs::read_to_string(layout.pids_dir().join(f)).ok())
         .filter_map(|s| s.trim().parse().ok())
-        .filter(|pid| procs::alive(*pid) && procs::cmdline(*pid).contains("node-runtime"))
+        .filter(|pid| {
+            let cmd = procs::cmdline(*pid);
+            procs::alive(*pid) && (cmd.contains(" node-runtime ") || cmd.contains(" agent "))
+        })
         .collect();
     procs::terminate(&pids, Duration::from_secs(2));
 }
@@ -258,7 +262,7 @@ fn describe_paths(files: &[PathBuf]) -> String {
         .join(", ")
 }
 
-fn wait_for_api(layout: &Layout, deadline: Instant) -> Result<String> {
+fn wait_for_api(layout: &Layout, pid: i32, deadline: Instant) -> Result<String> {
     loop {
         if let Some(url) = local_api_url(layout) {
             let ready = std::net::TcpStream::connect_timeout(
@@ -272,7 +276,9 @@ fn wait_for_api(layout: &Layout, deadline: Instant) -> Result<String> {
                 return Ok(url);
             }
         }
-        if procs::control_plane_pid(layout).is_none() {
+        // By pid, not by command line: right after fork the child still
+        // shows our own command line until it execs.
+        if !procs::alive(pid) {
             bail!(
                 "the control plane exited during start-up; its log: {}",
                 layout.logs_dir().join("control-plane.log").display()

@@ -24,9 +24,12 @@ fn log_file(layout: &Layout, name: &str) -> Result<std::fs::File> {
 }
 
 /// Starts `weft control-plane` detached (own session), logging to the state dir.
-pub fn spawn_control_plane(layout: &Layout, nodes: usize) -> Result<()> {
+/// Returns its pid.
+pub fn spawn_control_plane(layout: &Layout, nodes: usize) -> Result<i32> {
     let exe = std::env::current_exe().context("find the weft binary")?;
     let log = log_file(layout, "control-plane")?;
+    // A port file left by an earlier control plane must not be mistaken for this one's.
+    let _ = std::fs::remove_file(layout.local_port_file());
     let mut cmd = std::process::Command::new(exe);
     cmd.args([
         "--name",
@@ -50,7 +53,7 @@ pub fn spawn_control_plane(layout: &Layout, nodes: usize) -> Result<()> {
         layout.pids_dir().join("control-plane"),
         child.id().to_string(),
     )?;
-    Ok(())
+    Ok(child.id() as i32)
 }
 
 fn init_logging() {

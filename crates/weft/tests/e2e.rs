@@ -285,12 +285,11 @@ fn crashes_are_recovered_and_down_cleans_after_kill_9() {
     });
     let out = c.ok(&["up", "--nodes", "2"]);
     assert!(out.contains("state kept"), "{out}");
-    wait_until("pods Ready again", 30, || ready_pod_uids(c).len() == 2);
-    assert_eq!(
-        ready_pod_uids(c),
-        before,
-        "the restarted control plane lost or replaced pods"
-    );
+    // The same pods (UIDs, IPs) Ready again: kept, not replaced. The new node
+    // runtimes re-check their adopted containers, so readiness may blink first.
+    wait_until("the same pods Ready again", 30, || {
+        ready_pod_uids(c) == before
+    });
     assert_eq!(netns_with_prefix(&pod_prefix).len(), 2);
 
     // Everything killed with -9 (control plane, node runtimes, containers): down still cleans all.

@@ -8,105 +8,12 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::{json, Value};
-use weft_linux::Netns;
+pub use weft_linux::testns::{root_or_skip, TestNs as Ns};
 
 pub const PLUGIN: &str = env!("CARGO_BIN_EXE_weft-cni");
 pub const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
-
-/// True when the test may touch namespaces. Without root it is skipped with a
-/// message, except in CI, where it fails loudly.
-pub fn root_or_skip(test: &str) -> bool {
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
-        })
-        .unwrap_or_default();
-    if uid == "0" {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
-        panic!("{test} needs root (network namespaces) and CI must run it as root");
-    }
-    eprintln!("SKIPPED {test}: needs root for network namespaces");
-    false
-}
-
-fn unique(role: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "weft-t{}-{}-{role}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-/// Runs `ip` with `args`, panicking with its stderr on failure.
-pub fn ip(args: &[&str]) -> String {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A network namespace owned by the test.
-pub struct Ns {
-    pub name: String,
-}
-
-impl Ns {
-    pub fn new(role: &str) -> Ns {
-        let name = unique(role);
-        ip(&["netns", "add", &name]);
-        Ns { name }
-    }
-
-    pub fn path(&self) -> String {
-        format!("/var/run/netns/{}", self.name)
-    }
-
-    pub fn open(&self) -> Netns {
-        Netns::open(self.path()).expect("open test netns")
-    }
-
-    /// Runs a command inside the namespace.
-    pub fn exec(&self, cmd: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(cmd)
-            .output()
-            .expect("ip netns exec")
-    }
-
-    /// Runs `ip …` inside the namespace and returns stdout.
-    pub fn ip(&self, args: &[&str]) -> String {
-        let mut full = vec!["-n", self.name.as_str()];
-        full.extend_from_slice(args);
-        ip(&full)
-    }
-
-    /// Runs `f` on a thread inside the namespace (sockets made there stay there).
-    pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        self.open().run(f).expect("enter test netns")
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
 
 /// What one plugin call printed and how it exited.
 #[derive(Debug)]

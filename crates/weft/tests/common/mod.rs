@@ -11,24 +11,7 @@ use serde_json::Value;
 
 pub const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 
-pub fn root_or_skip(test: &str) -> bool {
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
-        })
-        .unwrap_or_default();
-    if uid == "0" {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
-        panic!("{test} needs root (network namespaces) and CI must run it as root");
-    }
-    eprintln!("SKIPPED {test}: needs root for network namespaces");
-    false
-}
+pub use weft_linux::testns::root_or_skip;
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

@@ -1,0 +1,92 @@
+//! Test support (feature `test-support`): the one way weft's kernel tests
+//! get root and namespaces. A test that needs root is skipped with a message
+//! without it, but fails in CI; every namespace is `weft-t<pid>-<n>-<role>`
+//! and is deleted when its guard drops — also when the test panics.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::{Handle, Netns};
+
+/// True when the test may touch namespaces.
+pub fn root_or_skip(test: &str) -> bool {
+    if nix::unistd::Uid::effective().is_root() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+        panic!("{test} needs root (network namespaces) and CI must run it as root");
+    }
+    eprintln!("SKIPPED {test}: needs root for network namespaces");
+    false
+}
+
+/// Runs `ip` with `args`, panicking with its stderr on failure; returns stdout.
+pub fn ip(args: &[&str]) -> String {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A network namespace owned by a test.
+pub struct TestNs {
+    pub name: String,
+}
+
+impl TestNs {
+    pub fn new(role: &str) -> TestNs {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "weft-t{}-{}-{role}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        ip(&["netns", "add", &name]);
+        TestNs { name }
+    }
+
+    pub fn path(&self) -> String {
+        format!("/var/run/netns/{}", self.name)
+    }
+
+    pub fn open(&self) -> Netns {
+        Netns::open(self.path()).expect("open test netns")
+    }
+
+    pub fn handle(&self) -> Handle {
+        Handle::in_netns(&self.open()).expect("netlink handle in test netns")
+    }
+
+    /// Runs `f` on a thread inside the namespace (sockets made there stay there).
+    pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.open().run(f).expect("enter test netns")
+    }
+
+    /// Runs a command inside the namespace (`ip netns exec`).
+    pub fn exec(&self, cmd: &[&str]) -> std::process::Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(cmd)
+            .output()
+            .expect("ip netns exec")
+    }
+
+    /// Runs `ip …` inside the namespace and returns stdout.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut full = vec!["-n", self.name.as_str()];
+        full.extend_from_slice(args);
+        ip(&full)
+    }
+}
+
+impl Drop for TestNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
