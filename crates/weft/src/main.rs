@@ -169,6 +169,15 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    // Behave like other Unix tools when the reader goes away (`weft get … | head`):
+    // end quietly instead of panicking on a failed print.
+    // SAFETY: set before any thread exists; SIG_DFL is always a valid disposition.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        );
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Agnhost { args } => return exit_code(weft_agnhost::main(args)),
