@@ -17,6 +17,7 @@ declare -A need=(
     [python3]=python3
     [flock]=util-linux
     [cc]=gcc
+    [ethtool]=ethtool
 )
 missing=()
 for cmd in "${!need[@]}"; do

@@ -185,6 +185,10 @@ pub fn wire(node: &mut Handle, pod_ns: &Netns, plan: &Plan) -> Result<Wired, Cni
         node.set_hairpin(host.index, true).map_err(kernel_err)?;
     }
     node.set_up(host.index).map_err(kernel_err)?;
+    // GRO on both ends: streams cross the bridge and the overlay in
+    // aggregates (an optimisation; a kernel without it just leaves it off).
+    let _ = weft_linux::ethtool::set_gro(&plan.host_veth, true);
+    let _ = pod_ns.run(|| weft_linux::ethtool::set_gro(&plan.ifname, true));
 
     let mut pod_h = Handle::in_netns(pod_ns).map_err(kernel_err)?;
     let pod = pod_h

@@ -6,6 +6,7 @@
 //! reads Kubernetes objects or decides policy.
 
 mod error;
+pub mod ethtool;
 pub mod netlink;
 pub mod netns;
 pub mod sysctl;

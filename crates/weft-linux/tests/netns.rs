@@ -159,3 +159,28 @@ fn vxlan_fdb_neighbours_and_route_protocol() {
         .iter()
         .all(|(_, a)| a.addr().is_ipv6()));
 }
+
+#[test]
+fn gro_can_be_turned_on_for_a_veth() {
+    if !root_or_skip("gro_can_be_turned_on_for_a_veth") {
+        return;
+    }
+    let ns = Ns::new("gro");
+    let nsf = ns.open();
+    let mut h = Handle::in_netns(&nsf).unwrap();
+    h.create_veth("gro0", "gro1", &nsf, None, None).unwrap();
+    let state = |on: bool| {
+        ns.run(|| weft_linux::ethtool::set_gro("gro0", on)).unwrap();
+        let out = ns.exec(&["ethtool", "-k", "gro0"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.starts_with("generic-receive-offload:"))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(state(true), "generic-receive-offload: on");
+    assert_eq!(state(false), "generic-receive-offload: off");
+    assert!(ns
+        .run(|| weft_linux::ethtool::set_gro("nosuchlink", true))
+        .is_err());
+}

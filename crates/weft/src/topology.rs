@@ -82,6 +82,12 @@ fn set_forwarding(netns: &str) -> Result<()> {
     Ok(())
 }
 
+fn gro_on(netns: &str, link: &str) {
+    if let Ok(ns) = Netns::open(format!("/run/netns/{netns}")) {
+        let _ = ns.run(|| weft_linux::ethtool::set_gro(link, true));
+    }
+}
+
 fn link_exists(netns: &str, link: &str) -> bool {
     Command::new("ip")
         .args(["-n", netns, "link", "show", "dev", link])
@@ -170,6 +176,9 @@ pub fn ensure(layout: &Layout, nodes: &[NodeLayout]) -> Result<()> {
             )?;
         }
         set_forwarding(&node.netns)?;
+        // GRO on the underlay veth, both ends (see weft_linux::ethtool).
+        gro_on(&node.netns, "eth0");
+        gro_on(&fabric, &port);
     }
     Ok(())
 }
