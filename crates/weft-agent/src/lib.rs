@@ -4,7 +4,6 @@
 //! (weft-overlay) equal to what the Nodes say — one sync loop, coalesced and
 //! bounded, that converges from any state.
 
-pub mod conflist;
 pub mod metrics;
 pub mod peers;
 
@@ -21,6 +20,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use tokio::sync::Notify;
+use weft_cni::netconf;
 use weft_overlay::{Datapath, LocalNode, OverlayConfig};
 
 pub use peers::{ANNOTATION_BACKEND, ANNOTATION_VTEP_IP, ANNOTATION_VTEP_MAC};
@@ -103,8 +103,8 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<()> {
     let vtep = weft_overlay::vtep_mac(node_ip);
 
     // The CNI config first: pods can start as soon as it is there.
-    let conf = conflist::conflist(pod_cidr, pod_mtu, &config.ipam_dir, config.cluster_cidr);
-    if conflist::write_if_changed(&config.cni_conf_dir, &conf)? {
+    let conf = netconf::conflist(pod_cidr, pod_mtu, &config.ipam_dir, config.cluster_cidr);
+    if netconf::write_if_changed(&config.cni_conf_dir, &conf)? {
         tracing::info!(dir = %config.cni_conf_dir.display(), mtu = pod_mtu, "wrote CNI config");
     }
 

@@ -8,6 +8,7 @@ pub mod invocation;
 pub mod ipam;
 pub mod nat;
 pub mod net;
+pub mod netconf;
 pub mod plugin;
 pub mod spec;
 

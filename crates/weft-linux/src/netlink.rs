@@ -231,28 +231,18 @@ impl Handle {
     pub fn link_by_name(&mut self, name: &str) -> Result<Option<Link>> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        match self.request(
-            &|| format!("get link {name}"),
-            RouteNetlinkMessage::GetLink(msg),
-            0,
-        ) {
-            Ok(answers) => Ok(answers.into_iter().find_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Some(link_from(&l)),
-                _ => None,
-            })),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.get_link(&|| format!("get link {name}"), msg)
     }
 
     pub fn link_by_index(&mut self, index: u32) -> Result<Option<Link>> {
         let mut msg = LinkMessage::default();
         msg.header.index = index;
-        match self.request(
-            &|| format!("get link #{index}"),
-            RouteNetlinkMessage::GetLink(msg),
-            0,
-        ) {
+        self.get_link(&|| format!("get link #{index}"), msg)
+    }
+
+    /// One RTM_GETLINK; a link that does not exist is `None`, not an error.
+    fn get_link(&mut self, op: &dyn Fn() -> String, msg: LinkMessage) -> Result<Option<Link>> {
+        match self.request(op, RouteNetlinkMessage::GetLink(msg), 0) {
             Ok(answers) => Ok(answers.into_iter().find_map(|m| match m {
                 RouteNetlinkMessage::NewLink(l) => Some(link_from(&l)),
                 _ => None,
@@ -392,24 +382,28 @@ impl Handle {
             RouteNetlinkMessage::GetLink(msg),
             0,
         )?;
-        for answer in answers {
-            if let RouteNetlinkMessage::NewLink(l) = answer {
-                for attr in &l.attributes {
-                    if let LinkAttribute::LinkInfo(infos) = attr {
-                        for info in infos {
-                            if let LinkInfo::PortData(InfoPortData::BridgePort(port)) = info {
-                                for p in port {
-                                    if let InfoBridgePort::HairpinMode(on) = p {
-                                        return Ok(Some(*on));
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        Ok(None)
+        let hairpin = answers
+            .iter()
+            .filter_map(|a| match a {
+                RouteNetlinkMessage::NewLink(l) => Some(&l.attributes),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(|attr| match attr {
+                LinkAttribute::LinkInfo(infos) => Some(infos),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(|info| match info {
+                LinkInfo::PortData(InfoPortData::BridgePort(port)) => Some(port),
+                _ => None,
+            })
+            .flatten()
+            .find_map(|p| match p {
+                InfoBridgePort::HairpinMode(on) => Some(*on),
+                _ => None,
+            });
+        Ok(hairpin)
     }
 
     pub fn delete_link(&mut self, index: u32) -> Result<()> {

@@ -475,26 +475,8 @@ pub fn render_hosts(pod: &Pod, pod_ip: &str, hostname: &str) -> String {
 
 /// The network config `weft up` gives every node (file `10-weft.conflist`).
 pub fn default_conflist(node: &NodeLayout, node_dir: &Path) -> Value {
-    json!({
-        "cniVersion": "1.1.0",
-        "name": "weft",
-        "plugins": [{
-            "type": "weft-cni",
-            "bridge": "cni0",
-            "isGateway": true,
-            "isDefaultGateway": true,
-            "ipMasq": true,
-            "clusterCIDRs": [CLUSTER_CIDR],
-            "hairpinMode": true,
-            "mtu": 1500,
-            "capabilities": {"portMappings": true},
-            "ipam": {
-                "subnet": node.pod_cidr.to_string(),
-                "gateway": node.gateway().to_string(),
-                "dataDir": node_dir.join("ipam"),
-            }
-        }]
-    })
+    let cluster = CLUSTER_CIDR.parse().unwrap_or(node.pod_cidr);
+    weft_cni::netconf::conflist(node.pod_cidr, 1500, &node_dir.join("ipam"), cluster)
 }
 
 /// A network config file as libcni reads it: a `.conflist`, or a single

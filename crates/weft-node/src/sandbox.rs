@@ -87,19 +87,8 @@ impl NodeEnv {
     /// overlay). Returns whether it wrote. The runtime leaves the file to
     /// `weft agent`; this is for tests and for nodes run without an agent.
     pub fn ensure_conflist(&self) -> std::io::Result<bool> {
-        let dir = self.cni_conf_dir();
-        std::fs::create_dir_all(&dir)?;
-        let path = dir.join("10-weft.conflist");
         let want = plan::default_conflist(&self.node, &self.node_dir());
-        let current = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|t| serde_json::from_str::<Value>(&t).ok());
-        if current.as_ref() == Some(&want) {
-            return Ok(false);
-        }
-        let text = serde_json::to_string_pretty(&want).map_err(std::io::Error::other)?;
-        write_atomic(&path, text.as_bytes())?;
-        Ok(true)
+        weft_cni::netconf::write_if_changed(&self.cni_conf_dir(), &want)
     }
 
     /// The network config as libcni picks it: the first `.conflist`,

@@ -1,6 +1,6 @@
-//! The node's CNI network config, written by the agent (as flannel writes
-//! its subnet file): weft-cni on bridge cni0 with this node's pod CIDR and the
-//! MTU the datapath leaves for pods.
+//! The network config file (`10-weft.conflist`) that runs weft-cni on a node:
+//! bridge cni0, this node's pod CIDR, the MTU the datapath leaves for pods.
+//! `weft agent` writes it (as flannel writes its subnet file).
 
 use std::path::Path;
 
