@@ -1,6 +1,6 @@
 //! Linux plumbing for weft: network namespaces, and a small synchronous
 //! rtnetlink client for links (bridge, veth, vxlan), addresses, routes,
-//! neighbours and FDB entries.
+//! neighbours and FDB entries; and the daemons' one retry/backoff policy.
 //!
 //! Everything here acts on whatever namespace its handle was opened in; nothing
 //! reads Kubernetes objects or decides policy.
@@ -9,6 +9,7 @@ mod error;
 pub mod ethtool;
 pub mod netlink;
 pub mod netns;
+pub mod retry;
 pub mod sysctl;
 #[cfg(feature = "test-support")]
 pub mod testns;

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sched::{setns, unshare, CloneFlags};
+use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::{sethostname, setsid, Pid};
 use serde::{Deserialize, Serialize};
@@ -561,7 +561,7 @@ impl Sandbox {
             cmd.pre_exec(move || {
                 let sys = |e: nix::errno::Errno| std::io::Error::from_raw_os_error(e as i32);
                 if let Some(f) = &netns_file {
-                    setns(f, CloneFlags::CLONE_NEWNET).map_err(sys)?;
+                    weft_linux::netns::enter_in_child(f)?;
                 }
                 unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS).map_err(sys)?;
                 // Private first: nothing below may propagate to the machine.
@@ -699,17 +699,9 @@ fn many(mut errors: Vec<SandboxError>) -> Result<()> {
 }
 
 /// Makes `cmd` enter the namespace at `netns` (if any) before exec.
-fn enter_netns_on_exec(cmd: &mut Command, netns: Option<&Path>) -> std::io::Result<()> {
-    let Some(path) = netns else {
-        return Ok(());
-    };
-    let file = File::open(path)?;
-    // SAFETY: one system call on a descriptor opened before the fork.
-    unsafe {
-        cmd.pre_exec(move || {
-            setns(&file, CloneFlags::CLONE_NEWNET)
-                .map_err(|e| std::io::Error::from_raw_os_error(e as i32))
-        });
+fn enter_netns_on_exec(cmd: &mut Command, netns: Option<&Path>) -> weft_linux::Result<()> {
+    if let Some(path) = netns {
+        weft_linux::Netns::open(path)?.enter_before_exec(cmd);
     }
     Ok(())
 }
