@@ -4,6 +4,7 @@
 //! (weft-overlay) equal to what the Nodes say — one sync loop, coalesced and
 //! bounded, that converges from any state.
 
+pub mod args;
 pub mod metrics;
 pub mod peers;
 
@@ -23,6 +24,7 @@ use tokio::sync::Notify;
 use weft_cni::netconf;
 use weft_overlay::{Datapath, LocalNode, OverlayConfig};
 
+pub use args::AgentArgs;
 pub use peers::{ANNOTATION_BACKEND, ANNOTATION_VTEP_IP, ANNOTATION_VTEP_MAC};
 
 /// How the agent is set up (from `weft agent` flags).

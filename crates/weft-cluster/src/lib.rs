@@ -9,11 +9,25 @@
 //! netns weft-<c>-p-<id>   one per pod
 //! netns weft-<c>-client   eth0 198.51.100.5/24, default via 198.51.100.1
 //! ```
+//!
+//! With `--subnets N` the fabric has N bridges, `fabric<s>` with
+//! 192.168.(s+1).1/24 (the fabric namespace routes between them), and the
+//! nodes are placed in contiguous blocks: with 3 nodes on 2 subnets, node-1
+//! and node-2 are on 192.168.1.0/24 and node-3 is 192.168.2.12 on
+//! 192.168.2.0/24 (a node's host part is always 9 + its index). The API
+//! address 192.168.1.2 stays on the first subnet, reached through the router.
+//!
+//! What a cluster was created with (node count, subnets, backend) and the
+//! API port its control plane chose live in one typed state file
+//! ([`ClusterState`], `<state>/cluster.json`).
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use ipnet::Ipv4Net;
+
+mod state;
+pub use state::{ClusterState, StateError};
 
 pub const DEFAULT_CLUSTER: &str = "weft";
 pub const DEFAULT_NODES: usize = 2;
@@ -27,7 +41,10 @@ pub const KUBERNETES_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 1);
 pub const DNS_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 pub const NODE_PORT_RANGE: (u16, u16) = (30000, 32767);
 
+/// The bridge of the first fabric subnet (`fabric<s>` for subnet s).
 pub const FABRIC_BRIDGE: &str = "fabric0";
+/// Most fabric subnets (192.168.1.0/24 … 192.168.4.0/24).
+pub const MAX_SUBNETS: usize = 4;
 pub const FABRIC_NET: &str = "192.168.1.0/24";
 pub const FABRIC_ROUTER: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 1);
 /// The API server's address inside the fabric (for agents, node runtimes, pods).
@@ -45,6 +62,77 @@ pub enum LayoutError {
     Name(String),
     #[error("--nodes {0} is out of range: 1..={MAX_NODES}")]
     Nodes(usize),
+    #[error("--subnets {subnets} is out of range for {nodes} nodes: 1..={MAX_SUBNETS} and at most one per node")]
+    Subnets { subnets: usize, nodes: usize },
+}
+
+/// How many nodes a cluster has and over how many fabric subnets they spread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    nodes: usize,
+    subnets: usize,
+}
+
+impl Placement {
+    /// Checks the counts: 1..=MAX_NODES nodes, 1..=MAX_SUBNETS subnets, no empty subnet.
+    pub fn new(nodes: usize, subnets: usize) -> Result<Placement, LayoutError> {
+        if nodes == 0 || nodes > MAX_NODES {
+            return Err(LayoutError::Nodes(nodes));
+        }
+        if subnets == 0 || subnets > MAX_SUBNETS || subnets > nodes {
+            return Err(LayoutError::Subnets { subnets, nodes });
+        }
+        Ok(Placement { nodes, subnets })
+    }
+
+    /// Every node on the one subnet 192.168.1.0/24.
+    pub fn single(nodes: usize) -> Result<Placement, LayoutError> {
+        Placement::new(nodes, 1)
+    }
+
+    pub fn nodes(&self) -> usize {
+        self.nodes
+    }
+
+    pub fn subnets(&self) -> usize {
+        self.subnets
+    }
+
+    /// 0-based subnet of node `index` (1-based): contiguous blocks of
+    /// ceil(nodes / subnets), so the first subnets are the fuller ones.
+    pub fn subnet_of(&self, index: usize) -> usize {
+        let per = self.nodes.div_ceil(self.subnets);
+        ((index.max(1) - 1) / per).min(self.subnets - 1)
+    }
+
+    /// The fabric's subnets: bridge, network and router address of each.
+    pub fn fabric_subnets(&self) -> Vec<FabricSubnet> {
+        (0..self.subnets).map(FabricSubnet::new).collect()
+    }
+}
+
+/// One L2 segment of the fabric: a bridge in the fabric namespace whose
+/// address is the nodes' default router.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FabricSubnet {
+    /// 0-based.
+    pub index: usize,
+    pub bridge: String,
+    pub net: Ipv4Net,
+    pub router: Ipv4Addr,
+}
+
+impl FabricSubnet {
+    fn new(index: usize) -> FabricSubnet {
+        let third = (index + 1) as u8; // index < MAX_SUBNETS
+        FabricSubnet {
+            index,
+            bridge: format!("fabric{index}"),
+            net: Ipv4Net::new(Ipv4Addr::new(192, 168, third, 0), 24)
+                .expect("a /24 is a valid prefix"),
+            router: Ipv4Addr::new(192, 168, third, 1),
+        }
+    }
 }
 
 /// Names, addresses and paths of one embedded cluster.
@@ -63,6 +151,8 @@ pub struct NodeLayout {
     pub netns: String,
     pub ip: Ipv4Addr,
     pub pod_cidr: Ipv4Net,
+    /// The fabric subnet the node's eth0 is on (its bridge and default router).
+    pub subnet: FabricSubnet,
 }
 
 impl NodeLayout {
@@ -121,31 +211,50 @@ impl Layout {
         format!("weft-{}-p-{id}", self.name)
     }
 
+    /// Node `index` of a cluster on one subnet (see [`Layout::node_in`]).
     pub fn node(&self, index: usize) -> Result<NodeLayout, LayoutError> {
-        if index == 0 || index > MAX_NODES {
+        self.node_in(index, &Placement::single(index.max(1))?)
+    }
+
+    /// Node `index` (1-based) of a cluster placed as `placement`.
+    pub fn node_in(&self, index: usize, placement: &Placement) -> Result<NodeLayout, LayoutError> {
+        if index == 0 || index > MAX_NODES || index > placement.nodes {
             return Err(LayoutError::Nodes(index));
         }
+        let subnet = FabricSubnet::new(placement.subnet_of(index));
+        let [a, b, c, _] = subnet.net.network().octets();
         Ok(NodeLayout {
             index,
             name: format!("node-{index}"),
             netns: self.node_netns(index),
-            ip: Ipv4Addr::new(192, 168, 1, (9 + index) as u8),
+            ip: Ipv4Addr::new(a, b, c, (9 + index) as u8),
             pod_cidr: Ipv4Net::new(Ipv4Addr::new(10, 244, (index - 1) as u8, 0), 24)
                 .expect("a /24 is a valid prefix"),
+            subnet,
         })
     }
 
-    /// Node `node-<i>` by name.
+    /// Node `node-<i>` by name, on one subnet.
     pub fn node_by_name(&self, name: &str) -> Option<NodeLayout> {
         let index: usize = name.strip_prefix("node-")?.parse().ok()?;
         self.node(index).ok()
     }
 
+    /// Node `node-<i>` by name in a cluster placed as `placement`.
+    pub fn node_by_name_in(&self, name: &str, placement: &Placement) -> Option<NodeLayout> {
+        let index: usize = name.strip_prefix("node-")?.parse().ok()?;
+        self.node_in(index, placement).ok()
+    }
+
+    /// `count` nodes on one subnet.
     pub fn nodes(&self, count: usize) -> Result<Vec<NodeLayout>, LayoutError> {
-        if count == 0 || count > MAX_NODES {
-            return Err(LayoutError::Nodes(count));
-        }
-        (1..=count).map(|i| self.node(i)).collect()
+        self.nodes_in(&Placement::single(count)?)
+    }
+
+    pub fn nodes_in(&self, placement: &Placement) -> Result<Vec<NodeLayout>, LayoutError> {
+        (1..=placement.nodes)
+            .map(|i| self.node_in(i, placement))
+            .collect()
     }
 
     /// The API server as node runtimes, agents and pods reach it.
@@ -162,9 +271,9 @@ impl Layout {
         self.state_dir.join("kubeconfig")
     }
 
-    /// Port of the API on 127.0.0.1 in the machine's namespace (written by the control plane).
-    pub fn local_port_file(&self) -> PathBuf {
-        self.state_dir.join("api-port")
+    /// The cluster's [`ClusterState`].
+    pub fn state_file(&self) -> PathBuf {
+        self.state_dir.join("cluster.json")
     }
 
     pub fn logs_dir(&self) -> PathBuf {
@@ -210,5 +319,69 @@ mod tests {
         assert_eq!(l.nodes(0).unwrap_err(), LayoutError::Nodes(0));
         assert!(l.node_by_name("node-x").is_none());
         assert_eq!(l.nodes(3).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn two_subnets_put_the_first_block_on_a_and_the_rest_on_b() {
+        let l = Layout::new("weft", None).unwrap();
+        let p = Placement::new(3, 2).unwrap();
+        let nodes = l.nodes_in(&p).unwrap();
+        let on: Vec<(String, String, String)> = nodes
+            .iter()
+            .map(|n| (n.name.clone(), n.ip.to_string(), n.subnet.bridge.clone()))
+            .collect();
+        assert_eq!(
+            on,
+            [
+                ("node-1".into(), "192.168.1.10".into(), "fabric0".into()),
+                ("node-2".into(), "192.168.1.11".into(), "fabric0".into()),
+                ("node-3".into(), "192.168.2.12".into(), "fabric1".into()),
+            ]
+        );
+        assert_eq!(nodes[2].subnet.router, Ipv4Addr::new(192, 168, 2, 1));
+        assert_eq!(nodes[2].subnet.net.to_string(), "192.168.2.0/24");
+        assert_eq!(nodes[2].pod_cidr.to_string(), "10.244.2.0/24");
+        assert_eq!(l.node_by_name_in("node-3", &p), Some(nodes[2].clone()));
+    }
+
+    #[test]
+    fn fabric_subnets_are_one_bridge_and_router_each() {
+        let subnets = Placement::new(4, 2).unwrap().fabric_subnets();
+        let described: Vec<String> = subnets
+            .iter()
+            .map(|s| format!("{} {} via {}", s.bridge, s.net, s.router))
+            .collect();
+        assert_eq!(
+            described,
+            [
+                "fabric0 192.168.1.0/24 via 192.168.1.1",
+                "fabric1 192.168.2.0/24 via 192.168.2.1"
+            ]
+        );
+        assert_eq!(subnets[0].bridge, FABRIC_BRIDGE);
+        assert_eq!(subnets[0].router, FABRIC_ROUTER);
+    }
+
+    #[test]
+    fn one_subnet_keeps_every_node_on_the_first() {
+        let l = Layout::new("weft", None).unwrap();
+        let nodes = l.nodes_in(&Placement::single(5).unwrap()).unwrap();
+        assert!(nodes.iter().all(|n| n.subnet.bridge == FABRIC_BRIDGE));
+        assert_eq!(l.node(5).unwrap(), nodes[4]);
+    }
+
+    #[test]
+    fn subnet_counts_are_checked() {
+        assert_eq!(
+            Placement::new(1, 2).unwrap_err(),
+            LayoutError::Subnets {
+                subnets: 2,
+                nodes: 1
+            }
+        );
+        assert!(Placement::new(8, 0).is_err());
+        assert!(Placement::new(8, MAX_SUBNETS + 1).is_err());
+        let l = Layout::new("weft", None).unwrap();
+        assert!(l.node_in(4, &Placement::new(3, 2).unwrap()).is_err());
     }
 }

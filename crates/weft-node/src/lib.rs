@@ -25,6 +25,7 @@
 //! When [`run`]'s future is dropped, containers keep running; the next
 //! runtime adopts them (or `weft down` kills them by their pid files).
 
+pub mod args;
 pub mod node;
 pub mod plan;
 pub mod probe;
@@ -32,6 +33,7 @@ mod runtime;
 pub mod sandbox;
 pub mod status;
 
+pub use args::NodeRuntimeArgs;
 pub use sandbox::{Launch, NodeEnv, Sandbox, SandboxError};
 
 /// What one node runtime needs.

@@ -10,58 +10,12 @@ use anyhow::{bail, Context, Result};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::Client;
 use serde_json::Value;
-use weft_cluster::Layout;
+use weft_cluster::{ClusterState, Layout, Placement};
 
+use crate::api::{client, runtime, with_client};
 use crate::kinds::{self, Kind};
 use crate::manifests::{self, Manifest};
-use crate::{procs, table, topology, Output};
-
-pub fn layout(name: &str) -> Result<Layout> {
-    let state = std::env::var_os("WEFT_STATE_DIR").map(PathBuf::from);
-    Ok(Layout::new(name, state)?)
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("start tokio runtime")
-}
-
-/// The API URL on 127.0.0.1, if the control plane wrote one.
-pub fn local_api_url(layout: &Layout) -> Option<String> {
-    let port = std::fs::read_to_string(layout.local_port_file()).ok()?;
-    Some(format!("http://127.0.0.1:{}", port.trim()))
-}
-
-pub fn client_for(url: &str) -> Result<Client> {
-    let uri: http::Uri = url.parse().with_context(|| format!("API URL {url}"))?;
-    let mut config = kube::Config::new(uri);
-    config.read_timeout = Some(Duration::from_secs(300));
-    Ok(Client::try_from(config)?)
-}
-
-/// Runs `f` with a client of the cluster's API on a short-lived runtime
-/// (kube's client must be made inside one).
-fn with_client<T, Fut>(layout: &Layout, f: impl FnOnce(Client) -> Fut) -> Result<T>
-where
-    Fut: std::future::Future<Output = Result<T>>,
-{
-    runtime()?.block_on(async { f(client(layout)?).await })
-}
-
-fn client(layout: &Layout) -> Result<Client> {
-    if procs::control_plane_pid(layout).is_none() {
-        bail!(
-            "cluster {:?} is not running: start it with `weft up --name {}`",
-            layout.name,
-            layout.name
-        );
-    }
-    let url =
-        local_api_url(layout).context("the control plane has not written its API port yet")?;
-    client_for(&url)
-}
+use crate::{procs, supervise, table, topology, Output};
 
 fn step(msg: &str) {
     println!("  \u{2713} {msg}");
@@ -103,95 +57,115 @@ impl Progress {
     }
 }
 
-fn nodes_file(layout: &Layout) -> PathBuf {
-    layout.state_dir.join("node-count")
+/// Flags of `weft up`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpArgs {
+    /// Manifest files or directories to apply (repeatable).
+    #[arg(short = 'f', long = "filename")]
+    pub files: Vec<PathBuf>,
+    /// Number of nodes (node-1 … node-N).
+    #[arg(long, default_value_t = weft_cluster::DEFAULT_NODES)]
+    pub nodes: usize,
+    /// Fabric subnets the nodes are spread over (contiguous blocks: with 3
+    /// nodes on 2, node-1 and node-2 on 192.168.1.0/24, node-3 on
+    /// 192.168.2.0/24), routed by the fabric. Fixed when the cluster is created.
+    #[arg(long, default_value_t = 1)]
+    pub subnets: usize,
+    /// Seconds to wait for nodes and pods to become Ready.
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+    /// Cross-node datapath: vxlan (overlay), host-gw (direct routes via node IPs),
+    /// auto (direct on the same subnet, vxlan otherwise). Fixed when the cluster is created.
+    #[arg(long, default_value = "vxlan")]
+    pub backend: weft_overlay::Backend,
 }
 
-/// The datapath backend a cluster was created with.
-pub fn backend_file(layout: &Layout) -> PathBuf {
-    layout.state_dir.join("backend")
-}
-
-pub fn up(
-    layout: &Layout,
-    files: &[PathBuf],
-    nodes: usize,
-    timeout: u64,
-    backend: weft_overlay::Backend,
-) -> Result<ExitCode> {
-    let node_layouts = layout.nodes(nodes)?;
+pub fn up(layout: &Layout, args: &UpArgs) -> Result<ExitCode> {
+    let placement = Placement::new(args.nodes, args.subnets)?;
+    let files = &args.files;
     let manifests = manifests::read(files)?; // bad manifests fail before anything is built
     let start = Instant::now();
-    let deadline = start + Duration::from_secs(timeout);
+    let deadline = start + Duration::from_secs(args.timeout);
 
     if procs::control_plane_pid(layout).is_some() {
-        let running: usize = std::fs::read_to_string(nodes_file(layout))
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(nodes);
+        let running = layout.read_state()?.map_or(args.nodes, |s| s.nodes);
         println!(
             "weft up: cluster {:?} is running ({running} nodes); applying manifests",
             layout.name
         );
-    } else {
-        if let Some(recorded) = restartable(layout) {
-            // Only the control plane died: its state and the running pods are kept.
-            println!("weft up: cluster {:?} ({recorded} nodes): restarting its control plane, state kept", layout.name);
-            stop_node_runtimes(layout, recorded);
-            let pid = crate::daemon::spawn_control_plane(layout, recorded)?;
-            let url = wait_for_api(layout, pid, deadline)?;
-            step(&format!("control plane: API at {url}"));
-            return finish_up(layout, files, &manifests, recorded, start, deadline);
-        }
-        println!("weft up: cluster {:?} with {nodes} nodes", layout.name);
-        if !topology::cluster_netns(layout).is_empty() || layout.state_dir.exists() {
-            let (ns, ps) = teardown(layout)?;
-            step(&format!(
-                "cleaned leftovers of an earlier run ({ns} namespaces, {ps} processes)"
-            ));
-        }
-        for dir in [
-            layout.state_dir.clone(),
-            layout.logs_dir(),
-            layout.pids_dir(),
-        ] {
-            std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-        }
-        std::fs::write(nodes_file(layout), nodes.to_string())?;
-        std::fs::write(backend_file(layout), backend.to_string())?;
-        topology::ensure(layout, &node_layouts)?;
-        step(&format!(
-            "network namespaces ({backend} backend): {} (fabric 192.168.1.0/24), {}, client 198.51.100.5",
-            layout.fabric_netns(),
-            node_layouts
-                .iter()
-                .map(|n| format!("{} {}", n.name, n.ip))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-        let pid = crate::daemon::spawn_control_plane(layout, nodes)?;
+        return finish_up(layout, files, &manifests, running, start, deadline);
+    }
+    if let Some(recorded) = restartable(layout) {
+        // Only the control plane died: its state and the running pods are kept.
+        println!(
+            "weft up: cluster {:?} ({} nodes): restarting its control plane, state kept",
+            layout.name, recorded.nodes
+        );
+        stop_node_runtimes(layout, recorded.nodes);
+        let pid = supervise::spawn_control_plane(layout)?;
         let url = wait_for_api(layout, pid, deadline)?;
+        step(&format!("control plane: API at {url}"));
+        return finish_up(layout, files, &manifests, recorded.nodes, start, deadline);
+    }
+    println!(
+        "weft up: cluster {:?} with {} nodes",
+        layout.name, args.nodes
+    );
+    if !topology::cluster_netns(layout).is_empty() || layout.state_dir.exists() {
+        let (ns, ps) = teardown(layout)?;
         step(&format!(
-            "control plane: API at {url}, kubeconfig {}",
-            layout.kubeconfig_path().display()
+            "cleaned leftovers of an earlier run ({ns} namespaces, {ps} processes)"
         ));
     }
-
-    finish_up(layout, files, &manifests, nodes, start, deadline)
+    for dir in [
+        layout.state_dir.clone(),
+        layout.logs_dir(),
+        layout.pids_dir(),
+    ] {
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    layout.write_state(&ClusterState {
+        nodes: args.nodes,
+        subnets: args.subnets,
+        backend: args.backend.to_string(),
+        api_port: None,
+    })?;
+    let node_layouts = layout.nodes_in(&placement)?;
+    topology::ensure(layout, &placement)?;
+    step(&format!(
+        "network namespaces ({} backend): {} (fabric {}), {}, client 198.51.100.5",
+        args.backend,
+        layout.fabric_netns(),
+        placement
+            .fabric_subnets()
+            .iter()
+            .map(|s| s.net.to_string())
+            .collect::<Vec<_>>()
+            .join(" + "),
+        node_layouts
+            .iter()
+            .map(|n| format!("{} {}", n.name, n.ip))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let pid = supervise::spawn_control_plane(layout)?;
+    let url = wait_for_api(layout, pid, deadline)?;
+    step(&format!(
+        "control plane: API at {url}, kubeconfig {}",
+        layout.kubeconfig_path().display()
+    ));
+    finish_up(layout, files, &manifests, args.nodes, start, deadline)
 }
 
-/// The node count of a cluster whose control plane is gone but whose state
-/// and namespaces are intact (so restarting the control plane is enough).
-fn restartable(layout: &Layout) -> Option<usize> {
-    let nodes: usize = std::fs::read_to_string(nodes_file(layout))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
+/// The state of a cluster whose control plane is gone but whose state and
+/// namespaces are intact (so restarting the control plane is enough).
+fn restartable(layout: &Layout) -> Option<ClusterState> {
+    let state = layout.read_state().ok()??;
     let present = topology::cluster_netns(layout);
     let mut wanted = vec![layout.fabric_netns(), layout.client_netns()];
-    wanted.extend(layout.nodes(nodes).ok()?.into_iter().map(|n| n.netns));
-    (layout.api_dir().exists() && wanted.iter().all(|n| present.contains(n))).then_some(nodes)
+    let nodes = layout.nodes_in(&state.placement().ok()?).ok()?;
+    wanted.extend(nodes.into_iter().map(|n| n.netns));
+    (layout.api_dir().exists() && wanted.iter().all(|n| present.contains(n))).then_some(state)
 }
 
 /// Node runtimes and agents orphaned by a dead control plane (the new one
@@ -264,7 +238,7 @@ fn describe_paths(files: &[PathBuf]) -> String {
 
 fn wait_for_api(layout: &Layout, pid: i32, deadline: Instant) -> Result<String> {
     loop {
-        if let Some(url) = local_api_url(layout) {
+        if let Some(url) = crate::api::local_api_url(layout)? {
             let ready = std::net::TcpStream::connect_timeout(
                 &url.trim_start_matches("http://")
                     .parse()
@@ -527,7 +501,7 @@ pub fn teardown(layout: &Layout) -> Result<(usize, usize)> {
         processes += 1;
     }
     let names = topology::cluster_netns(layout);
-    let pids = procs::pids_in_netns(&names);
+    let pids = weft_linux::netns::pids_in_netns(&names);
     procs::terminate(&pids, Duration::from_secs(2));
     processes += pids.len();
     let removed = topology::remove_all(layout)?;
@@ -754,9 +728,7 @@ pub fn exec(
         return run_in_netns(&layout.client_netns(), command);
     }
     if let Some(node) = node {
-        let n = layout
-            .node_by_name(node)
-            .with_context(|| format!("no node {node:?} (nodes are node-1 … node-N)"))?;
+        let n = crate::components::node_layout(layout, node)?;
         return run_in_netns(&n.netns, command);
     }
     let name = pod_name.context("name a pod, or use --node NODE or --external")?;
@@ -777,9 +749,8 @@ pub fn exec(
     }
     let uid = s("/metadata/uid");
     let dir = weft_node::pod_dir(layout, &node, ns, name, &uid);
-    let node_layout = layout
-        .node_by_name(&node)
-        .with_context(|| format!("pod {name} is on unknown node {node}"))?;
+    let node_layout = crate::components::node_layout(layout, &node)
+        .with_context(|| format!("pod {name} is on node {node}"))?;
     let env = weft_node::sandbox::NodeEnv {
         layout: layout.clone(),
         node_netns: Some(Path::new("/run/netns").join(&node_layout.netns)),
@@ -895,7 +866,7 @@ pub fn status(layout: &Layout) -> Result<ExitCode> {
         }
         return Ok(ExitCode::from(3));
     };
-    let url = local_api_url(layout).unwrap_or_default();
+    let url = crate::api::local_api_url(layout)?.unwrap_or_default();
     let namespaces = topology::cluster_netns(layout);
     let mut rows = BTreeMap::new();
     rows.insert("cluster", layout.name.clone());

@@ -1,18 +1,11 @@
-//! `weft`: the command line. Thin: each subcommand parses its arguments and
-//! calls into the crate that does the work.
-
-mod cluster;
-mod daemon;
-mod kinds;
-mod manifests;
-mod procs;
-mod table;
-mod topology;
+//! `weft`: the command line. Thin: each subcommand parses its arguments
+//! (component crates own their flags) and calls into the library.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+use weft::{cluster, components, control_plane, Output};
 
 #[derive(Parser)]
 #[command(
@@ -31,31 +24,10 @@ struct Cli {
     command: Cmd,
 }
 
-#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
-pub enum Output {
-    Wide,
-    Json,
-    Yaml,
-}
-
 #[derive(Subcommand)]
 enum Cmd {
     /// Create the cluster if absent, start it, apply manifests, wait until nodes and pods are Ready.
-    Up {
-        /// Manifest files or directories to apply (repeatable).
-        #[arg(short = 'f', long = "filename")]
-        files: Vec<PathBuf>,
-        /// Number of nodes (node-1 … node-N).
-        #[arg(long, default_value_t = weft_cluster::DEFAULT_NODES)]
-        nodes: usize,
-        /// Seconds to wait for nodes and pods to become Ready.
-        #[arg(long, default_value_t = 120)]
-        timeout: u64,
-        /// Cross-node datapath: vxlan (overlay), host-gw (direct routes via node IPs),
-        /// auto (direct on the same subnet, vxlan otherwise). Fixed when the cluster is created.
-        #[arg(long, default_value = "vxlan")]
-        backend: weft_overlay::Backend,
-    },
+    Up(cluster::UpArgs),
     /// Remove every namespace, process, mount and file of the cluster (a second call does nothing).
     Down,
     /// Create or update the objects in manifest files or directories.
@@ -126,46 +98,13 @@ enum Cmd {
         args: Vec<String>,
     },
     /// The per-node agent: cross-node routes/overlay and the node's CNI config.
-    Agent {
-        /// This node's name (its Node object).
-        #[arg(long)]
-        node: String,
-        /// API server URL (plain HTTP), e.g. http://192.168.1.2:6443 in the embedded cluster.
-        #[arg(long, conflicts_with = "kubeconfig")]
-        server: Option<String>,
-        /// A kubeconfig file (default: in-cluster config, then ~/.kube/config).
-        #[arg(long)]
-        kubeconfig: Option<PathBuf>,
-        #[arg(long, default_value = "vxlan")]
-        backend: weft_overlay::Backend,
-        /// UDP port of the VXLAN overlay.
-        #[arg(long, default_value_t = 4789)]
-        vxlan_port: u16,
-        /// Where to write 10-weft.conflist.
-        #[arg(long, default_value = "/etc/cni/net.d")]
-        cni_conf_dir: PathBuf,
-        /// weft-cni's IPAM state directory on this node.
-        #[arg(long, default_value = "/var/lib/cni/networks")]
-        ipam_dir: PathBuf,
-        /// The cluster's pod CIDR (traffic inside it is never masqueraded).
-        #[arg(long, default_value = weft_cluster::CLUSTER_CIDR)]
-        cluster_cidr: ipnet::Ipv4Net,
-        /// Prometheus metrics, /healthz and /readyz.
-        #[arg(long)]
-        metrics_addr: Option<std::net::SocketAddr>,
-    },
+    Agent(weft_agent::AgentArgs),
     /// (internal) The control plane process: API server, controllers, node supervisor.
     #[command(hide = true)]
-    ControlPlane {
-        #[arg(long)]
-        nodes: usize,
-    },
+    ControlPlane(control_plane::Args),
     /// (internal) A node runtime, run inside the node's namespace.
     #[command(hide = true)]
-    NodeRuntime {
-        #[arg(long)]
-        node: String,
-    },
+    NodeRuntime(weft_node::NodeRuntimeArgs),
 }
 
 fn main() -> ExitCode {
@@ -186,6 +125,7 @@ fn main() -> ExitCode {
             all.extend(args);
             return exit_code(weft_agnhost::main(all));
         }
+        Cmd::Agent(args) => components::agent(args),
         command => run(&cli.name, command),
     };
     match result {
@@ -202,14 +142,9 @@ fn exit_code(code: i32) -> ExitCode {
 }
 
 fn run(name: &str, command: Cmd) -> anyhow::Result<ExitCode> {
-    let layout = cluster::layout(name)?;
+    let layout = weft::layout(name)?;
     match command {
-        Cmd::Up {
-            files,
-            nodes,
-            timeout,
-            backend,
-        } => cluster::up(&layout, &files, nodes, timeout, backend),
+        Cmd::Up(args) => cluster::up(&layout, &args),
         Cmd::Down => cluster::down(&layout),
         Cmd::Apply { files } => cluster::apply(&layout, &files),
         Cmd::Delete {
@@ -259,38 +194,10 @@ fn run(name: &str, command: Cmd) -> anyhow::Result<ExitCode> {
         } => cluster::logs(&layout, &pod, namespace.as_deref(), container.as_deref()),
         Cmd::Kubeconfig => cluster::kubeconfig(&layout),
         Cmd::Status => cluster::status(&layout),
-        Cmd::Agent {
-            node,
-            server,
-            kubeconfig,
-            backend,
-            vxlan_port,
-            cni_conf_dir,
-            ipam_dir,
-            cluster_cidr,
-            metrics_addr,
-        } => {
-            let overlay = weft_overlay::OverlayConfig {
-                backend,
-                port: vxlan_port,
-                ..Default::default()
-            };
-            let config = weft_agent::AgentConfig {
-                node_name: node,
-                overlay,
-                cni_conf_dir,
-                ipam_dir,
-                cluster_cidr,
-                metrics_addr,
-            };
-            daemon::agent(server.as_deref(), kubeconfig.as_deref(), config)
+        Cmd::ControlPlane(args) => control_plane::main(&layout, args),
+        Cmd::NodeRuntime(args) => components::node_runtime(&layout, args),
+        Cmd::Agnhost { .. } | Cmd::Netexec { .. } | Cmd::Agent(_) => {
+            anyhow::bail!("agnhost and agent are dispatched before the cluster commands")
         }
-        Cmd::ControlPlane { nodes } => daemon::control_plane(&layout, nodes),
-        Cmd::NodeRuntime { node } => daemon::node_runtime(&layout, &node),
-        Cmd::Agnhost { .. } | Cmd::Netexec { .. } => unreachable_cmd(),
     }
-}
-
-fn unreachable_cmd() -> anyhow::Result<ExitCode> {
-    anyhow::bail!("agnhost is dispatched before the cluster commands")
 }

@@ -1,50 +1,13 @@
-//! The cluster's processes: pid files, and finding every process that lives
-//! in one of the cluster's network namespaces (which only weft starts), so
-//! `weft down` works even after every weft process was killed with -9.
+//! The cluster's processes: pid files, liveness, and stopping them. (Every
+//! process in the cluster's namespaces is found by
+//! `weft_linux::netns::pids_in_netns`, so `weft down` works even after every
+//! weft process was killed with -9; starting them is in `supervise`.)
 
-use std::collections::BTreeSet;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use weft_cluster::Layout;
-
-/// (device, inode) of a namespace file.
-fn ns_id(path: &Path) -> Option<(u64, u64)> {
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
-}
-
-/// Pids of processes whose network namespace is one of `netns_names`.
-pub fn pids_in_netns(netns_names: &[String]) -> Vec<i32> {
-    let wanted: BTreeSet<(u64, u64)> = netns_names
-        .iter()
-        .filter_map(|n| ns_id(&Path::new("/run/netns").join(n)))
-        .collect();
-    if wanted.is_empty() {
-        return Vec::new();
-    }
-    let me = std::process::id() as i32;
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        // Namespace files of /proc/<pid>/ns are nsfs inodes: same (dev, ino) as the bind mount.
-        if ns_id(&entry.path().join("ns/net")).is_some_and(|id| wanted.contains(&id)) {
-            out.push(pid);
-        }
-    }
-    out
-}
 
 pub fn alive(pid: i32) -> bool {
     kill(Pid::from_raw(pid), None).is_ok() && !is_zombie(pid)

@@ -1,18 +1,26 @@
-//! Builds and removes the embedded cluster's namespaces: the fabric (the
-//! "datacenter" bridge), one namespace per node, and the external client.
+//! Builds and removes the embedded cluster's namespaces: the fabric (one
+//! bridge per subnet, routing between them), one namespace per node, and the
+//! external client. Links, addresses and routes are written over rtnetlink
+//! (weft-linux); namespaces are created and deleted with `ip netns`.
 //! Everything happens inside `weft-<cluster>-*` namespaces; the machine's own
 //! namespace is never written to.
+//!
+//! Idempotent: what exists is kept (a bridge, a node's veth), what is missing
+//! is created; an address or route that is already there counts as written.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use weft_cluster::{Layout, NodeLayout, CLIENT_ADDR, CLIENT_ROUTER, FABRIC_BRIDGE, FABRIC_ROUTER};
-use weft_linux::{sysctl, Netns};
+use ipnet::{IpNet, Ipv4Net};
+use weft_cluster::{Layout, Placement, CLIENT_ADDR, CLIENT_ROUTER};
+use weft_linux::netns::NETNS_RUN_DIR;
+use weft_linux::{sysctl, Handle, Netns, Route};
 
 /// Names of the network namespaces that exist now.
 pub fn existing_netns() -> Vec<String> {
-    std::fs::read_dir("/run/netns")
+    std::fs::read_dir(NETNS_RUN_DIR)
         .map(|rd| {
             rd.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -32,153 +40,147 @@ pub fn cluster_netns(layout: &Layout) -> Vec<String> {
     names
 }
 
-fn ip(args: &[&str]) -> Result<()> {
+fn ip_netns(verb: &str, name: &str) -> Result<()> {
     let out = Command::new("ip")
-        .args(args)
+        .args(["netns", verb, name])
         .output()
         .context("run ip (install iproute2)")?;
     if !out.status.success() {
         bail!(
-            "ip {}: {}",
-            args.join(" "),
+            "ip netns {verb} {name}: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
     Ok(())
 }
 
-/// Runs several `ip` commands inside one namespace in one process (`ip -batch`).
-fn ip_batch(netns: &str, commands: &[String]) -> Result<()> {
-    let mut child = Command::new("ip")
-        .args(["-n", netns, "-batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("run ip (install iproute2)")?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(commands.join("\n").as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "in {netns}: ip: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+/// A named namespace (created if missing) and a netlink handle inside it.
+struct Ns {
+    name: String,
+    netns: Netns,
+    nl: Handle,
 }
 
-fn add_netns(name: &str) -> Result<()> {
-    if existing_netns().iter().any(|n| n == name) {
-        return Ok(());
+impl Ns {
+    fn ensure(name: &str) -> Result<Ns> {
+        if !existing_netns().iter().any(|n| n == name) {
+            ip_netns("add", name)?;
+        }
+        let netns = Netns::open(Path::new(NETNS_RUN_DIR).join(name))?;
+        let nl = Handle::in_netns(&netns)?;
+        Ok(Ns {
+            name: name.to_string(),
+            netns,
+            nl,
+        })
     }
-    ip(&["netns", "add", name])
-}
 
-fn set_forwarding(netns: &str) -> Result<()> {
-    let ns = Netns::open(format!("/run/netns/{netns}"))?;
-    ns.run(|| sysctl::ensure("net/ipv4/ip_forward", "1"))??;
-    Ok(())
-}
-
-fn gro_on(netns: &str, link: &str) {
-    if let Ok(ns) = Netns::open(format!("/run/netns/{netns}")) {
-        let _ = ns.run(|| weft_linux::ethtool::set_gro(link, true));
+    /// Index of link `link`, which must exist.
+    fn index(&mut self, link: &str) -> Result<u32> {
+        Ok(self
+            .nl
+            .link_by_name(link)?
+            .with_context(|| format!("link {link} missing in {}", self.name))?
+            .index)
     }
-}
 
-fn link_exists(netns: &str, link: &str) -> bool {
-    Command::new("ip")
-        .args(["-n", netns, "link", "show", "dev", link])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    fn has_link(&mut self, link: &str) -> Result<bool> {
+        Ok(self.nl.link_by_name(link)?.is_some())
+    }
+
+    fn up(&mut self, link: &str) -> Result<()> {
+        let index = self.index(link)?;
+        Ok(self.nl.set_up(index)?)
+    }
+
+    /// Adds `addr/prefix` to `link`; already there is fine.
+    fn address(&mut self, link: &str, addr: Ipv4Addr, prefix: u8) -> Result<()> {
+        let index = self.index(link)?;
+        let net = IpNet::V4(Ipv4Net::new(addr, prefix)?);
+        match self.nl.add_address(index, net) {
+            Err(e) if e.is_exists() => Ok(()),
+            other => Ok(other?),
+        }
+    }
+
+    fn default_route(&mut self, via: Ipv4Addr) -> Result<()> {
+        let route = Route::via("0.0.0.0/0".parse()?, IpAddr::V4(via));
+        match self.nl.add_route(&route) {
+            Err(e) if e.is_exists() => Ok(()),
+            other => Ok(other?),
+        }
+    }
+
+    fn forwarding(&self) -> Result<()> {
+        self.netns
+            .run(|| sysctl::ensure("net/ipv4/ip_forward", "1"))??;
+        Ok(())
+    }
+
+    /// GRO on an underlay veth end (see weft_linux::ethtool); best effort.
+    fn gro_on(&self, link: &str) {
+        let _ = self.netns.run(|| weft_linux::ethtool::set_gro(link, true));
+    }
 }
 
 /// Creates what is missing of the fabric, the client and the nodes (idempotent).
-pub fn ensure(layout: &Layout, nodes: &[NodeLayout]) -> Result<()> {
-    let fabric = layout.fabric_netns();
-    add_netns(&fabric)?;
-    if !link_exists(&fabric, FABRIC_BRIDGE) {
-        ip_batch(
-            &fabric,
-            &[
-                format!("link add {FABRIC_BRIDGE} type bridge"),
-                format!("link set {FABRIC_BRIDGE} up"),
-                format!("addr add {FABRIC_ROUTER}/24 dev {FABRIC_BRIDGE}"),
-                format!("addr add {}/24 dev {FABRIC_BRIDGE}", weft_cluster::API_ADDR),
-                "link set lo up".to_string(),
-            ],
-        )?;
-    }
-    set_forwarding(&fabric)?;
-
-    let client = layout.client_netns();
-    add_netns(&client)?;
-    if !link_exists(&fabric, "client0") {
-        ip(&[
-            "-n", &fabric, "link", "add", "client0", "type", "veth", "peer", "name", "eth0",
-            "netns", &client,
-        ])?;
-        ip_batch(
-            &fabric,
-            &[
-                format!("addr add {CLIENT_ROUTER}/24 dev client0"),
-                "link set client0 up".into(),
-            ],
-        )?;
-        ip_batch(
-            &client,
-            &[
-                format!("addr add {CLIENT_ADDR}/24 dev eth0"),
-                "link set eth0 up".into(),
-                "link set lo up".into(),
-                format!("route add default via {CLIENT_ROUTER}"),
-            ],
-        )?;
-    }
-
-    for node in nodes {
-        add_netns(&node.netns)?;
-        let port = format!("n{}", node.index);
-        if !link_exists(&fabric, &port) {
-            ip(&[
-                "-n",
-                &fabric,
-                "link",
-                "add",
-                &port,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                &node.netns,
-            ])?;
-            ip_batch(
-                &fabric,
-                &[
-                    format!("link set {port} master {FABRIC_BRIDGE}"),
-                    format!("link set {port} up"),
-                ],
-            )?;
-            ip_batch(
-                &node.netns,
-                &[
-                    format!("addr add {}/24 dev eth0", node.ip),
-                    "link set eth0 up".into(),
-                    "link set lo up".into(),
-                    format!("route add default via {FABRIC_ROUTER}"),
-                ],
+pub fn ensure(layout: &Layout, placement: &Placement) -> Result<()> {
+    let mut fabric = Ns::ensure(&layout.fabric_netns())?;
+    fabric.up("lo")?;
+    // One bridge per subnet; the fabric routes between them (connected routes).
+    for subnet in placement.fabric_subnets() {
+        if !fabric.has_link(&subnet.bridge)? {
+            fabric
+                .nl
+                .create_bridge(&subnet.bridge, None, None)
+                .with_context(|| format!("in {}", fabric.name))?;
+        }
+        fabric.up(&subnet.bridge)?;
+        fabric.address(&subnet.bridge, subnet.router, subnet.net.prefix_len())?;
+        if subnet.index == 0 {
+            fabric.address(
+                &subnet.bridge,
+                weft_cluster::API_ADDR,
+                subnet.net.prefix_len(),
             )?;
         }
-        set_forwarding(&node.netns)?;
-        // GRO on the underlay veth, both ends (see weft_linux::ethtool).
-        gro_on(&node.netns, "eth0");
-        gro_on(&fabric, &port);
+    }
+    fabric.forwarding()?;
+
+    let mut client = Ns::ensure(&layout.client_netns())?;
+    if !fabric.has_link("client0")? {
+        fabric
+            .nl
+            .create_veth("client0", "eth0", &client.netns, None, None)
+            .with_context(|| format!("in {}", fabric.name))?;
+    }
+    fabric.address("client0", CLIENT_ROUTER, 24)?;
+    fabric.up("client0")?;
+    client.address("eth0", CLIENT_ADDR, 24)?;
+    client.up("eth0")?;
+    client.up("lo")?;
+    client.default_route(CLIENT_ROUTER)?;
+
+    for node in layout.nodes_in(placement)? {
+        let mut ns = Ns::ensure(&node.netns)?;
+        let port = format!("n{}", node.index);
+        if !fabric.has_link(&port)? {
+            fabric
+                .nl
+                .create_veth(&port, "eth0", &ns.netns, None, None)
+                .with_context(|| format!("in {}", fabric.name))?;
+        }
+        let (port_index, bridge) = (fabric.index(&port)?, fabric.index(&node.subnet.bridge)?);
+        fabric.nl.set_master(port_index, bridge)?;
+        fabric.up(&port)?;
+        ns.address("eth0", node.ip, node.subnet.net.prefix_len())?;
+        ns.up("eth0")?;
+        ns.up("lo")?;
+        ns.default_route(node.subnet.router)?;
+        ns.forwarding()?;
+        // GRO on the underlay veth, both ends.
+        ns.gro_on("eth0");
+        fabric.gro_on(&port);
     }
     Ok(())
 }
@@ -189,7 +191,7 @@ pub fn remove_all(layout: &Layout) -> Result<Vec<String>> {
     let names = cluster_netns(layout);
     let mut errors = Vec::new();
     for name in &names {
-        if let Err(e) = ip(&["netns", "del", name]) {
+        if let Err(e) = ip_netns("del", name) {
             errors.push(e.to_string());
         }
     }

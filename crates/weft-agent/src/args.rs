@@ -1,0 +1,175 @@
+//! `weft agent`'s command-line flags (clap), owned here so the CLI only
+//! flattens them and a supervisor can render them back ([`AgentArgs::to_args`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use ipnet::Ipv4Net;
+use weft_overlay::{Backend, OverlayConfig};
+
+use crate::AgentConfig;
+
+/// Flags of `weft agent`.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct AgentArgs {
+    /// This node's name (its Node object).
+    #[arg(long)]
+    pub node: String,
+    /// API server URL (plain HTTP), e.g. http://192.168.1.2:6443 in the embedded cluster.
+    #[arg(long, conflicts_with = "kubeconfig")]
+    pub server: Option<String>,
+    /// A kubeconfig file (default: in-cluster config, then ~/.kube/config).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Cross-node datapath: vxlan, host-gw or auto.
+    #[arg(long, default_value = "vxlan")]
+    pub backend: Backend,
+    /// UDP port of the VXLAN overlay.
+    #[arg(long, default_value_t = weft_overlay::DEFAULT_PORT)]
+    pub vxlan_port: u16,
+    /// Where to write 10-weft.conflist.
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    pub cni_conf_dir: PathBuf,
+    /// weft-cni's IPAM state directory on this node.
+    #[arg(long, default_value = "/var/lib/cni/networks")]
+    pub ipam_dir: PathBuf,
+    /// The cluster's pod CIDR (traffic inside it is never masqueraded).
+    #[arg(long, default_value = weft_cluster::CLUSTER_CIDR)]
+    pub cluster_cidr: Ipv4Net,
+    /// Prometheus metrics, /healthz and /readyz.
+    #[arg(long)]
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+impl AgentArgs {
+    /// Flags and values for defaults, e.g. the embedded cluster's agents.
+    pub fn new(node: impl Into<String>) -> AgentArgs {
+        AgentArgs {
+            node: node.into(),
+            server: None,
+            kubeconfig: None,
+            backend: Backend::default(),
+            vxlan_port: weft_overlay::DEFAULT_PORT,
+            cni_conf_dir: "/etc/cni/net.d".into(),
+            ipam_dir: "/var/lib/cni/networks".into(),
+            cluster_cidr: weft_cluster::CLUSTER_CIDR
+                .parse()
+                .expect("CLUSTER_CIDR is a valid prefix"),
+            metrics_addr: None,
+        }
+    }
+
+    /// The same flags as command-line arguments (what `weft agent` parses back).
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = vec!["--node".to_string(), self.node.clone()];
+        if let Some(s) = &self.server {
+            args.extend(["--server".into(), s.clone()]);
+        }
+        if let Some(k) = &self.kubeconfig {
+            args.extend(["--kubeconfig".into(), k.display().to_string()]);
+        }
+        args.extend([
+            "--backend".into(),
+            self.backend.to_string(),
+            "--vxlan-port".into(),
+            self.vxlan_port.to_string(),
+            "--cni-conf-dir".into(),
+            self.cni_conf_dir.display().to_string(),
+            "--ipam-dir".into(),
+            self.ipam_dir.display().to_string(),
+            "--cluster-cidr".into(),
+            self.cluster_cidr.to_string(),
+        ]);
+        if let Some(m) = &self.metrics_addr {
+            args.extend(["--metrics-addr".into(), m.to_string()]);
+        }
+        args
+    }
+
+    /// What the agent runs with.
+    pub fn config(&self) -> AgentConfig {
+        AgentConfig {
+            node_name: self.node.clone(),
+            overlay: OverlayConfig {
+                backend: self.backend,
+                port: self.vxlan_port,
+                ..Default::default()
+            },
+            cni_conf_dir: self.cni_conf_dir.clone(),
+            ipam_dir: self.ipam_dir.clone(),
+            cluster_cidr: self.cluster_cidr,
+            metrics_addr: self.metrics_addr,
+        }
+    }
+
+    /// A client of the API the flags name: `--server`, `--kubeconfig`, or
+    /// the in-cluster / default config.
+    pub async fn client(&self) -> Result<kube::Client> {
+        match (&self.server, &self.kubeconfig) {
+            (Some(url), _) => {
+                let uri: http::Uri = url.parse().with_context(|| format!("--server {url}"))?;
+                let mut config = kube::Config::new(uri);
+                config.read_timeout = Some(Duration::from_secs(300));
+                Ok(kube::Client::try_from(config)?)
+            }
+            (None, Some(path)) => {
+                let kc = kube::config::Kubeconfig::read_from(path)
+                    .with_context(|| format!("read --kubeconfig {}", path.display()))?;
+                let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                    .await
+                    .with_context(|| format!("use --kubeconfig {}", path.display()))?;
+                Ok(kube::Client::try_from(cfg)?)
+            }
+            (None, None) => kube::Client::try_default()
+                .await
+                .context("no --server or --kubeconfig, and no in-cluster or default config"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: AgentArgs,
+    }
+
+    #[test]
+    fn to_args_parses_back_to_the_same_flags() {
+        let mut a = AgentArgs::new("node-2");
+        a.server = Some("http://192.168.1.2:6443".into());
+        a.backend = Backend::Auto;
+        a.cni_conf_dir = "/tmp/n2/cni".into();
+        a.ipam_dir = "/tmp/n2/ipam".into();
+        a.metrics_addr = Some("192.168.1.11:9101".parse().unwrap());
+        let mut argv = vec!["weft-agent".to_string()];
+        argv.extend(a.to_args());
+        assert_eq!(Cli::parse_from(argv).args, a);
+    }
+
+    #[test]
+    fn defaults_match_new() {
+        let parsed = Cli::parse_from(["weft-agent", "--node", "node-1"]).args;
+        assert_eq!(parsed, AgentArgs::new("node-1"));
+    }
+
+    #[test]
+    fn server_and_kubeconfig_conflict() {
+        let r = Cli::try_parse_from([
+            "weft-agent",
+            "--node",
+            "n",
+            "--server",
+            "http://x",
+            "--kubeconfig",
+            "/k",
+        ]);
+        assert!(r.is_err());
+    }
+}
