@@ -39,4 +39,13 @@ if ! command -v cargo >/dev/null 2>&1; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cargo rustc >/dev/null
 fi
+# Fuzzing (scripts/fuzz.sh): a nightly toolchain (the machines carry one) and cargo-fuzz.
+if ! cargo +nightly --version >/dev/null 2>&1 && command -v rustup >/dev/null 2>&1; then
+    log "installing the nightly toolchain"
+    rustup toolchain install nightly --profile minimal >/dev/null
+fi
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+    log "installing cargo-fuzz"
+    cargo install cargo-fuzz --locked --quiet
+fi
 log "ready: $(cargo --version)"

@@ -145,6 +145,7 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<()> {
 
     let datapath = Arc::new(std::sync::Mutex::new(Datapath::new(handle)));
     let mut last = Instant::now() - MIN_SYNC_INTERVAL;
+    let mut last_problems: Vec<String> = Vec::new();
     loop {
         // Coalesce bursts: wait at least MIN_SYNC_INTERVAL between syncs.
         let since = last.elapsed();
@@ -166,9 +167,15 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<()> {
         let started = Instant::now();
         let outcome = match weft_overlay::compile(&local, &peer_nodes, &config.overlay) {
             Ok(desired) => {
-                for p in &desired.problems {
-                    tracing::info!(problem = %p, "datapath incomplete");
+                // Reported when they change (a crafted or half-registered Node
+                // must be visible, not silently skipped), counted always.
+                if desired.problems != last_problems {
+                    for p in &desired.problems {
+                        tracing::warn!(problem = %p, "datapath incomplete");
+                    }
+                    last_problems = desired.problems.clone();
                 }
+                metrics.record_problems(desired.problems.len());
                 let routes = desired.routes.len();
                 let dp = datapath.clone();
                 tokio::task::spawn_blocking(move || {

@@ -16,8 +16,38 @@ pub fn root_or_skip(test: &str) -> bool {
     if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
         panic!("{test} needs root (network namespaces) and CI must run it as root");
     }
-    eprintln!("SKIPPED {test}: needs root for network namespaces");
+    skip(test, "needs root for network namespaces");
     false
+}
+
+/// Records that `test` skipped (part of) its checks: a line in the file
+/// named by `WEFT_TEST_SKIP_LOG` (scripts/test.sh counts them in its summary
+/// and fails a root run that skipped anything) and a message on stderr.
+pub fn skip(test: &str, why: &str) {
+    eprintln!("SKIPPED {test}: {why}");
+    if let Some(log) = std::env::var_os("WEFT_TEST_SKIP_LOG") {
+        use std::io::Write;
+        let line = format!("{test}: {why}\n");
+        // O_APPEND: lines from parallel tests never interleave.
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = written {
+            panic!("{test}: cannot record the skip in {log:?}: {e}");
+        }
+    }
+}
+
+/// True when `tool` is on PATH; otherwise the skip is recorded for `test`.
+pub fn tool_or_skip(test: &str, tool: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()));
+    if !found {
+        skip(test, &format!("{tool} is not installed"));
+    }
+    found
 }
 
 /// Runs `ip` with `args`, panicking with its stderr on failure; returns stdout.

@@ -88,7 +88,13 @@ pub fn hostname(pod: &Pod, node_name: &str) -> String {
     if name.len() <= 63 {
         return name;
     }
-    name[..63].trim_end_matches(['-', '.']).to_string()
+    // The API only admits ASCII names, but a cut must never split a
+    // character: the last boundary at or before byte 63.
+    let cut = (0..=63)
+        .rev()
+        .find(|&i| name.is_char_boundary(i))
+        .unwrap_or(0);
+    name[..cut].trim_end_matches(['-', '.']).to_string()
 }
 
 /// Whether `image` is agnhost: `registry.k8s.io/e2e-test-images/agnhost:*`
@@ -788,6 +794,16 @@ mod tests {
         // A missing secret names the entry.
         let err = build_env(&p, &c, "", "", "h", Path::new("/w"), &RefData::new()).unwrap_err();
         assert!(err.contains("ConfigMap \"cm\""), "{err}");
+    }
+
+    #[test]
+    fn hostname_cut_never_splits_a_character() {
+        // 62 ASCII bytes, then a 2-byte character across byte 63: cut before it.
+        let p = pod(PodSpec {
+            hostname: Some(format!("{}é{}", "b".repeat(62), "c".repeat(10))),
+            ..Default::default()
+        });
+        assert_eq!(hostname(&p, "node-1"), "b".repeat(62));
     }
 
     #[test]

@@ -2,11 +2,14 @@
 //! threshold state machine (pure), and running tcpSocket/httpGet checks from
 //! the node's network namespace against the pod's IP.
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Empty;
+use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::{Container, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use weft_linux::Netns;
@@ -192,48 +195,47 @@ fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, String
     Err(last)
 }
 
-fn http_get(
+/// An httpGet probe over a connection already made (in the pod's or node's
+/// namespace): one GET with kubelet's headers, success on 200–399 as kubelet
+/// judges it.
+async fn http_get(
+    stream: TcpStream,
     host: &str,
     port: u16,
     path: &str,
     headers: &[(String, String)],
-    timeout: Duration,
 ) -> Result<(), String> {
-    let mut s = connect(host, port, timeout)?;
-    let _ = s.set_read_timeout(Some(timeout));
-    let _ = s.set_write_timeout(Some(timeout));
-    let mut req = format!("GET {path} HTTP/1.1\r\n");
+    let url = format!("http://{host}:{port}{path}");
+    let fail = |e: &dyn std::fmt::Display| format!("GET {url}: {e}");
+    stream.set_nonblocking(true).map_err(|e| fail(&e))?;
+    let stream = tokio::net::TcpStream::from_std(stream).map_err(|e| fail(&e))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| fail(&e))?;
+    tokio::spawn(async move {
+        // Ends with the response or the connection; the error is the request's.
+        let _ = conn.await;
+    });
+    let mut req = Request::get(path);
     let has = |n: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
     if !has("host") {
-        req.push_str(&format!("Host: {host}:{port}\r\n"));
+        req = req.header("Host", format!("{host}:{port}"));
     }
     if !has("user-agent") {
-        req.push_str("User-Agent: kube-probe/1.33\r\n");
+        req = req.header("User-Agent", "kube-probe/1.33");
     }
     if !has("accept") {
-        req.push_str("Accept: */*\r\n");
+        req = req.header("Accept", "*/*");
     }
     for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
+        req = req.header(k.as_str(), v.as_str());
     }
-    req.push_str("Connection: close\r\n\r\n");
-    s.write_all(req.as_bytes())
-        .map_err(|e| format!("GET http://{host}:{port}{path}: {e}"))?;
-    let mut buf = [0u8; 64];
-    let mut got = 0;
-    while got < 12 {
-        match s.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) => return Err(format!("GET http://{host}:{port}{path}: {e}")),
-        }
-    }
-    let line = String::from_utf8_lossy(&buf[..got]).to_string();
-    let code: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("GET http://{host}:{port}{path}: not an HTTP response: {line:?}"))?;
+    let req = req
+        .header("Connection", "close")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| fail(&e))?;
+    let resp = sender.send_request(req).await.map_err(|e| fail(&e))?;
+    let code = resp.status().as_u16();
     if (200..400).contains(&code) {
         Ok(())
     } else {
@@ -250,51 +252,60 @@ pub async fn check_net(
     timeout: Duration,
     netns: Option<Arc<Netns>>,
 ) -> Result<(), String> {
-    let action = action.clone();
-    let pod_ip = pod_ip.to_string();
+    let (host, port, http) = match action {
+        ProbeAction::Tcp { host, port } => (host, *port, None),
+        ProbeAction::Http { https: true, .. } => {
+            return Err("HTTPS probes are not supported by the embedded cluster".to_string())
+        }
+        ProbeAction::Http {
+            host,
+            port,
+            path,
+            headers,
+            ..
+        } => (host, *port, Some((path, headers))),
+        ProbeAction::Exec { .. } => {
+            return Err("exec probes run inside the pod, not from the node".to_string())
+        }
+    };
+    let host = host.clone().unwrap_or_else(|| pod_ip.to_string());
+    let work = async {
+        // The socket is made on a thread inside the namespace and stays there;
+        // the HTTP exchange then runs on it from here.
+        let stream = connect_in(netns, host.clone(), port, timeout).await?;
+        match http {
+            Some((path, headers)) => http_get(stream, &host, port, path, headers).await,
+            None => Ok(()),
+        }
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("probe timed out after {}s", timeout.as_secs())),
+    }
+}
+
+/// Connects to `host:port` from `netns` (or this process's namespace) on a
+/// dedicated OS thread: namespace-bound work never runs on a tokio worker.
+async fn connect_in(
+    netns: Option<Arc<Netns>>,
+    host: String,
+    port: u16,
+    timeout: Duration,
+) -> Result<TcpStream, String> {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let spawned = std::thread::Builder::new()
+    std::thread::Builder::new()
         .name("weft-probe".into())
         .spawn(move || {
-            let work = move || match &action {
-                ProbeAction::Tcp { host, port } => {
-                    connect(host.as_deref().unwrap_or(&pod_ip), *port, timeout).map(drop)
-                }
-                ProbeAction::Http { https: true, .. } => {
-                    Err("HTTPS probes are not supported by the embedded cluster".to_string())
-                }
-                ProbeAction::Http {
-                    host,
-                    port,
-                    path,
-                    headers,
-                    ..
-                } => http_get(
-                    host.as_deref().unwrap_or(&pod_ip),
-                    *port,
-                    path,
-                    headers,
-                    timeout,
-                ),
-                ProbeAction::Exec { .. } => {
-                    Err("exec probes run inside the pod, not from the node".to_string())
-                }
-            };
+            let work = || connect(&host, port, timeout);
             let result = match netns {
                 Some(ns) => ns.run(work).unwrap_or_else(|e| Err(e.to_string())),
                 None => work(),
             };
             let _ = tx.send(result);
-        });
-    if let Err(e) = spawned {
-        return Err(format!("start probe thread: {e}"));
-    }
-    // The thread's socket calls carry the timeout; this bounds DNS too.
-    match tokio::time::timeout(timeout + Duration::from_secs(1), rx).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(_)) => Err("probe thread ended without a result".into()),
-        Err(_) => Err(format!("probe timed out after {}s", timeout.as_secs())),
-    }
+        })
+        .map_err(|e| format!("start probe thread: {e}"))?;
+    rx.await
+        .unwrap_or_else(|_| Err("probe thread ended without a result".into()))
 }
 
 #[cfg(test)]
@@ -303,6 +314,7 @@ mod tests {
     use k8s_openapi::api::core::v1::{
         ContainerPort, ExecAction, HTTPGetAction, HTTPHeader, TCPSocketAction,
     };
+    use std::io::{Read, Write};
 
     fn container() -> Container {
         Container {

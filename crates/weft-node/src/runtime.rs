@@ -7,7 +7,9 @@ use std::os::unix::process::ExitStatusExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use std::panic::AssertUnwindSafe;
+
+use futures::{FutureExt, StreamExt};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Node, Pod, PodStatus, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
@@ -78,15 +80,16 @@ pub async fn run(client: kube::Client, config: NodeConfig) -> anyhow::Result<()>
         weft_bin: config.weft_bin.clone(),
         host_resolv: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
     });
-    let mut tasks: JoinSet<Option<String>> = JoinSet::new();
+    let mut tasks: JoinSet<TaskEnd> = JoinSet::new();
     {
         let api: Api<Node> = Api::all(client.clone());
         let node = config.node.clone();
         tasks.spawn(async move {
             crate::node::keep_registered(api, node).await;
-            None
+            TaskEnd::Other
         });
     }
+    let mut restarts = WorkerRestarts::default();
 
     let pods: Api<Pod> = Api::all(client.clone());
     let selector = format!("spec.nodeName={}", config.node.name);
@@ -113,7 +116,14 @@ pub async fn run(client: kube::Client, config: NodeConfig) -> anyhow::Result<()>
                         if let Some(seen) = listing.as_mut() {
                             seen.insert(uid(&pod));
                         }
-                        dispatch(&ctx, &mut tasks, &mut workers, pod);
+                        if restarts.given_up(&uid(&pod)) {
+                            // Its worker failed for good: only a deletion is still honoured.
+                            if pod.metadata.deletion_timestamp.is_some() {
+                                tasks.spawn(fail_pod(ctx.clone(), pod, None));
+                            }
+                        } else {
+                            dispatch(&ctx, &mut tasks, &mut workers, pod);
+                        }
                     }
                     Ok(watcher::Event::Delete(pod)) => {
                         if let Some(w) = workers.get(&uid(&pod)) {
@@ -135,10 +145,28 @@ pub async fn run(client: kube::Client, config: NodeConfig) -> anyhow::Result<()>
             }
             done = tasks.join_next(), if !tasks.is_empty() => {
                 match done {
-                    Some(Ok(Some(u))) => { workers.remove(&u); }
-                    Some(Ok(None)) => {}
-                    Some(Err(e)) => tracing::error!(error = %e, "a pod worker panicked"),
-                    None => {}
+                    Some(Ok(TaskEnd::Worker(u))) => {
+                        workers.remove(&u);
+                        restarts.forget(&u);
+                    }
+                    Some(Ok(TaskEnd::Panicked { uid: u, message })) => {
+                        workers.remove(&u);
+                        let latest = store.state().into_iter().find(|p| uid(p) == u);
+                        let Some(pod) = latest else { continue };
+                        let label = format!("{}/{}", ns(&pod), name(&pod));
+                        match restarts.on_panic(&u) {
+                            Recovery::Restart(n) => {
+                                tracing::error!(pod = %label, panic = %message, restart = n, "a pod worker panicked; restarting it");
+                                dispatch(&ctx, &mut tasks, &mut workers, (*pod).clone());
+                            }
+                            Recovery::GiveUp => {
+                                tracing::error!(pod = %label, panic = %message, "a pod worker panicked again; marking the pod Failed");
+                                tasks.spawn(fail_pod(ctx.clone(), (*pod).clone(), Some(message)));
+                            }
+                        }
+                    }
+                    Some(Ok(TaskEnd::Other)) | None => {}
+                    Some(Err(e)) => tracing::error!(error = %e, "a node runtime task failed"),
                 }
             }
             _ = sweep.tick() => {
@@ -149,9 +177,138 @@ pub async fn run(client: kube::Client, config: NodeConfig) -> anyhow::Result<()>
     }
 }
 
+/// How one of the runtime's tasks ended.
+enum TaskEnd {
+    /// A pod worker finished its pod's life here.
+    Worker(String),
+    /// A pod worker panicked: its pod would be stuck without a new one.
+    Panicked { uid: String, message: String },
+    /// Registration or a fail-safe teardown.
+    Other,
+}
+
+/// How many times a pod's worker is restarted after panics before the pod
+/// is marked Failed (a bug that panics on every try must not spin).
+const MAX_WORKER_RESTARTS: u32 = 2;
+
+/// What to do after a pod worker panicked.
+#[derive(Debug, PartialEq, Eq)]
+enum Recovery {
+    /// Start a new worker (the n-th restart).
+    Restart(u32),
+    /// Stop trying: mark the pod Failed, tear down what it had.
+    GiveUp,
+}
+
+/// Counts worker panics per pod UID (pure, so the policy is tested alone).
+#[derive(Default)]
+struct WorkerRestarts {
+    panics: HashMap<String, u32>,
+}
+
+impl WorkerRestarts {
+    fn on_panic(&mut self, uid: &str) -> Recovery {
+        let n = self.panics.entry(uid.to_string()).or_insert(0);
+        *n += 1;
+        if *n <= MAX_WORKER_RESTARTS {
+            Recovery::Restart(*n)
+        } else {
+            Recovery::GiveUp
+        }
+    }
+
+    fn given_up(&self, uid: &str) -> bool {
+        self.panics
+            .get(uid)
+            .is_some_and(|n| *n > MAX_WORKER_RESTARTS)
+    }
+
+    fn forget(&mut self, uid: &str) {
+        self.panics.remove(uid);
+    }
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// The status of a pod whose worker failed for good.
+fn failed_status(message: &str) -> serde_json::Value {
+    json!({ "status": {
+        "phase": "Failed",
+        "reason": "NodeRuntimeError",
+        "message": format!("the node runtime could not run this pod: {message}"),
+        "conditions": [{ "type": "Ready", "status": "False", "reason": "NodeRuntimeError" }],
+    }})
+}
+
+/// Fail-safe for a pod whose worker gave up: kill and tear down whatever
+/// sandbox it has, mark it Failed (when `message` is given) and, if it is
+/// being deleted, delete the object so it never hangs in Terminating.
+async fn fail_pod(ctx: Arc<Ctx>, pod: Pod, message: Option<String>) -> TaskEnd {
+    let (namespace, pod_name, pod_uid) = (ns(&pod), name(&pod), uid(&pod));
+    let label = format!("{namespace}/{pod_name}");
+    let env = ctx.env.clone();
+    let u = pod_uid.clone();
+    let torn = blocking(move || {
+        for sb in Sandbox::list(&env)
+            .into_iter()
+            .filter(|s| s.record.uid == u)
+        {
+            for (_, pid) in sb.live_processes() {
+                sandbox::signal_group(pid, Signal::SIGKILL);
+            }
+            sb.teardown()?;
+        }
+        Ok::<(), sandbox::SandboxError>(())
+    })
+    .await;
+    if !matches!(torn, Ok(Ok(()))) {
+        tracing::warn!(pod = %label, "tearing down a failed pod's sandbox failed; the sweep will retry");
+    }
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    if let Some(message) = message {
+        if let Err(e) = api
+            .patch_status(
+                &pod_name,
+                &PatchParams::default(),
+                &Patch::Merge(failed_status(&message)),
+            )
+            .await
+        {
+            tracing::warn!(pod = %label, error = %e, "marking the pod Failed failed");
+        }
+    }
+    if pod.metadata.deletion_timestamp.is_some() {
+        delete_object(&api, &label, &pod_name, &pod_uid).await;
+    }
+    TaskEnd::Other
+}
+
+/// Deletes the pod object at once (its processes are gone), only if it is
+/// still the same pod.
+async fn delete_object(api: &Api<Pod>, label: &str, pod_name: &str, pod_uid: &str) {
+    let dp = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions {
+            uid: Some(pod_uid.to_string()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(pod_name, &dp).await {
+        Ok(_) => tracing::info!(pod = %label, "pod deleted"),
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+        Err(e) => tracing::warn!(pod = %label, error = %e, "deleting the pod object failed"),
+    }
+}
+
 fn dispatch(
     ctx: &Arc<Ctx>,
-    tasks: &mut JoinSet<Option<String>>,
+    tasks: &mut JoinSet<TaskEnd>,
     workers: &mut HashMap<String, watch::Sender<Option<Pod>>>,
     pod: Pod,
 ) {
@@ -167,8 +324,13 @@ fn dispatch(
     workers.insert(u.clone(), tx);
     let ctx = ctx.clone();
     tasks.spawn(async move {
-        pod_worker(ctx, rx).await;
-        Some(u)
+        match AssertUnwindSafe(pod_worker(ctx, rx)).catch_unwind().await {
+            Ok(()) => TaskEnd::Worker(u),
+            Err(p) => TaskEnd::Panicked {
+                uid: u,
+                message: panic_message(&*p),
+            },
+        }
     });
 }
 
@@ -522,19 +684,7 @@ async fn pod_worker(ctx: Arc<Ctx>, mut rx: watch::Receiver<Option<Pod>>) {
     }
     if let End::Deleted(_) = end {
         let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-        let dp = DeleteParams {
-            grace_period_seconds: Some(0),
-            preconditions: Some(Preconditions {
-                uid: Some(pod_uid.clone()),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        match api.delete(&pod_name, &dp).await {
-            Ok(_) => tracing::info!(pod = %label, "pod deleted"),
-            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-            Err(e) => tracing::warn!(pod = %label, error = %e, "deleting the pod object failed"),
-        }
+        delete_object(&api, &label, &pod_name, &pod_uid).await;
     }
 }
 
@@ -949,4 +1099,58 @@ async fn exec_probe(sb: &Sandbox, launch: &Launch, command: &[String], timeout: 
 /// Resolves once the pod's containers are told to stop.
 async fn stopped(stop: &mut watch::Receiver<Option<Duration>>) {
     let _ = stop.wait_for(Option::is_some).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_worker_is_restarted_twice_then_the_pod_is_failed() {
+        let mut r = WorkerRestarts::default();
+        assert_eq!(r.on_panic("u1"), Recovery::Restart(1));
+        assert!(!r.given_up("u1"));
+        assert_eq!(r.on_panic("u1"), Recovery::Restart(2));
+        assert_eq!(r.on_panic("u1"), Recovery::GiveUp);
+        assert!(r.given_up("u1"));
+        // Other pods are counted on their own.
+        assert_eq!(r.on_panic("u2"), Recovery::Restart(1));
+        // A worker that finished normally starts from zero again.
+        r.forget("u1");
+        assert!(!r.given_up("u1"));
+        assert_eq!(r.on_panic("u1"), Recovery::Restart(1));
+    }
+
+    #[test]
+    fn panic_message_reads_a_formatted_panic_payload() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let caught = rt.block_on(
+            AssertUnwindSafe(async {
+                let name = "é".repeat(40);
+                // The old hostname cut: slicing mid-character panics.
+                let _ = &name[..63];
+            })
+            .catch_unwind(),
+        );
+        let p = caught.unwrap_err();
+        assert!(
+            panic_message(&*p).contains("char boundary"),
+            "{}",
+            panic_message(&*p)
+        );
+    }
+
+    #[test]
+    fn a_failed_pod_status_is_failed_and_names_the_cause() {
+        let v = failed_status("byte index 63 is not a char boundary");
+        assert_eq!(v["status"]["phase"], "Failed");
+        assert_eq!(v["status"]["reason"], "NodeRuntimeError");
+        assert!(v["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("char boundary"));
+        assert_eq!(v["status"]["conditions"][0]["status"], "False");
+    }
 }

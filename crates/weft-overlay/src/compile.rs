@@ -1,6 +1,6 @@
 //! Nodes → the desired cross-node datapath of one node (pure: no I/O).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::str::FromStr;
@@ -258,6 +258,9 @@ pub fn compile(
     // (cidr, owner) of every pod CIDR routed so far, to refuse overlaps.
     let mut taken: Vec<(Ipv4Net, &str)> = vec![(local.pod_cidr, local.name.as_str())];
     let mut needs_vxlan = cfg.backend == Backend::Vxlan;
+    // Peers whose pod CIDRs overlap each other: none of them is routed, so a
+    // crafted Node can never take over another node's pods by its name order.
+    let contested = contested_peers(&sorted, &local.name);
 
     for (i, peer) in sorted.iter().enumerate() {
         if i > 0 && sorted[i - 1].name == peer.name {
@@ -297,6 +300,14 @@ pub fn compile(
         };
         if over_vxlan {
             needs_vxlan = true;
+        }
+        if let Some(others) = contested.get(peer.name.as_str()) {
+            desired.problems.push(format!(
+                "node {}: podCIDR {cidr} overlaps the podCIDR of node {}; none of them is routed",
+                peer.name,
+                others.join(", node ")
+            ));
+            continue;
         }
         if let Some((other, owner)) = taken.iter().find(|(t, _)| overlaps(t, &cidr)) {
             desired.problems.push(format!(
@@ -354,6 +365,46 @@ pub fn compile(
         });
     }
     Ok(desired)
+}
+
+/// Name → the other peers its pod CIDR overlaps, for every peer that overlaps
+/// at least one other (the first entry of each name; `local` excluded).
+/// Sorted by network address, CIDRs overlap only by containment, so one sweep
+/// keeping the widest block seen so far finds every pair with that block.
+fn contested_peers<'a>(sorted: &[&'a PeerNode], local: &str) -> BTreeMap<&'a str, Vec<&'a str>> {
+    let mut blocks: Vec<(u32, u32, &str)> = Vec::new();
+    for (i, p) in sorted.iter().enumerate() {
+        if p.name == local || (i > 0 && sorted[i - 1].name == p.name) {
+            continue;
+        }
+        if let Some(c) = p.pod_cidr {
+            blocks.push((
+                u32::from(c.network()),
+                u32::from(c.broadcast()),
+                p.name.as_str(),
+            ));
+        }
+    }
+    blocks.sort();
+    let mut out: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut widest: Option<(u32, &str)> = None;
+    for (start, end, name) in blocks {
+        match widest {
+            Some((wend, wname)) if start <= wend => {
+                out.entry(name).or_default().push(wname);
+                out.entry(wname).or_default().push(name);
+                if end > wend {
+                    widest = Some((end, name));
+                }
+            }
+            _ => widest = Some((end, name)),
+        }
+    }
+    for others in out.values_mut() {
+        others.sort();
+        others.dedup();
+    }
+    out
 }
 
 fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {

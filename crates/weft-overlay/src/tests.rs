@@ -219,10 +219,44 @@ fn own_cidr_and_overlaps_never_get_a_route() {
     peers.push(twin);
     let d = compile(&local(1), &peers, &cfg(Backend::HostGw)).unwrap();
     let dsts: Vec<String> = d.routes.iter().map(|r| r.dst.to_string()).collect();
-    assert_eq!(dsts, vec!["10.244.1.0/24", "10.244.2.0/24"]);
-    assert_eq!(d.problems.len(), 2, "{:?}", d.problems);
+    // node-3 and node-4 claim one CIDR: neither is routed.
+    assert_eq!(dsts, vec!["10.244.1.0/24"]);
+    assert_eq!(d.problems.len(), 3, "{:?}", d.problems);
     assert!(d.problems[0].contains("node-0") && d.problems[0].contains("node-1"));
-    assert!(d.problems[1].contains("node-4") && d.problems[1].contains("node-3"));
+    assert!(d.problems[1].starts_with("node node-3") && d.problems[1].contains("node-4"));
+    assert!(d.problems[2].starts_with("node node-4") && d.problems[2].contains("node-3"));
+}
+
+#[test]
+fn a_crafted_node_cannot_take_over_another_nodes_pod_cidr() {
+    // Named to sort first, claiming node-2's CIDR (and a wider one inside
+    // which node-3's lies): no route goes to the impostor.
+    for cidr in ["10.244.1.0/24", "10.244.0.0/8"] {
+        let mut impostor = peer(2);
+        impostor.name = "aaa".into();
+        impostor.ip = ip("192.168.1.99");
+        impostor.pod_cidr = Some(cidr.parse().unwrap());
+        let mut peers = cluster();
+        peers.push(impostor);
+        for backend in [Backend::Vxlan, Backend::HostGw] {
+            let d = compile(&local(1), &peers, &cfg(backend)).unwrap();
+            assert!(
+                d.routes.iter().all(|r| r.via != ip("192.168.1.99")),
+                "{cidr} {backend}: {d}"
+            );
+            assert!(
+                d.fdb.iter().all(|f| f.dst != ip("192.168.1.99")),
+                "{cidr} {backend}: {d}"
+            );
+            assert!(
+                d.problems
+                    .iter()
+                    .any(|p| p.contains("aaa") && p.contains("overlaps")),
+                "{:?}",
+                d.problems
+            );
+        }
+    }
 }
 
 #[test]

@@ -147,12 +147,7 @@ fn embedded_cluster_end_to_end() {
     assert_eq!(backend_eps, 3, "{slices:#}");
 
     // --- kubectl works unchanged ---------------------------------------------------------------
-    if Command::new("kubectl")
-        .arg("version")
-        .arg("--client")
-        .output()
-        .is_ok()
-    {
+    if weft_linux::testns::tool_or_skip("embedded_cluster_end_to_end (kubectl checks)", "kubectl") {
         let out = c.kubectl(&["get", "pods", "-o", "json"]);
         assert!(
             out.status.success(),
@@ -181,8 +176,6 @@ fn embedded_cluster_end_to_end() {
             String::from_utf8_lossy(&out.stderr)
         );
         let _ = std::fs::remove_file(manifest);
-    } else {
-        eprintln!("kubectl not installed: kubectl checks skipped");
     }
 
     // --- an invalid Service is refused, naming the field ---------------------------------------
@@ -255,6 +248,18 @@ fn crashes_are_recovered_and_down_cleans_after_kill_9() {
     assert_eq!(netns_with_prefix(&pod_prefix).len(), 2);
 
     // A node runtime killed with -9 is restarted by the supervisor; its pods keep running.
+    let on_node_1 = pods(c)
+        .iter()
+        .filter(|p| field(p, "/spec/nodeName") == "node-1")
+        .count();
+    let log = c.state.join("logs/node-1.log");
+    let adopted = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("adopted a running container")
+            .count()
+    };
+    let adopted_before = adopted();
     let pid_file = c.state.join("pids/node-1");
     let old = std::fs::read_to_string(&pid_file).unwrap();
     kill9(&old);
@@ -262,7 +267,10 @@ fn crashes_are_recovered_and_down_cleans_after_kill_9() {
         std::fs::read_to_string(&pid_file)
             .is_ok_and(|p| p != old && Path::new(&format!("/proc/{}", p.trim())).exists())
     });
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    // The new runtime has taken over every container of node-1's pods.
+    wait_until("the new runtime to adopt node-1's containers", 20, || {
+        adopted() >= adopted_before + on_node_1
+    });
     assert_eq!(
         ready_pod_uids(c),
         before,

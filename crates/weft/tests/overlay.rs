@@ -2,15 +2,15 @@
 //! backend: every pod reaches every other pod over TCP and UDP (netexec
 //! /dial, all pairs) with its own source IP, every node reaches every pod,
 //! the fabric carries what the backend says (VXLAN or bare pod addresses),
-//! a 1400-byte payload crosses nodes with DF set, a deleted node's routes go
-//! away on the others, and an agent restart keeps a long-lived TCP
+//! the pod MTU holds exactly (a DF packet of the MTU crosses nodes, one byte
+//! more is refused), a deleted node's routes go away on the others and come
+//! back when it registers again, and an agent restart keeps a long-lived TCP
 //! connection alive.
 
 mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
@@ -63,25 +63,6 @@ fn pod_ips(c: &Cluster) -> Vec<(String, String)> {
         .collect();
     out.sort();
     out
-}
-
-/// Captures a few packets on the fabric bridge while `traffic` runs.
-fn capture(c: &Cluster, filter: &str, traffic: impl FnOnce()) -> String {
-    let fabric = format!("weft-{}-fabric", c.name);
-    let tcpdump = Command::new("ip")
-        .args([
-            "netns", "exec", &fabric, "timeout", "10", "tcpdump", "-nn", "-l", "-c", "4", "-i",
-            "fabric0",
-        ])
-        .args(filter.split_whitespace())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run tcpdump (install tcpdump)");
-    std::thread::sleep(Duration::from_millis(700)); // let it attach
-    traffic();
-    let out = tcpdump.wait_with_output().expect("tcpdump");
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn routes_on(c: &Cluster, node: &str) -> String {
@@ -149,21 +130,30 @@ fn cross_node(backend: &str) {
         dial(&c, n1a, n3, "hostname", "http");
     };
     if backend == "vxlan" {
-        let seen = capture(&c, "udp port 4789", cross);
+        let seen = capture(&c, "udp port 4789", 4, 10, cross);
+        assert!(seen.complete, "fewer than 4 VXLAN packets: {}", seen.text);
         assert!(
-            seen.contains("VXLAN") && seen.contains(n1a.as_str()) && seen.contains(n3.as_str()),
-            "{seen}"
+            seen.text.contains("VXLAN")
+                && seen.text.contains(n1a.as_str())
+                && seen.text.contains(n3.as_str()),
+            "{}",
+            seen.text
         );
     } else {
-        let seen = capture(&c, &format!("host {n3}"), cross);
+        // The bare pod addresses are on the wire…
+        let seen = capture(&c, &format!("host {n3}"), 4, 10, cross);
+        assert!(seen.complete, "fewer than 4 packets to {n3}: {}", seen.text);
         assert!(
-            seen.contains(n1a.as_str()) && seen.contains(n3.as_str()),
-            "{seen}"
+            seen.text.contains(n1a.as_str()) && seen.text.contains(n3.as_str()),
+            "{}",
+            seen.text
         );
-        let encap = capture(&c, "udp port 4789", cross);
-        assert!(
-            !encap.contains("VXLAN"),
-            "{backend} must not encapsulate: {encap}"
+        // …and, with the same traffic, nothing is encapsulated.
+        let encap = capture(&c, "udp port 4789", 1, 5, cross);
+        assert_eq!(
+            encap.packets, 0,
+            "{backend} must not encapsulate: {}",
+            encap.text
         );
     }
 
@@ -194,7 +184,12 @@ fn cross_node(backend: &str) {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(500));
+        wait_until("the outside server to listen", 20, || {
+            let probe = "import urllib.request; urllib.request.urlopen('http://198.51.100.5:8090/hostname', timeout=2)";
+            c.weft(&["exec", "--node", "node-1", "--", "python3", "-c", probe])
+                .status
+                .success()
+        });
         let url = format!("http://{n1a}:8080/dial?request=clientip&protocol=http&host=198.51.100.5&port=8090&tries=3");
         let seen = get_from_node(&c, "node-1", &url);
         let _ = server.kill(); // `ip netns exec` execs netexec: this pid is the server
@@ -205,27 +200,61 @@ fn cross_node(backend: &str) {
         );
     }
 
-    // 1400 bytes of payload with DF set cross nodes (pod MTU: 1450 for vxlan, 1500 otherwise).
-    let out = c.weft(&[
-        "exec", "n1a", "--", "ping", "-c", "1", "-W", "3", "-M", "do", "-s", "1400", n3,
-    ]);
+    // The pod MTU, end to end with DF set: 1450 under vxlan and auto (a packet
+    // of 1450 bytes crosses nodes, one of 1451 is refused in the pod),
+    // 1500 under host-gw. ICMP payload = packet − 28 bytes of headers.
+    let mtu = if backend == "host-gw" { 1500 } else { 1450 };
+    let ping = |size: usize| {
+        c.weft(&[
+            "exec",
+            "n1a",
+            "--",
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "3",
+            "-M",
+            "do",
+            "-s",
+            &(size - 28).to_string(),
+            n3,
+        ])
+    };
+    let fits = ping(mtu);
     assert!(
-        out.status.success(),
-        "{backend}: DF ping of 1400 bytes: {}",
-        String::from_utf8_lossy(&out.stdout)
+        fits.status.success(),
+        "{backend}: a DF packet of {mtu} bytes must cross nodes: {}{}",
+        String::from_utf8_lossy(&fits.stdout),
+        String::from_utf8_lossy(&fits.stderr)
+    );
+    let too_big = ping(mtu + 1);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&too_big.stdout),
+        String::from_utf8_lossy(&too_big.stderr)
+    );
+    assert!(
+        !too_big.status.success() && said.contains("message too long"),
+        "{backend}: a DF packet of {} bytes must be refused: {said}",
+        mtu + 1
     );
 
     // An agent restart keeps a long-lived TCP connection alive.
     let flag = std::env::temp_dir().join(format!("{}-go", c.name));
+    let first = std::env::temp_dir().join(format!("{}-first", c.name));
     let _ = std::fs::remove_file(&flag);
+    let _ = std::fs::remove_file(&first);
     let script = format!(
         "import socket,os,time,sys\n\
          s=socket.create_connection(('{n3}',8080),timeout=10)\n\
          req=b'GET /hostname HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n'\n\
          s.sendall(req); print('first', s.recv(4096).split(b'\\r\\n\\r\\n')[-1].decode(), flush=True)\n\
+         open('{}','w').close()\n\
          t=time.time()\n\
          while not os.path.exists('{}') and time.time()-t<60: time.sleep(0.1)\n\
          s.sendall(req); print('second', s.recv(4096).split(b'\\r\\n\\r\\n')[-1].decode(), flush=True)\n",
+        first.display(),
         flag.display()
     );
     let client = Command::new(WEFT)
@@ -237,7 +266,9 @@ fn cross_node(backend: &str) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    wait_until("the long-lived connection's first answer", 20, || {
+        first.exists()
+    });
     let agent = c.state.join("pids/agent-node-1");
     let old = std::fs::read_to_string(&agent).unwrap();
     kill9(&old);
@@ -245,7 +276,13 @@ fn cross_node(backend: &str) {
         std::fs::read_to_string(&agent)
             .is_ok_and(|p| p != old && Path::new(&format!("/proc/{}", p.trim())).exists())
     });
-    std::thread::sleep(Duration::from_secs(1)); // its first sync
+    // Ready means its first sync is done: the datapath was re-applied.
+    wait_until("the new agent's first sync (/readyz)", 20, || {
+        let probe = "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://192.168.1.10:9101/readyz', timeout=2).read() != b'ok\\n')";
+        c.weft(&["exec", "--node", "node-1", "--", "python3", "-c", probe])
+            .status
+            .success()
+    });
     std::fs::write(&flag, "go").unwrap();
     let out = client.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -255,19 +292,43 @@ fn cross_node(backend: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
     let _ = std::fs::remove_file(&flag);
+    let _ = std::fs::remove_file(&first);
 
-    // Deleting a node removes its routes on the others (its runtime registers it again later).
+    // Deleting a node removes its routes on the others. Its runtime is paused
+    // meanwhile (it would register the Node again at once); resumed, it
+    // registers again and the route comes back.
     let n3_cidr = "10.244.2.0/24";
     assert!(routes_on(&c, "node-1").contains(n3_cidr));
+    let runtime = std::fs::read_to_string(c.state.join("pids/node-3")).unwrap();
+    let runtime = nix::unistd::Pid::from_raw(runtime.trim().parse().unwrap());
+    nix::sys::signal::kill(runtime, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let resume = Resume(runtime);
     c.ok(&["delete", "node", "node-3"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while routes_on(&c, "node-1").contains(n3_cidr) {
-        assert!(
-            Instant::now() < deadline,
-            "{backend}: route to node-3's pods still on node-1:\n{}",
-            routes_on(&c, "node-1")
-        );
-        std::thread::sleep(Duration::from_millis(50));
+    wait_until(
+        &format!("{backend}: node-3's route gone from node-1"),
+        10,
+        || !routes_on(&c, "node-1").contains(n3_cidr),
+    );
+    drop(resume);
+    wait_until(
+        &format!("{backend}: node-3 registered and routed again"),
+        30,
+        || {
+            let node = c.weft(&["get", "node", "node-3", "-o", "json"]);
+            let cidr = serde_json::from_slice::<Value>(&node.stdout)
+                .ok()
+                .and_then(|n| n.pointer("/spec/podCIDR")?.as_str().map(str::to_string));
+            cidr.is_some_and(|cidr| routes_on(&c, "node-1").contains(&cidr))
+        },
+    );
+}
+
+/// Resumes a paused process when dropped (also when the test fails).
+struct Resume(nix::unistd::Pid);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
     }
 }
 

@@ -145,3 +145,75 @@ impl Cluster {
         }
     }
 }
+
+/// What tcpdump saw on the fabric bridge.
+pub struct Captured {
+    /// tcpdump's packet lines.
+    pub text: String,
+    pub packets: usize,
+    /// It saw all the packets asked for (exit 0) rather than running out of time.
+    pub complete: bool,
+}
+
+/// Runs tcpdump on the fabric bridge (`filter`, at most `count` packets or
+/// `secs` seconds) while `traffic` runs. Waits until tcpdump says it is
+/// listening before the traffic starts, and fails unless tcpdump itself ran
+/// cleanly: a capture that saw nothing is then a real "nothing on the wire".
+pub fn capture(
+    c: &Cluster,
+    filter: &str,
+    count: usize,
+    secs: u64,
+    traffic: impl FnOnce(),
+) -> Captured {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+    let fabric = format!("weft-{}-fabric", c.name);
+    let mut tcpdump = Command::new("ip")
+        .args(["netns", "exec", &fabric, "timeout", &secs.to_string()])
+        .args([
+            "tcpdump",
+            "-nn",
+            "-l",
+            "-c",
+            &count.to_string(),
+            "-i",
+            "fabric0",
+        ])
+        .args(filter.split_whitespace())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tcpdump (install tcpdump)");
+    let mut stderr = BufReader::new(tcpdump.stderr.take().expect("tcpdump stderr"));
+    let mut said = String::new();
+    loop {
+        let mut line = String::new();
+        let n = stderr.read_line(&mut line).expect("read tcpdump's stderr");
+        said.push_str(&line);
+        if line.contains("listening on") {
+            break;
+        }
+        assert!(n > 0, "tcpdump ended before it listened: {said}");
+    }
+    let drain = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = stderr.read_to_string(&mut rest);
+        rest
+    });
+    traffic();
+    let out = tcpdump.wait_with_output().expect("wait for tcpdump");
+    let rest = drain.join().unwrap_or_default();
+    let code = out.status.code();
+    // 0: saw `count` packets; 124: `timeout` ended it first.
+    assert!(
+        matches!(code, Some(0) | Some(124)),
+        "tcpdump failed ({code:?}): {said}{rest}"
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    Captured {
+        packets: text.lines().filter(|l| !l.trim().is_empty()).count(),
+        text,
+        complete: code == Some(0),
+    }
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target of the workspace (crates/*/fuzz) for a bounded
+# time each: `scripts/fuzz.sh [SECONDS]` (default 30). The corpus kept in the
+# repo (crates/<crate>/fuzz/corpus/<target>) seeds each run; what a run finds
+# goes to a temporary directory, so the tree stays clean. A crash fails the
+# run and leaves its input under crates/<crate>/fuzz/artifacts/<target>/.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+[[ -d $HOME/.cargo/bin ]] && export PATH="$HOME/.cargo/bin:$PATH"
+seconds=${1:-30}
+export CARGO_TARGET_DIR=${WEFT_FUZZ_TARGET_DIR:-/var/tmp/weft-fuzz-target}
+status=0
+for dir in crates/*/fuzz; do
+    [[ -f $dir/Cargo.toml ]] || continue
+    ( cd "$dir" && cargo +nightly fuzz build -O ) || { echo "fuzz: build of $dir failed"; status=1; continue; }
+    for target in $(cd "$dir" && cargo +nightly fuzz list); do
+        found=$(mktemp -d)
+        echo "fuzz: $target ($dir) for ${seconds}s"
+        if ( cd "$dir" && cargo +nightly fuzz run -O "$target" "$found" "corpus/$target" -- \
+                -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 ) >"$found.log" 2>&1; then
+            echo "fuzz: $target $(grep -Eo '#[0-9]+ *DONE.*' "$found.log" | tail -1) passed"
+        else
+            tail -40 "$found.log"
+            echo "fuzz: $target failed"
+            status=1
+        fi
+        rm -rf "$found" "$found.log"
+    done
+done
+exit "$status"
