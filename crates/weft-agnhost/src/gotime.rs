@@ -1,8 +1,13 @@
 //! Go-compatible time helpers: `time.ParseDuration`, `Duration.String`,
-//! the `%v` rendering of `time.Now()`, log-line timestamps and HTTP dates.
+//! the `%v` rendering of `time.Now()`, log-line timestamps and HTTP dates
+//! (the calendar work is jiff's).
 
 use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use jiff::fmt::rfc2822::DateTimePrinter;
+use jiff::fmt::strtime;
+use jiff::Timestamp;
 
 /// Parses a Go duration string ("5s", "500ms", "1m30s", "1.5h", "0").
 /// Negative durations are clamped to zero.
@@ -108,63 +113,22 @@ pub fn init_clock() {
     let _ = process_start();
 }
 
-struct Civil {
-    year: i64,
-    month: u32,
-    day: u32,
-    hour: u64,
-    minute: u64,
-    second: u64,
-    nanos: u32,
-    weekday: usize,
-}
-
-fn civil_now() -> Civil {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO);
-    let secs = since.as_secs();
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    Civil {
-        year,
-        month,
-        day,
-        hour: rem / 3600,
-        minute: (rem / 60) % 60,
-        second: rem % 60,
-        nanos: since.subsec_nanos(),
-        // 1970-01-01 was a Thursday.
-        weekday: ((days + 4).rem_euclid(7)) as usize,
-    }
+/// Formats `ts` (in UTC) with a strftime pattern; patterns here only use
+/// fields every timestamp has, the fallback is for the impossible case.
+fn strftime(pattern: &str, ts: Timestamp) -> String {
+    strtime::format(pattern, ts).unwrap_or_else(|_| ts.to_string())
 }
 
 /// `time.Now()` as Go's `%v` prints it (in UTC), including the monotonic reading.
 pub fn now_go() -> String {
-    let c = civil_now();
-    let mut frac = String::new();
-    if c.nanos != 0 {
-        frac = format!(".{:09}", c.nanos).trim_end_matches('0').to_string();
-    }
-    let mono = process_start().elapsed();
+    go_time_string(Timestamp::now(), process_start().elapsed())
+}
+
+/// `ts` as Go's `Time.String` prints a UTC time with monotonic reading `mono`.
+fn go_time_string(ts: Timestamp, mono: Duration) -> String {
     format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}{frac} +0000 UTC m=+{}.{:09}",
-        c.year,
-        c.month,
-        c.day,
-        c.hour,
-        c.minute,
-        c.second,
+        "{} +0000 UTC m=+{}.{:09}",
+        strftime("%Y-%m-%d %H:%M:%S%.f", ts),
         mono.as_secs(),
         mono.subsec_nanos()
     )
@@ -172,34 +136,23 @@ pub fn now_go() -> String {
 
 /// Timestamp in Go's `log` format: "2006/01/02 15:04:05" (UTC).
 pub fn log_timestamp() -> String {
-    let c = civil_now();
-    format!(
-        "{:04}/{:02}/{:02} {:02}:{:02}:{:02}",
-        c.year, c.month, c.day, c.hour, c.minute, c.second
-    )
+    log_timestamp_at(Timestamp::now())
 }
 
-/// An RFC 7231 date for the `Date` response header.
+fn log_timestamp_at(ts: Timestamp) -> String {
+    strftime("%Y/%m/%d %H:%M:%S", ts)
+}
+
+/// An RFC 9110 date ("Sun, 06 Nov 1994 08:49:37 GMT") for the `Date`
+/// response header.
 pub fn http_date() -> String {
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let c = civil_now();
-    let month = MONTHS
-        .get((c.month as usize).saturating_sub(1))
-        .copied()
-        .unwrap_or("Jan");
-    format!(
-        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
-        DAYS[c.weekday % 7],
-        c.day,
-        month,
-        c.year,
-        c.hour,
-        c.minute,
-        c.second
-    )
+    http_date_at(Timestamp::now())
+}
+
+fn http_date_at(ts: Timestamp) -> String {
+    DateTimePrinter::new()
+        .timestamp_to_rfc9110_string(&ts)
+        .unwrap_or_else(|_| strftime("%a, %d %b %Y %H:%M:%S GMT", ts))
 }
 
 #[cfg(test)]
@@ -236,5 +189,42 @@ mod tests {
         assert!(now.contains(" +0000 UTC m=+"), "{now}");
         assert_eq!(log_timestamp().len(), 19);
         assert!(http_date().ends_with(" GMT"));
+    }
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn http_dates_are_rfc9110() {
+        assert_eq!(
+            http_date_at(ts("1994-11-06T08:49:37Z")),
+            "Sun, 06 Nov 1994 08:49:37 GMT"
+        );
+        assert_eq!(
+            http_date_at(ts("2024-02-29T23:59:59.999Z")),
+            "Thu, 29 Feb 2024 23:59:59 GMT"
+        );
+    }
+
+    #[test]
+    fn go_time_strings_trim_fractions() {
+        let mono = Duration::new(3, 5);
+        assert_eq!(
+            go_time_string(ts("2009-11-10T23:00:00Z"), mono),
+            "2009-11-10 23:00:00 +0000 UTC m=+3.000000005"
+        );
+        assert_eq!(
+            go_time_string(ts("2009-11-10T23:00:00.12Z"), mono),
+            "2009-11-10 23:00:00.12 +0000 UTC m=+3.000000005"
+        );
+    }
+
+    #[test]
+    fn log_timestamps_are_go_log_format() {
+        assert_eq!(
+            log_timestamp_at(ts("2001-02-03T04:05:06.7Z")),
+            "2001/02/03 04:05:06"
+        );
     }
 }

@@ -1,33 +1,42 @@
-//! A minimal HTTP/1.1 server and client on tokio, enough for agnhost: simple
-//! requests with Content-Length or chunked bodies, keep-alive, redirects.
+//! agnhost's HTTP layer on hyper: the HTTP/1.x server every command uses
+//! (keep-alive, body limits, Go's reason phrases, `Date` and header case),
+//! the GET client behind netexec's `/dial` (redirects followed like Go's
+//! `http.Client`), and the Go `net/url` and `net/http` helpers handlers need
+//! (query parsing, path cleaning, escaping).
 
+use std::convert::Infallible;
 use std::future::Future;
-use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use http_body_util::{BodyExt, Empty, Full, LengthLimitError, Limited};
+use hyper::body::{Body, Bytes, Incoming};
+use hyper::ext::ReasonPhrase;
+use hyper::header::{HeaderName, HeaderValue, CONNECTION, DATE, HOST, LOCATION, USER_AGENT};
+use hyper::http::uri::PathAndQuery;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::StatusCode;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::gotime::http_date;
 use crate::net::{errno_text, go_addr, resolve};
 
-const MAX_LINE: usize = 16 * 1024;
+/// Most header lines a request may carry.
 const MAX_HEADERS: usize = 200;
-const MAX_BODY: usize = 32 * 1024 * 1024;
+/// Largest request (server) or response (client) body read into memory.
+pub const MAX_BODY: usize = 32 * 1024 * 1024;
+/// How long a connection may wait for (the rest of) a request head.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// HTTP framing problems.
+/// Why serving a connection ended early.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    #[error("{0}")]
-    Io(#[from] io::Error),
-    #[error("malformed HTTP message: {0}")]
-    Malformed(&'static str),
-    #[error("HTTP message too large")]
-    TooLarge,
+    #[error("serving HTTP connection: {0}")]
+    Hyper(#[from] hyper::Error),
 }
 
 /// A parsed request.
@@ -177,11 +186,12 @@ pub fn clean_path(p: &str) -> String {
     out
 }
 
-/// Escapes bytes that cannot appear raw in a request target.
+/// Escapes bytes that cannot appear raw in a request target (controls,
+/// spaces, non-ASCII, and the `"`, `<`, `>` and backquote that hyper's URI parser refuses).
 pub fn escape_target(target: &str) -> String {
     let mut out = String::with_capacity(target.len());
     for b in target.bytes() {
-        if b <= 0x20 || b >= 0x7f || b == b'"' {
+        if b <= 0x20 || b >= 0x7f || matches!(b, b'"' | b'<' | b'>' | b'`') {
             out.push_str(&format!("%{b:02X}"));
         } else {
             out.push(b as char);
@@ -199,7 +209,7 @@ pub fn html_escape(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-/// Called once the response has been written and flushed.
+/// Called once the response has been written and its connection closed.
 pub type AfterSend = Box<dyn FnOnce() + Send + Sync>;
 
 /// A response to write.
@@ -209,6 +219,7 @@ pub struct Response {
     pub body: Vec<u8>,
     /// Close the connection after this response.
     pub close: bool,
+    /// Runs once the response is sent; implies `close`.
     pub after: Option<AfterSend>,
 }
 
@@ -283,128 +294,12 @@ pub fn status_text(code: u16) -> String {
     text.to_string()
 }
 
-async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Option<String>, HttpError> {
-    let mut line = Vec::new();
-    loop {
-        let buf = r.fill_buf().await?;
-        if buf.is_empty() {
-            if line.is_empty() {
-                return Ok(None);
-            }
-            return Err(HttpError::Malformed("unexpected EOF"));
-        }
-        match buf.iter().position(|&b| b == b'\n') {
-            Some(pos) => {
-                line.extend_from_slice(&buf[..pos]);
-                r.consume(pos + 1);
-                break;
-            }
-            None => {
-                let n = buf.len();
-                line.extend_from_slice(buf);
-                r.consume(n);
-            }
-        }
-        if line.len() > MAX_LINE {
-            return Err(HttpError::TooLarge);
-        }
-    }
-    if line.len() > MAX_LINE {
-        return Err(HttpError::TooLarge);
-    }
-    if line.last() == Some(&b'\r') {
-        line.pop();
-    }
-    Ok(Some(String::from_utf8_lossy(&line).into_owned()))
-}
-
-async fn read_headers<R: AsyncBufRead + Unpin>(
-    r: &mut R,
-) -> Result<Vec<(String, String)>, HttpError> {
-    let mut headers = Vec::new();
-    loop {
-        let line = read_line(r)
-            .await?
-            .ok_or(HttpError::Malformed("unexpected EOF in headers"))?;
-        if line.is_empty() {
-            return Ok(headers);
-        }
-        if headers.len() >= MAX_HEADERS {
-            return Err(HttpError::TooLarge);
-        }
-        let (k, v) = line
-            .split_once(':')
-            .ok_or(HttpError::Malformed("bad header line"))?;
-        headers.push((k.trim().to_string(), v.trim().to_string()));
-    }
-}
-
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
-
-fn has_token(headers: &[(String, String)], name: &str, token: &str) -> bool {
-    headers
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-        .flat_map(|(_, v)| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
-async fn read_chunked<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Vec<u8>, HttpError> {
-    let mut body = Vec::new();
-    loop {
-        let line = read_line(r)
-            .await?
-            .ok_or(HttpError::Malformed("EOF in chunked body"))?;
-        let size_str = line.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_str, 16)
-            .map_err(|_| HttpError::Malformed("bad chunk size"))?;
-        if size == 0 {
-            // Trailers until an empty line.
-            read_headers(r).await?;
-            return Ok(body);
-        }
-        if body.len() + size > MAX_BODY {
-            return Err(HttpError::TooLarge);
-        }
-        let start = body.len();
-        body.resize(start + size, 0);
-        r.read_exact(&mut body[start..]).await?;
-        let crlf = read_line(r).await?;
-        if crlf.as_deref() != Some("") {
-            return Err(HttpError::Malformed("bad chunk terminator"));
-        }
-    }
-}
-
-async fn read_body<R: AsyncBufRead + Unpin>(
-    r: &mut R,
-    headers: &[(String, String)],
-) -> Result<Option<Vec<u8>>, HttpError> {
-    if has_token(headers, "transfer-encoding", "chunked") {
-        return read_chunked(r).await.map(Some);
-    }
-    if let Some(len) = header(headers, "content-length") {
-        let len: usize = len
-            .parse()
-            .map_err(|_| HttpError::Malformed("bad Content-Length"))?;
-        if len > MAX_BODY {
-            return Err(HttpError::TooLarge);
-        }
-        let mut body = vec![0u8; len];
-        r.read_exact(&mut body).await?;
-        return Ok(Some(body));
-    }
-    Ok(None)
-}
-
 /// Boxed request handler.
 pub type Handler =
     Arc<dyn Fn(Request) -> Pin<Box<dyn Future<Output = Response> + Send>> + Send + Sync>;
+
+/// The [`Response::after`] callbacks of one connection, run once it closed.
+type AfterSlot = Arc<Mutex<Vec<AfterSend>>>;
 
 /// Accepts connections forever, serving each with `handler`.
 pub async fn serve(listener: TcpListener, handler: Handler) {
@@ -413,6 +308,8 @@ pub async fn serve(listener: TcpListener, handler: Handler) {
             Ok((stream, peer)) => {
                 let handler = handler.clone();
                 tokio::spawn(async move {
+                    // Clients that hang up or send garbage are routine; Go's
+                    // server does not log them either.
                     let _ = serve_conn(stream, peer, handler).await;
                 });
             }
@@ -424,134 +321,175 @@ pub async fn serve(listener: TcpListener, handler: Handler) {
     }
 }
 
-async fn write_response<W: AsyncWriteExt + Unpin>(
-    w: &mut W,
-    resp: &Response,
-    head_only: bool,
-    close: bool,
-    // Some(keep_alive) for HTTP/1.0 requests.
-    keep_alive_10: Option<bool>,
-) -> io::Result<()> {
-    // Go answers HTTP/1.0 requests with an HTTP/1.0 status line.
-    let version = if keep_alive_10.is_some() {
-        "HTTP/1.0"
-    } else {
-        "HTTP/1.1"
-    };
-    let keep_alive_10 = keep_alive_10.unwrap_or(false);
-    let mut out = format!("{version} {} {}\r\n", resp.status, status_text(resp.status));
-    for (k, v) in &resp.headers {
-        out.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if close {
-        out.push_str("Connection: close\r\n");
-    } else if keep_alive_10 {
-        out.push_str("Connection: keep-alive\r\n");
-    }
-    out.push_str(&format!("Date: {}\r\n", http_date()));
-    out.push_str(&format!("Content-Length: {}\r\n\r\n", resp.body.len()));
-    let mut bytes = out.into_bytes();
-    if !head_only {
-        bytes.extend_from_slice(&resp.body);
-    }
-    w.write_all(&bytes).await?;
-    w.flush().await
-}
-
-/// Serves one connection until close, EOF, idle timeout or error.
+/// Serves one connection (HTTP/1.x with keep-alive) until close, EOF, idle
+/// timeout or error, then runs the `after` callbacks of its responses.
 pub async fn serve_conn(
     stream: TcpStream,
     peer: SocketAddr,
     handler: Handler,
 ) -> Result<(), HttpError> {
     let remote_addr = go_addr(peer);
-    let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::new(read);
-    loop {
-        let line = match tokio::time::timeout(IDLE_TIMEOUT, read_line(&mut reader)).await {
-            Err(_) | Ok(Ok(None)) => return Ok(()),
-            Ok(Ok(Some(line))) => line,
-            Ok(Err(e)) => {
-                let resp = Response::status_text(400, "400 Bad Request");
-                let _ = write_response(&mut write, &resp, false, true, None).await;
-                return Err(e);
-            }
-        };
-        if line.is_empty() {
-            // Tolerate stray CRLF between requests.
-            continue;
+    let after = AfterSlot::default();
+    let slot = after.clone();
+    let service = service_fn(move |req| {
+        let handler = handler.clone();
+        let remote_addr = remote_addr.clone();
+        let slot = slot.clone();
+        async move { Ok::<_, Infallible>(respond(req, remote_addr, &handler, &slot).await) }
+    });
+    let served = http1::Builder::new()
+        // Go writes canonical header names ("Content-Type").
+        .title_case_headers(true)
+        .max_headers(MAX_HEADERS)
+        // Bounds idle keep-alive connections too: the timer starts when
+        // hyper waits for the next request head.
+        .timer(TokioTimer::new())
+        .header_read_timeout(IDLE_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+    let callbacks = std::mem::take(&mut *after.lock().unwrap_or_else(PoisonError::into_inner));
+    for callback in callbacks {
+        callback();
+    }
+    served.map_err(HttpError::from)
+}
+
+/// Reads the whole request, runs `handler` and encodes its response.
+async fn respond(
+    req: hyper::Request<Incoming>,
+    remote_addr: String,
+    handler: &Handler,
+    after: &AfterSlot,
+) -> hyper::Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = match collect_limited(body).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => {
+            let mut r = Response::error(413, "http: request body too large");
+            r.close = true;
+            return encode(r);
         }
-        let parts: Vec<&str> = line.split_whitespace().collect();
-        let (method, target, version) = match parts.as_slice() {
-            [m, t, v] if v.starts_with("HTTP/1.") => (m.to_string(), t.to_string(), *v),
-            _ => {
-                let resp = Response::status_text(400, "400 Bad Request");
-                let _ = write_response(&mut write, &resp, false, true, None).await;
-                return Err(HttpError::Malformed("bad request line"));
-            }
-        };
-        let http10 = version == "HTTP/1.0";
-        let headers = match read_headers(&mut reader).await {
-            Ok(h) => h,
-            Err(e) => {
-                let resp = Response::status_text(400, "400 Bad Request");
-                let _ = write_response(&mut write, &resp, false, true, None).await;
-                return Err(e);
-            }
-        };
-        if has_token(&headers, "expect", "100-continue") && !http10 {
-            write.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+        Err(BodyError::Malformed(_)) => {
+            // What Go's server answers to a request it cannot read.
+            let mut r = Response::status_text(400, "400 Bad Request");
+            r.close = true;
+            return encode(r);
         }
-        let body = match read_body(&mut reader, &headers).await {
-            Ok(b) => b.unwrap_or_default(),
-            Err(e) => {
-                let resp = Response::status_text(400, "400 Bad Request");
-                let _ = write_response(&mut write, &resp, false, true, None).await;
-                return Err(e);
+    };
+    // Absolute-form targets ("http://host/path") carry the path after the authority.
+    let target = parts
+        .uri
+        .path_and_query()
+        .map(PathAndQuery::as_str)
+        .unwrap_or("/");
+    let (path, query) = split_target(target);
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            let value = String::from_utf8_lossy(v.as_bytes()).into_owned();
+            (k.as_str().to_string(), value)
+        })
+        .collect();
+    let request = Request {
+        method: parts.method.as_str().to_string(),
+        path,
+        query,
+        headers,
+        body: body.to_vec(),
+        remote_addr,
+    };
+    let mut resp = handler(request).await;
+    if let Some(callback) = resp.after.take() {
+        // The callback runs once the connection has closed, so the response
+        // is on the wire before, say, the process exits.
+        resp.close = true;
+        after
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(callback);
+    }
+    encode(resp)
+}
+
+/// Why a message body could not be read.
+enum BodyError {
+    /// Longer than [`MAX_BODY`].
+    TooLarge,
+    /// Bad framing or a broken connection; the text says which.
+    Malformed(String),
+}
+
+/// Reads a whole body of at most [`MAX_BODY`] bytes.
+async fn collect_limited<B>(body: B) -> Result<Bytes, BodyError>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    // A declared length over the limit is refused before reading anything.
+    if body.size_hint().lower() > MAX_BODY as u64 {
+        return Err(BodyError::TooLarge);
+    }
+    match Limited::new(body, MAX_BODY).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(BodyError::TooLarge),
+        Err(e) => Err(BodyError::Malformed(go_error_text(e.as_ref()))),
+    }
+}
+
+/// A hyper error's text, with Go's "EOF" for a message cut short.
+fn go_error_text(e: &(dyn std::error::Error + 'static)) -> String {
+    match e.downcast_ref::<hyper::Error>() {
+        Some(h) if h.is_incomplete_message() => "EOF".to_string(),
+        _ => e.to_string(),
+    }
+}
+
+/// A header value as Go writes it: line breaks (and the other control
+/// bytes HTTP forbids) become spaces.
+fn header_value(v: &str) -> HeaderValue {
+    let bytes: Vec<u8> = v
+        .bytes()
+        .map(|b| {
+            if (b < 0x20 && b != b'\t') || b == 0x7f {
+                b' '
+            } else {
+                b
             }
-        };
-        let keep_alive_10 = http10 && has_token(&headers, "connection", "keep-alive");
-        let client_close = has_token(&headers, "connection", "close") || (http10 && !keep_alive_10);
-        // Absolute-form targets ("http://host/path") carry the path after the authority.
-        let origin = match target
-            .strip_prefix("http://")
-            .or_else(|| target.strip_prefix("https://"))
-        {
-            Some(rest) => match rest.find('/') {
-                Some(pos) => rest[pos..].to_string(),
-                None => "/".to_string(),
-            },
-            None => target.clone(),
-        };
-        let (path, query) = split_target(&origin);
-        let head_only = method == "HEAD";
-        let req = Request {
-            method,
-            path,
-            query,
-            headers,
-            body,
-            remote_addr: remote_addr.clone(),
-        };
-        let mut resp = handler(req).await;
-        let after = resp.after.take();
-        let close = client_close || resp.close;
-        write_response(
-            &mut write,
-            &resp,
-            head_only,
-            close,
-            http10.then_some(keep_alive_10 && !close),
-        )
-        .await?;
-        if let Some(after) = after {
-            after();
-        }
-        if close {
-            let _ = write.shutdown().await;
-            return Ok(());
+        })
+        .collect();
+    HeaderValue::from_bytes(&bytes).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Turns a handler's [`Response`] into hyper's, with Go's reason phrases
+/// and `Date` header.
+fn encode(resp: Response) -> hyper::Response<Full<Bytes>> {
+    // Go sends a 1xx code as an interim response followed by an implicit
+    // 200; a hyper handler cannot send interim responses, so clients see
+    // the final 200 only.
+    let code = if (100..200).contains(&resp.status) {
+        200
+    } else {
+        resp.status
+    };
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut out = hyper::Response::new(Full::new(Bytes::from(resp.body)));
+    *out.status_mut() = status;
+    if let Ok(reason) = ReasonPhrase::try_from(status_text(status.as_u16())) {
+        out.extensions_mut().insert(reason);
+    }
+    let headers = out.headers_mut();
+    for (k, v) in &resp.headers {
+        if let Ok(name) = HeaderName::from_bytes(k.as_bytes()) {
+            headers.append(name, header_value(v));
         }
     }
+    if resp.close {
+        // hyper closes the connection after a response that says so.
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    headers.insert(DATE, header_value(&http_date()));
+    out
 }
 
 /// A failed client GET, rendered like Go's `*url.Error`.
@@ -621,11 +559,15 @@ fn resolve_location(current: &Target, location: &str) -> String {
     format!("http://{}{}{}", current.authority, dir, location)
 }
 
-async fn get_once(
-    url: &str,
-    target: &Target,
-    addr: SocketAddr,
-) -> Result<(u16, Vec<(String, String)>, Vec<u8>), ClientError> {
+/// One answer to a GET: status, `Location` header and body.
+struct Answer {
+    status: u16,
+    location: Option<String>,
+    body: Bytes,
+}
+
+/// One GET on a fresh connection to `addr` (`Connection: close`).
+async fn get_once(url: &str, target: &Target, addr: SocketAddr) -> Result<Answer, ClientError> {
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|e| ClientError::Dial {
@@ -637,54 +579,43 @@ async fn get_once(
         url: url.to_string(),
         reason,
     };
-    let (read, mut write) = stream.into_split();
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: Go-http-client/1.1\r\nConnection: close\r\n\r\n",
-        escape_target(&target.path),
-        target.authority
-    );
-    write
-        .write_all(request.as_bytes())
+    let hyper_err = |e: hyper::Error| other(go_error_text(&e));
+    let request = hyper::Request::get(escape_target(&target.path))
+        .header(HOST, target.authority.as_str())
+        .header(USER_AGENT, "Go-http-client/1.1")
+        .header(CONNECTION, "close")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| other(format!("parse {url:?}: {e}")))?;
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .title_case_headers(true)
+        .handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| other(errno_text(&e)))?;
-    let mut reader = BufReader::new(read);
-    loop {
-        let status_line = read_line(&mut reader)
+        .map_err(hyper_err)?;
+    let exchange = async {
+        let response = sender.send_request(request).await.map_err(hyper_err)?;
+        let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let body = collect_limited(response.into_body())
             .await
-            .map_err(|e| other(e.to_string()))?
-            .ok_or_else(|| other("EOF".into()))?;
-        let mut parts = status_line.splitn(3, ' ');
-        let version = parts.next().unwrap_or("");
-        let code: u16 = parts
-            .next()
-            .and_then(|c| c.parse().ok())
-            .filter(|_| version.starts_with("HTTP/"))
-            .ok_or_else(|| other(format!("malformed HTTP response {status_line:?}")))?;
-        let headers = read_headers(&mut reader)
-            .await
-            .map_err(|e| other(e.to_string()))?;
-        if (100..200).contains(&code) {
-            continue;
-        }
-        if code == 204 || code == 304 {
-            return Ok((code, headers, Vec::new()));
-        }
-        let body = match read_body(&mut reader, &headers)
-            .await
-            .map_err(|e| other(e.to_string()))?
-        {
-            Some(b) => b,
-            None => {
-                let mut b = Vec::new();
-                (&mut reader)
-                    .take(MAX_BODY as u64)
-                    .read_to_end(&mut b)
-                    .await
-                    .map_err(|e| other(errno_text(&e)))?;
-                b
-            }
-        };
-        return Ok((code, headers, body));
+            .map_err(|e| match e {
+                BodyError::TooLarge => other("http: response body too large".into()),
+                BodyError::Malformed(text) => other(text),
+            })?;
+        Ok(Answer {
+            status,
+            location,
+            body,
+        })
+    };
+    // The connection future moves the bytes; it ends once the exchange has
+    // (Connection: close), or fails, which fails the exchange too.
+    let mut exchange = std::pin::pin!(exchange);
+    tokio::select! {
+        answer = &mut exchange => answer,
+        _ = conn => exchange.await,
     }
 }
 
@@ -708,14 +639,14 @@ pub async fn get(url: &str, timeout: Duration) -> Result<(u16, Vec<u8>), ClientE
                         reason: format!("dial tcp: lookup {}: {}", target.host, errno_text(&e)),
                     })?;
             let addr = addrs[0];
-            let (code, headers, body) = get_once(&url, &target, addr).await?;
-            if matches!(code, 301 | 302 | 303 | 307 | 308) {
-                if let Some(location) = header(&headers, "location") {
+            let answer = get_once(&url, &target, addr).await?;
+            if matches!(answer.status, 301 | 302 | 303 | 307 | 308) {
+                if let Some(location) = &answer.location {
                     url = resolve_location(&target, location);
                     continue;
                 }
             }
-            return Ok((code, body));
+            return Ok((answer.status, answer.body.to_vec()));
         }
         Err(ClientError::Other {
             url: url.clone(),
@@ -751,6 +682,13 @@ mod tests {
         assert_eq!(clean_path("//hostname"), "/hostname");
         assert_eq!(clean_path("/a/../b/./c/"), "/b/c/");
         assert_eq!(clean_path("/"), "/");
+    }
+
+    #[test]
+    fn request_targets_escape_what_hyper_refuses() {
+        let target = escape_target("/a`b?msg=<x>\"y\"`");
+        assert_eq!(target, "/a%60b?msg=%3Cx%3E%22y%22%60");
+        assert!(target.parse::<hyper::Uri>().is_ok(), "{target}");
     }
 
     #[test]

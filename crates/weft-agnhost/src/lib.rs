@@ -4,6 +4,9 @@
 //! tests use — `netexec`, `connect`, `serve-hostname` and `pause` — with the
 //! same flags and answers, so upstream manifests run unchanged with
 //! `weft agnhost …` as the container command.
+//!
+//! [`parse_args`] turns a command line into an [`Invocation`] without side
+//! effects (fuzzed by `fuzz/`); [`main`] runs it.
 
 pub mod connect;
 pub mod flags;
@@ -91,9 +94,96 @@ fn specs_for(cmd: &str) -> Option<Vec<Spec>> {
     }
 }
 
-async fn pause(p: flags::Parsed) -> Result<i32, Error> {
+/// A command line, parsed and validated but not yet run.
+#[derive(Debug)]
+pub enum Invocation {
+    /// Print this text on stdout and exit 0 (`help`, `<cmd> --help`).
+    Help(String),
+    Netexec(netexec::NetexecOptions),
+    Connect(connect::ConnectOptions),
+    ServeHostname(serve_hostname::ServeHostnameOptions),
+    /// `pause`: wait for SIGINT/SIGTERM, then sleep `delay` before exiting.
+    Pause {
+        delay: Duration,
+    },
+}
+
+impl Invocation {
+    /// The subcommand's name, as error messages prefix it.
+    fn name(&self) -> &'static str {
+        match self {
+            Invocation::Help(_) => "help",
+            Invocation::Netexec(_) => "netexec",
+            Invocation::Connect(_) => "connect",
+            Invocation::ServeHostname(_) => "serve-hostname",
+            Invocation::Pause { .. } => "pause",
+        }
+    }
+}
+
+/// A refused command line: the text for stderr and the exit code.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Rejected {
+    pub message: String,
+    pub code: i32,
+}
+
+/// Parses `agnhost <args>` (args[0] is the subcommand) into what to run,
+/// with upstream's usage texts and exit codes for what it refuses. Pure:
+/// prints nothing, binds nothing.
+pub fn parse_args(args: &[String]) -> Result<Invocation, Rejected> {
+    let Some(cmd) = args.first() else {
+        return Err(Rejected {
+            message: format!("agnhost: missing subcommand\n\n{}", root_usage()),
+            code: 2,
+        });
+    };
+    if matches!(cmd.as_str(), "help" | "--help" | "-h") {
+        return Ok(Invocation::Help(root_usage()));
+    }
+    let Some(specs) = specs_for(cmd) else {
+        return Err(Rejected {
+            message: format!("agnhost: unknown subcommand {cmd:?}\n\n{}", root_usage()),
+            code: 2,
+        });
+    };
+    let p = match flags::parse(&specs, &args[1..]) {
+        Ok(p) => p,
+        Err(FlagError::Help) => {
+            return Ok(Invocation::Help(format!(
+                "Usage: agnhost {cmd} [flags]\n\nFlags:\n{}",
+                flags::usage(&specs)
+            )))
+        }
+        Err(e) => {
+            return Err(Rejected {
+                message: format!(
+                    "agnhost {cmd}: {e}\n\nUsage: agnhost {cmd} [flags]\n\nFlags:\n{}",
+                    flags::usage(&specs)
+                ),
+                code: 2,
+            })
+        }
+    };
+    let invocation = match cmd.as_str() {
+        "netexec" => netexec::NetexecOptions::from_flags(&p).map(Invocation::Netexec),
+        "connect" => connect::ConnectOptions::from_flags(&p).map(Invocation::Connect),
+        "serve-hostname" => {
+            serve_hostname::ServeHostnameOptions::from_flags(&p).map(Invocation::ServeHostname)
+        }
+        _ => Ok(Invocation::Pause {
+            delay: Duration::from_secs(p.int("delay-shutdown").max(0).unsigned_abs()),
+        }),
+    };
+    invocation.map_err(|e| Rejected {
+        message: format!("agnhost {cmd}: {e}\n"),
+        code: e.exit_code(),
+    })
+}
+
+async fn pause(delay: Duration) -> Result<i32, Error> {
     use tokio::signal::unix::{signal, SignalKind};
-    let delay = p.int("delay-shutdown").max(0) as u64;
     let mut int = signal(SignalKind::interrupt()).map_err(Error::Io)?;
     let mut term = signal(SignalKind::terminate()).map_err(Error::Io)?;
     println!("Paused");
@@ -101,35 +191,35 @@ async fn pause(p: flags::Parsed) -> Result<i32, Error> {
         _ = int.recv() => 1,
         _ = term.recv() => 2,
     };
-    if delay > 0 {
-        print!("Sleeping {delay} seconds before exit ...");
+    if !delay.is_zero() {
+        print!("Sleeping {} seconds before exit ...", delay.as_secs());
         let _ = std::io::stdout().flush();
-        tokio::time::sleep(Duration::from_secs(delay)).await;
+        tokio::time::sleep(delay).await;
     }
     println!("exiting {code}");
     Ok(code)
 }
 
-async fn dispatch(cmd: &str, p: flags::Parsed) -> Result<i32, Error> {
-    match cmd {
-        "netexec" => netexec::run(netexec::NetexecOptions::from_flags(&p)?).await,
-        "connect" => {
-            let opts = connect::ConnectOptions::from_flags(&p)?;
+async fn dispatch(invocation: Invocation) -> Result<i32, Error> {
+    match invocation {
+        Invocation::Help(text) => {
+            print!("{text}");
+            Ok(0)
+        }
+        Invocation::Netexec(opts) => netexec::run(opts).await,
+        Invocation::Connect(opts) => {
             let outcome = connect::run(&opts).await;
             if let Some(msg) = outcome.message {
                 let _ = writeln!(std::io::stderr(), "{msg}");
             }
             Ok(outcome.code)
         }
-        "serve-hostname" => {
-            serve_hostname::run(serve_hostname::ServeHostnameOptions::from_flags(&p)?).await
-        }
-        "pause" => pause(p).await,
-        other => Err(Error::Usage(format!("unknown command {other:?}"))),
+        Invocation::ServeHostname(opts) => serve_hostname::run(opts).await,
+        Invocation::Pause { delay } => pause(delay).await,
     }
 }
 
-fn run_blocking(cmd: String, parsed: flags::Parsed) -> i32 {
+fn run_blocking(invocation: Invocation) -> i32 {
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -141,7 +231,8 @@ fn run_blocking(cmd: String, parsed: flags::Parsed) -> i32 {
             return 1;
         }
     };
-    let result = rt.block_on(dispatch(&cmd, parsed));
+    let cmd = invocation.name();
+    let result = rt.block_on(dispatch(invocation));
     rt.shutdown_background();
     match result {
         Ok(code) => code,
@@ -157,46 +248,52 @@ fn run_blocking(cmd: String, parsed: flags::Parsed) -> i32 {
 /// own tokio runtime; safe to call from inside another runtime).
 pub fn main(args: Vec<String>) -> i32 {
     gotime::init_clock();
-    let mut stderr = std::io::stderr();
-    let Some(cmd) = args.first().cloned() else {
-        let _ = write!(stderr, "agnhost: missing subcommand\n\n{}", root_usage());
-        return 2;
-    };
-    if matches!(cmd.as_str(), "help" | "--help" | "-h") {
-        print!("{}", root_usage());
-        return 0;
-    }
-    let Some(specs) = specs_for(&cmd) else {
-        let _ = write!(
-            stderr,
-            "agnhost: unknown subcommand {cmd:?}\n\n{}",
-            root_usage()
-        );
-        return 2;
-    };
-    let parsed = match flags::parse(&specs, &args[1..]) {
-        Ok(p) => p,
-        Err(FlagError::Help) => {
-            print!(
-                "Usage: agnhost {cmd} [flags]\n\nFlags:\n{}",
-                flags::usage(&specs)
-            );
+    let invocation = match parse_args(&args) {
+        Ok(Invocation::Help(text)) => {
+            print!("{text}");
             return 0;
         }
-        Err(e) => {
-            let _ = write!(
-                stderr,
-                "agnhost {cmd}: {e}\n\nUsage: agnhost {cmd} [flags]\n\nFlags:\n{}",
-                flags::usage(&specs)
-            );
-            return 2;
+        Ok(invocation) => invocation,
+        Err(rejected) => {
+            let _ = write!(std::io::stderr(), "{}", rejected.message);
+            return rejected.code;
         }
     };
     if tokio::runtime::Handle::try_current().is_ok() {
         // block_on inside a runtime would panic: run on a plain thread.
-        return std::thread::spawn(move || run_blocking(cmd, parsed))
+        return std::thread::spawn(move || run_blocking(invocation))
             .join()
             .unwrap_or(1);
     }
-    run_blocking(cmd, parsed)
+    run_blocking(invocation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn option_validation_errors_are_rejected_with_their_exit_code() {
+        assert_eq!(
+            parse_args(&args(&["serve-hostname", "--port=-5"])).unwrap_err(),
+            Rejected {
+                message: "agnhost serve-hostname: invalid --port=-5\n".into(),
+                code: 2,
+            }
+        );
+    }
+
+    #[test]
+    fn valid_command_lines_become_options() {
+        match parse_args(&args(&["netexec", "--udp-port=-1", "--http-port", "81"])) {
+            Ok(Invocation::Netexec(opts)) => {
+                assert_eq!((opts.http_port, opts.udp_port), (81, None));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -336,3 +336,67 @@ async fn serve_hostname_modes() {
     let addr = s.http_addr.unwrap();
     assert_eq!(get(addr, "/any/path").await, (200, hostname()));
 }
+
+/// Sends `request` on a fresh connection and returns what the server wrote
+/// until it closed the connection (a reset ends the read like a close).
+async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    conn.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(T, conn.read(&mut buf)).await.unwrap() {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunk_size_overflow_is_rejected_and_server_keeps_serving() {
+    let server = start(NetexecOptions::default()).await;
+    let addr = server.http_addrs()[0];
+    // A first chunk, then a size no length counter can add to, then data
+    // until the body limit is passed.
+    let mut request = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+        1\r\na\r\nffffffffffffffff\r\n"
+        .to_vec();
+    request.resize(request.len() + http::MAX_BODY, b'x');
+    let out = raw_exchange(addr, &request).await;
+    assert!(
+        out.starts_with("HTTP/1.1 413 Request Entity Too Large\r\n"),
+        "{out}"
+    );
+    assert_eq!(get(addr, "/hostname").await, (200, hostname()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_chunk_size_gets_400_and_close() {
+    let server = start(NetexecOptions::default()).await;
+    let addr = server.http_addrs()[0];
+    let out = raw_exchange(
+        addr,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{out}");
+    assert!(out.contains("\r\nConnection: close\r\n"), "{out}");
+    assert!(out.ends_with("\r\n\r\n400 Bad Request"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_lines_use_go_reason_phrases() {
+    let server = start(NetexecOptions::default()).await;
+    let addr = server.http_addrs()[0];
+    let out = raw_exchange(
+        addr,
+        b"GET /echo?msg=big&code=413 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    // hyper's own phrase for 413 is "Payload Too Large"; Go says this.
+    assert!(
+        out.starts_with("HTTP/1.1 413 Request Entity Too Large\r\n"),
+        "{out}"
+    );
+}

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited, StreamBody};
 use hyper::body::Frame;
 use serde::Serialize;
 use serde_json::{json, Value};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, OwnedSemaphorePermit};
 
 use crate::kinds::{self, Kind, KINDS};
 use crate::patch;
@@ -24,8 +24,6 @@ use crate::{ApiServer, Error};
 /// Response body: a full buffer or a watch stream.
 pub type BoxBody = http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>;
 
-/// Largest request body accepted.
-const MAX_BODY: usize = 64 << 20;
 /// How often watches with allowWatchBookmarks get a BOOKMARK.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(10);
 /// Watch timeout when the client gives none.
@@ -47,7 +45,18 @@ fn json_response(code: u16, v: &Value) -> Response<BoxBody> {
 }
 
 fn error_response(e: &ApiError) -> Response<BoxBody> {
-    json_response(e.code, &e.to_status())
+    let mut resp = json_response(e.code, &e.to_status());
+    if e.code == 429 {
+        // As kube-apiserver's max-in-flight filter: retry after a second.
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    resp
+}
+
+/// A `watch=true|1` request (its concurrency is capped separately).
+fn is_watch(uri: &http::Uri) -> bool {
+    flag(&parse_query(uri.query()), "watch")
 }
 
 fn text_response(s: &'static str) -> Response<BoxBody> {
@@ -81,8 +90,11 @@ fn dry_run(q: &Query) -> bool {
 }
 
 fn parse_body(req: &Request<Bytes>) -> Result<Value, ApiError> {
-    let ct = content_type(req);
-    let body = req.body();
+    parse_bytes(&content_type(req), req.body())
+}
+
+/// Decodes a request body of media type `ct` (JSON unless it says YAML).
+pub(crate) fn parse_bytes(ct: &str, body: &[u8]) -> Result<Value, ApiError> {
     if body.is_empty() {
         return Err(ApiError::bad_request("the request body is empty"));
     }
@@ -317,8 +329,42 @@ impl Filter {
 }
 
 impl ApiServer {
+    /// Takes a permit for a non-watch request (None for watches, which
+    /// take theirs when the stream opens), or refuses with 429.
+    pub(crate) fn admit(&self, uri: &http::Uri) -> Result<Option<OwnedSemaphorePermit>, ApiError> {
+        if is_watch(uri) {
+            return Ok(None);
+        }
+        match self.requests.clone().try_acquire_owned() {
+            Ok(p) => Ok(Some(p)),
+            Err(_) => {
+                tracing::warn!(
+                    limit = self.limits.max_requests_in_flight,
+                    "too many requests in flight"
+                );
+                Err(ApiError::too_many_requests())
+            }
+        }
+    }
+
+    fn body_too_large(&self) -> ApiError {
+        ApiError::too_large(format!("limit is {}", self.limits.max_request_body_bytes))
+    }
+
     /// Handles one request in-process; watch responses stream.
     pub async fn handle(&self, req: Request<Bytes>) -> Response<BoxBody> {
+        let _permit = match self.admit(req.uri()) {
+            Ok(p) => p,
+            Err(e) => return error_response(&e),
+        };
+        self.dispatch(req)
+    }
+
+    /// Handles one admitted request.
+    fn dispatch(&self, req: Request<Bytes>) -> Response<BoxBody> {
+        if req.body().len() > self.limits.max_request_body_bytes {
+            return error_response(&self.body_too_large());
+        }
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         match self.route(req) {
@@ -584,6 +630,13 @@ impl ApiServer {
 
     fn watch(&self, t: &Target, q: &Query) -> Result<Response<BoxBody>, ApiError> {
         let filter = self.filter(t, q)?;
+        let permit = self.watches.clone().try_acquire_owned().map_err(|_| {
+            tracing::warn!(
+                limit = self.limits.max_watches_in_flight,
+                "too many watches open"
+            );
+            ApiError::too_many_requests()
+        })?;
         let bookmarks = flag(q, "allowWatchBookmarks");
         let send_initial = flag(q, "sendInitialEvents");
         let timeout = q
@@ -630,9 +683,10 @@ impl ApiServer {
             (brx, initial, st.rv, gone)
         };
         let (tx, rx) = mpsc::channel::<Bytes>(256);
-        tokio::spawn(run_watch(
-            filter, brx, initial, start_rv, gone, bookmarks, timeout, tx,
-        ));
+        tokio::spawn(async move {
+            run_watch(filter, brx, initial, start_rv, gone, bookmarks, timeout, tx).await;
+            drop(permit);
+        });
         let stream = futures::stream::unfold(rx, |mut rx| async move {
             rx.recv()
                 .await
@@ -667,14 +721,7 @@ impl ApiServer {
                             let api = api.clone();
                             async move {
                                 let (parts, body) = req.into_parts();
-                                let bytes = match Limited::new(body, MAX_BODY).collect().await {
-                                    Ok(b) => b.to_bytes(),
-                                    Err(e) => {
-                                        let err = ApiError::new(413, "RequestEntityTooLarge", format!("reading the request body: {e}"));
-                                        return Ok::<_, Infallible>(error_response(&err));
-                                    }
-                                };
-                                Ok(api.handle(Request::from_parts(parts, bytes)).await)
+                                Ok::<_, Infallible>(api.serve_one(parts, body).await)
                             }
                         });
                         let io = hyper_util::rt::TokioIo::new(stream);
@@ -690,6 +737,41 @@ impl ApiServer {
                 Some(_) = conns.join_next(), if !conns.is_empty() => {}
             }
         }
+    }
+}
+
+impl ApiServer {
+    /// One request off a connection: admission first (so slow bodies count
+    /// as in flight, as in kube-apiserver), then the body within its limit.
+    async fn serve_one(
+        &self,
+        parts: http::request::Parts,
+        body: hyper::body::Incoming,
+    ) -> Response<BoxBody> {
+        let _permit = match self.admit(&parts.uri) {
+            Ok(p) => p,
+            Err(e) => return error_response(&e),
+        };
+        let limit = self.limits.max_request_body_bytes;
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return error_response(&self.body_too_large());
+        }
+        let bytes = match Limited::new(body, limit).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                return error_response(&self.body_too_large())
+            }
+            Err(e) => {
+                let err = ApiError::bad_request(format!("reading the request body: {e}"));
+                return error_response(&err);
+            }
+        };
+        self.dispatch(Request::from_parts(parts, bytes))
     }
 }
 

@@ -10,6 +10,12 @@
 //! namespace deletion. Objects persist as one JSON file each under
 //! `state_dir`.
 //!
+//! Limits as kube-apiserver's ([`Limits`]): request bodies up to 3 MiB and
+//! stored objects up to 1.5 MiB (413 RequestEntityTooLarge beyond), 400
+//! non-watch requests and a separate number of watches in flight (429
+//! TooManyRequests with `Retry-After` beyond), and a watch history bounded
+//! by count and bytes (410 Gone for resumes from before it).
+//!
 //! ```no_run
 //! # async fn f(cfg: weft_apiserver::ApiServerConfig) -> Result<(), weft_apiserver::Error> {
 //! let api = weft_apiserver::ApiServer::open(cfg)?;
@@ -54,6 +60,41 @@ pub struct ApiServerConfig {
     pub kubernetes_endpoint: (Ipv4Addr, u16),
 }
 
+/// Request and storage limits, kube-apiserver's defaults unless a test
+/// needs smaller ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request body (kube-apiserver's `MaxRequestBodyBytes`, 3 MiB);
+    /// larger → 413 RequestEntityTooLarge.
+    pub max_request_body_bytes: usize,
+    /// Largest object once serialized for storage (etcd's 1.5 MiB request
+    /// limit); larger → 413.
+    pub max_object_bytes: usize,
+    /// Non-watch requests served at once (`--max-requests-inflight` 400);
+    /// beyond → 429 TooManyRequests with `Retry-After: 1`.
+    pub max_requests_in_flight: usize,
+    /// Open watch streams (kube-apiserver exempts long-running requests
+    /// from max-in-flight; a separate cap keeps their tasks bounded).
+    pub max_watches_in_flight: usize,
+    /// Events kept for resuming watches, by count…
+    pub watch_history_len: usize,
+    /// …and by serialized bytes (whichever bound is hit first).
+    pub watch_history_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_request_body_bytes: 3 << 20,
+            max_object_bytes: store::MAX_OBJECT_BYTES,
+            max_requests_in_flight: 400,
+            max_watches_in_flight: 1000,
+            watch_history_len: store::HISTORY_LEN,
+            watch_history_bytes: store::HISTORY_BYTES,
+        }
+    }
+}
+
 /// Errors of opening and serving (request errors are `Status` responses).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -78,13 +119,19 @@ pub enum Error {
 /// The API server: an object store plus its HTTP front.
 pub struct ApiServer {
     config: ApiServerConfig,
+    limits: Limits,
     state: Mutex<State>,
+    /// Permits for non-watch requests in flight.
+    requests: Arc<tokio::sync::Semaphore>,
+    /// Permits for open watch streams.
+    watches: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for ApiServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiServer")
             .field("config", &self.config)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -95,13 +142,32 @@ impl ApiServer {
     /// default/kubernetes (10.96.0.1:443 "https" → 6443) and its
     /// EndpointSlice (the configured endpoint, ready).
     pub fn open(config: ApiServerConfig) -> Result<Arc<ApiServer>, Error> {
-        let state = State::load(&config.state_dir)?;
+        ApiServer::open_with_limits(config, Limits::default())
+    }
+
+    /// [`ApiServer::open`] with other limits than kube-apiserver's defaults.
+    pub fn open_with_limits(
+        config: ApiServerConfig,
+        limits: Limits,
+    ) -> Result<Arc<ApiServer>, Error> {
+        let mut state = State::load(&config.state_dir)?;
+        state.max_object_bytes = limits.max_object_bytes;
+        state.history_max_len = limits.watch_history_len;
+        state.history_max_bytes = limits.watch_history_bytes;
         let api = Arc::new(ApiServer {
             config,
+            requests: Arc::new(tokio::sync::Semaphore::new(limits.max_requests_in_flight)),
+            watches: Arc::new(tokio::sync::Semaphore::new(limits.max_watches_in_flight)),
+            limits,
             state: Mutex::new(state),
         });
         api.create_defaults()?;
         Ok(api)
+    }
+
+    /// The limits this server enforces.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// The configuration this server was opened with.
@@ -122,6 +188,34 @@ impl ApiServer {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// Decodes and validates a create request body for the resource `plural`
+/// (e.g. "pods") of media type `content_type`, exactly as `POST` would
+/// before storing it, against an empty cluster with the embedded cluster's
+/// ranges: the defaulted object, or the error `POST` would answer. Pure (no
+/// sockets, no disk); the fuzzing entry point.
+pub fn validate_create(
+    plural: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Result<serde_json::Value, status::ApiError> {
+    let kind = kinds::by_plural(plural).ok_or_else(|| status::ApiError::not_found_path(plural))?;
+    let config = ApiServerConfig {
+        state_dir: PathBuf::new(),
+        service_cidr: Ipv4Net::new(Ipv4Addr::new(10, 96, 0, 0), 12).unwrap_or_default(),
+        cluster_cidr: Ipv4Net::new(Ipv4Addr::new(10, 244, 0, 0), 16).unwrap_or_default(),
+        node_port_range: (30000, 32767),
+        kubernetes_endpoint: (Ipv4Addr::new(192, 168, 1, 2), 6443),
+    };
+    if body.len() > Limits::default().max_request_body_bytes {
+        return Err(status::ApiError::too_large(format!(
+            "limit is {}",
+            Limits::default().max_request_body_bytes
+        )));
+    }
+    let obj = http::parse_bytes(content_type, body)?;
+    registry::prepare_create(&config, &store::State::empty(), kind, "default", obj)
 }
 
 #[cfg(test)]

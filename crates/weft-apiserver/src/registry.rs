@@ -119,6 +119,73 @@ pub fn check_type(kind: &Kind, obj: &mut Value) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The store-independent part of a create: type, name (from generateName),
+/// namespace and server-owned metadata filled in, status dropped where a
+/// subresource owns it. Returns the name and the object.
+fn fill_create(kind: &Kind, ns: &str, mut obj: Value) -> Result<(String, Value), ApiError> {
+    check_type(kind, &mut obj)?;
+    let meta = meta_mut(&mut obj);
+    let mut name = meta
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if name.is_empty() {
+        if let Some(g) = meta.get("generateName").and_then(Value::as_str) {
+            if !g.is_empty() {
+                name = format!("{g}{}", random_suffix());
+                meta.insert("name".into(), json!(name));
+            }
+        }
+    }
+    if kind.namespaced {
+        match meta.get("namespace").and_then(Value::as_str) {
+            Some(n) if !n.is_empty() && n != ns => {
+                return Err(ApiError::bad_request(format!(
+                    "the namespace of the provided object ({n}) does not match the namespace sent on the request ({ns})"
+                )))
+            }
+            _ => {}
+        }
+        meta.insert("namespace".into(), json!(ns));
+    } else {
+        meta.remove("namespace");
+    }
+    meta.insert("uid".into(), json!(uuid_v4()));
+    meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
+    meta.remove("deletionTimestamp");
+    meta.remove("deletionGracePeriodSeconds");
+    meta.remove("resourceVersion");
+    meta.remove("selfLink");
+    if kind.has_spec {
+        meta.insert("generation".into(), json!(1));
+    }
+    if kind.status_sub && !matches!(kind.plural, "nodes" | "namespaces") {
+        if let Some(m) = obj.as_object_mut() {
+            m.remove("status");
+        }
+        if kind.plural == "pods" {
+            obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
+        }
+    }
+    Ok((name, obj))
+}
+
+/// A create's validation without a store lookup (no namespace or
+/// existence checks): what [`crate::validate_create`] runs.
+pub(crate) fn prepare_create(
+    cfg: &crate::ApiServerConfig,
+    st: &State,
+    kind: &'static Kind,
+    ns: &str,
+    obj: Value,
+) -> Result<Value, ApiError> {
+    let ns = if kind.namespaced { ns } else { "" };
+    let (name, mut obj) = fill_create(kind, ns, obj)?;
+    prepare(cfg, st, kind, ns, &name, &mut obj, None)?;
+    Ok(obj)
+}
+
 impl ApiServer {
     pub(crate) fn create_defaults(&self) -> Result<(), Error> {
         let mut st = self.lock();
@@ -169,46 +236,10 @@ impl ApiServer {
         st: &mut State,
         kind: &'static Kind,
         ns: &str,
-        mut obj: Value,
+        obj: Value,
         dry_run: bool,
     ) -> Result<Value, ApiError> {
-        check_type(kind, &mut obj)?;
-        let meta = meta_mut(&mut obj);
-        let mut name = meta
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        if name.is_empty() {
-            if let Some(g) = meta.get("generateName").and_then(Value::as_str) {
-                if !g.is_empty() {
-                    name = format!("{g}{}", random_suffix());
-                    meta.insert("name".into(), json!(name));
-                }
-            }
-        }
-        if kind.namespaced {
-            match meta.get("namespace").and_then(Value::as_str) {
-                Some(n) if !n.is_empty() && n != ns => {
-                    return Err(ApiError::bad_request(format!(
-                        "the namespace of the provided object ({n}) does not match the namespace sent on the request ({ns})"
-                    )))
-                }
-                _ => {}
-            }
-            meta.insert("namespace".into(), json!(ns));
-        } else {
-            meta.remove("namespace");
-        }
-        meta.insert("uid".into(), json!(uuid_v4()));
-        meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
-        meta.remove("deletionTimestamp");
-        meta.remove("deletionGracePeriodSeconds");
-        meta.remove("resourceVersion");
-        meta.remove("selfLink");
-        if kind.has_spec {
-            meta.insert("generation".into(), json!(1));
-        }
+        let (name, mut obj) = fill_create(kind, ns, obj)?;
         if kind.namespaced {
             match st.get(by_plural_ok("namespaces"), "", ns) {
                 None => return Err(ApiError::not_found("namespaces", ns)),
@@ -220,14 +251,6 @@ impl ApiServer {
                     ))
                 }
                 Some(_) => {}
-            }
-        }
-        if kind.status_sub && !matches!(kind.plural, "nodes" | "namespaces") {
-            if let Some(m) = obj.as_object_mut() {
-                m.remove("status");
-            }
-            if kind.plural == "pods" {
-                obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
             }
         }
         if st.get(kind, ns, &name).is_some() {

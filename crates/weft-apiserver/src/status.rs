@@ -130,6 +130,26 @@ impl ApiError {
         ApiError::new(410, "Expired", message)
     }
 
+    /// 413, as kube-apiserver's `NewRequestEntityTooLargeError`.
+    pub fn too_large(limit: impl std::fmt::Display) -> ApiError {
+        ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("Request entity too large: {limit}"),
+        )
+    }
+
+    /// 429 from the max-in-flight filter (the response adds `Retry-After`).
+    pub fn too_many_requests() -> ApiError {
+        let mut e = ApiError::new(
+            429,
+            "TooManyRequests",
+            "Too many requests, please try again later.",
+        );
+        e.details = Some(json!({"retryAfterSeconds": 1}));
+        e
+    }
+
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(500, "InternalError", message)
     }

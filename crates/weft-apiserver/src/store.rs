@@ -1,6 +1,15 @@
 //! The object store: JSON objects keyed by (resource, namespace, name), a
-//! global resourceVersion, an in-memory event history for watches, and
-//! one file per object on disk (written atomically: temp file + rename).
+//! global resourceVersion, an in-memory event history for watches (bounded
+//! by count and by bytes), and one file per object on disk (written
+//! atomically: temp file + rename).
+//!
+//! On disk: `<state>/<kind storage name>/<namespace or _cluster>/<file>.json`.
+//! The file is `<name>.json` while that fits comfortably in a file name; a
+//! longer name (a DNS-1123 subdomain may have 253 characters, and most
+//! filesystems allow 255 bytes per file name) is stored as
+//! `<first 160 characters>~<sha256 prefix>.json`: `~` never occurs in a valid
+//! name, so the two forms cannot collide. Loading reads the name from the
+//! object itself, so either form (and any older file) loads.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -15,6 +24,15 @@ use crate::Error;
 
 /// Events kept for watches that resume from a resourceVersion.
 pub const HISTORY_LEN: usize = 10_000;
+/// Bytes (serialized objects, old and new) the history may hold.
+pub const HISTORY_BYTES: usize = 64 << 20;
+/// Largest stored object, serialized: etcd's default request limit
+/// (`--max-request-bytes` 1.5 MiB), which a kube-apiserver object must fit.
+pub const MAX_OBJECT_BYTES: usize = 1536 << 10;
+/// Longest object name stored as `<name>.json` (the rest are hashed).
+const PLAIN_NAME_MAX: usize = 200;
+/// Characters of a long name kept in front of its hash.
+const LONG_NAME_PREFIX: usize = 160;
 /// Holds the resourceVersion counter as of the last deletion.
 const RV_FILE: &str = "resource-version";
 
@@ -44,6 +62,8 @@ pub struct Event {
     pub object: Arc<Value>,
     /// The object before a modification (to compute selector transitions).
     pub old: Option<Arc<Value>>,
+    /// Serialized size of `object` and `old`, what the history accounts.
+    pub bytes: usize,
 }
 
 /// (plural, namespace or "", name)
@@ -57,6 +77,49 @@ pub struct State {
     pub floor: u64,
     pub dir: PathBuf,
     pub tx: broadcast::Sender<Arc<Event>>,
+    /// Sum of `bytes` over `history`.
+    pub history_bytes: usize,
+    /// Bound of `history_bytes` (oldest events are dropped beyond it).
+    pub history_max_bytes: usize,
+    /// Bound of `history.len()`.
+    pub history_max_len: usize,
+    /// Largest serialized object `put` accepts.
+    pub max_object_bytes: usize,
+}
+
+/// Bytes of `v` as compact JSON, without building the string.
+pub fn encoded_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Writing a Value into a counter cannot fail.
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}
+
+/// The file name (without directory) an object named `name` is stored in.
+pub fn file_name(name: &str) -> String {
+    if name.len() <= PLAIN_NAME_MAX && !name.contains(['/', '~']) && !name.starts_with('.') {
+        return format!("{name}.json");
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    let prefix: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'))
+        .take(LONG_NAME_PREFIX)
+        .collect();
+    let prefix = prefix.trim_start_matches('.');
+    format!("{prefix}~{hex}.json")
 }
 
 pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
@@ -91,13 +154,13 @@ impl State {
                 for f in files {
                     let f = f.map_err(|e| io_err(&ns_path, e))?;
                     let p = f.path();
-                    if p.extension().and_then(|e| e.to_str()) != Some("json") {
-                        continue;
-                    }
                     let file_name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-                    if file_name.starts_with('.') {
+                    if file_name.starts_with('.') && file_name.ends_with(".tmp") {
                         // A temp file left by a crash mid-write.
                         let _ = std::fs::remove_file(&p);
+                        continue;
+                    }
+                    if p.extension().and_then(|e| e.to_str()) != Some("json") {
                         continue;
                     }
                     let data = std::fs::read(&p).map_err(|e| io_err(&p, e))?;
@@ -125,15 +188,29 @@ impl State {
         if let Ok(s) = std::fs::read_to_string(&rv_path) {
             max_rv = max_rv.max(s.trim().parse().unwrap_or(0));
         }
+        Ok(State::new(dir, objects, max_rv))
+    }
+
+    fn new(dir: &Path, objects: BTreeMap<Key, Value>, rv: u64) -> State {
         let (tx, _) = broadcast::channel(4096);
-        Ok(State {
+        State {
             objects,
-            rv: max_rv,
+            rv,
             history: VecDeque::new(),
-            floor: max_rv,
+            floor: rv,
             dir: dir.to_path_buf(),
             tx,
-        })
+            history_bytes: 0,
+            history_max_bytes: HISTORY_BYTES,
+            history_max_len: HISTORY_LEN,
+            max_object_bytes: MAX_OBJECT_BYTES,
+        }
+    }
+
+    /// A store holding nothing, for validating without a server (it must
+    /// not be written to: it has no directory).
+    pub fn empty() -> State {
+        State::new(Path::new(""), BTreeMap::new(), 0)
     }
 
     pub fn get(&self, kind: &Kind, ns: &str, name: &str) -> Option<&Value> {
@@ -168,10 +245,12 @@ impl State {
         self.dir
             .join(kind.storage_name())
             .join(nsdir)
-            .join(format!("{name}.json"))
+            .join(file_name(name))
     }
 
-    fn write_file(&self, kind: &Kind, ns: &str, name: &str, obj: &Value) -> Result<(), ApiError> {
+    /// Writes the serialized object atomically. The temp file's name does
+    /// not grow with the object's name (one writer at a time: the store lock).
+    fn write_file(&self, kind: &Kind, ns: &str, name: &str, data: &[u8]) -> Result<(), ApiError> {
         let path = self.path_for(kind, ns, name);
         let fail = |e: &dyn std::fmt::Display| {
             tracing::error!(path = %path.display(), error = %e, "persisting object failed");
@@ -179,8 +258,7 @@ impl State {
         };
         let parent = path.parent().unwrap_or(&self.dir);
         std::fs::create_dir_all(parent).map_err(|e| fail(&e))?;
-        let tmp = parent.join(format!(".{name}.json.tmp"));
-        let data = serde_json::to_vec(obj).map_err(|e| fail(&e))?;
+        let tmp = parent.join(".write.tmp");
         std::fs::write(&tmp, data).map_err(|e| fail(&e))?;
         std::fs::rename(&tmp, &path).map_err(|e| fail(&e))?;
         Ok(())
@@ -192,20 +270,31 @@ impl State {
         etype: EventType,
         object: Value,
         old: Option<Value>,
+        object_bytes: usize,
     ) {
+        let bytes = object_bytes + old.as_ref().map_or(0, encoded_len);
         let ev = Arc::new(Event {
             rv: self.rv,
             kind,
             etype,
             object: Arc::new(object),
             old: old.map(Arc::new),
+            bytes,
         });
-        if self.history.len() >= HISTORY_LEN {
-            if let Some(e) = self.history.pop_front() {
-                self.floor = e.rv;
-            }
-        }
+        self.history_bytes += bytes;
         self.history.push_back(ev.clone());
+        // Oldest first, until both bounds hold again; a single event larger
+        // than the byte bound is not kept either (a resume from before it
+        // gets 410 Gone and relists).
+        while self.history.len() > self.history_max_len
+            || self.history_bytes > self.history_max_bytes
+        {
+            let Some(e) = self.history.pop_front() else {
+                break;
+            };
+            self.history_bytes -= e.bytes;
+            self.floor = e.rv;
+        }
         // No receivers is fine.
         let _ = self.tx.send(ev);
     }
@@ -222,7 +311,18 @@ impl State {
         let ns = if kind.namespaced { ns } else { "" };
         let next = self.rv + 1;
         obj["metadata"]["resourceVersion"] = Value::String(next.to_string());
-        self.write_file(kind, ns, name, &obj)?;
+        let data = serde_json::to_vec(&obj).map_err(|e| {
+            ApiError::internal(format!("serializing {} {ns}/{name}: {e}", kind.kind))
+        })?;
+        if data.len() > self.max_object_bytes {
+            return Err(ApiError::too_large(format!(
+                "{} \"{name}\" is {} bytes when stored, limit is {} bytes (etcd's per-object request limit)",
+                kind.kind,
+                data.len(),
+                self.max_object_bytes
+            )));
+        }
+        self.write_file(kind, ns, name, &data)?;
         self.rv = next;
         let old = self
             .objects
@@ -232,7 +332,7 @@ impl State {
         } else {
             EventType::Added
         };
-        self.push_event(kind, etype, obj.clone(), old);
+        self.push_event(kind, etype, obj.clone(), old, data.len());
         Ok(obj)
     }
 
@@ -271,7 +371,8 @@ impl State {
             tracing::warn!(path = %rv_path.display(), error = %e, "persisting the resourceVersion counter failed");
         }
         obj["metadata"]["resourceVersion"] = Value::String(self.rv.to_string());
-        self.push_event(kind, EventType::Deleted, obj.clone(), None);
+        let bytes = encoded_len(&obj);
+        self.push_event(kind, EventType::Deleted, obj.clone(), None, bytes);
         Ok(Some(obj))
     }
 }
@@ -281,6 +382,62 @@ mod tests {
     use super::*;
     use crate::kinds::by_plural;
     use serde_json::json;
+
+    fn temp(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("weft-api-store-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn history_is_bounded_by_bytes() {
+        let dir = temp("histbytes");
+        let cms = by_plural("configmaps").unwrap();
+        let mut st = State::load(&dir).unwrap();
+        st.history_max_bytes = 100_000;
+        let big = "x".repeat(30_000);
+        for i in 0..10 {
+            let name = format!("c{i}");
+            st.put(
+                cms,
+                "default",
+                &name,
+                json!({"metadata": {"name": name, "namespace": "default"}, "data": {"k": big}}),
+            )
+            .unwrap();
+        }
+        assert!(st.history_bytes <= 100_000, "{}", st.history_bytes);
+        assert_eq!(
+            st.history_bytes,
+            st.history.iter().map(|e| e.bytes).sum::<usize>()
+        );
+        assert!(st.history.len() < 10);
+        // Resumes from before the dropped events get 410 (floor moved).
+        assert_eq!(st.floor, st.history.front().unwrap().rv - 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn long_names_get_short_distinct_file_names() {
+        let a = "a".repeat(253);
+        let b = format!("{}b", "a".repeat(252));
+        assert!(file_name(&a).len() <= 200);
+        assert_ne!(file_name(&a), file_name(&b));
+        assert_eq!(file_name("web-1"), "web-1.json");
+    }
+
+    #[test]
+    fn leftover_temp_files_are_removed_on_load() {
+        let dir = temp("tmpfiles");
+        let ns = dir.join("pods").join("default");
+        std::fs::create_dir_all(&ns).unwrap();
+        std::fs::write(ns.join(".write.tmp"), "{").unwrap();
+        std::fs::write(ns.join(".old-style.json.tmp"), "{").unwrap();
+        let st = State::load(&dir).unwrap();
+        assert!(st.objects.is_empty());
+        assert_eq!(std::fs::read_dir(&ns).unwrap().count(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn persistence_round_trip() {

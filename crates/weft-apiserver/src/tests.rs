@@ -288,3 +288,533 @@ async fn deletion_semantics_and_restart() {
     assert_eq!(l["items"].as_array().unwrap().len(), 4);
     let _ = std::fs::remove_dir_all(d);
 }
+
+async fn call_raw(
+    api: &ApiServer,
+    method: &str,
+    uri: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", content_type)
+        .body(Bytes::from(body))
+        .unwrap();
+    let resp = api.handle(req).await;
+    let code = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn causes(status: &Value) -> Vec<(String, String)> {
+    status["details"]["causes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            (
+                c["field"].as_str().unwrap_or_default().to_string(),
+                c["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn pod_hostname_and_subdomain_must_be_dns_labels() {
+    let d = dir("hostname");
+    let api = ApiServer::open(config(&d)).unwrap();
+    let mut p = pod("h1", None);
+    p["spec"]["hostname"] = json!("Web_1");
+    p["spec"]["subdomain"] = json!("a.b");
+    let (c, s) = call(&api, "POST", "/api/v1/namespaces/default/pods", Some(p)).await;
+    assert_eq!(c, 422, "{s}");
+    assert_eq!(s["reason"], "Invalid");
+    let fields: Vec<String> = causes(&s).into_iter().map(|(f, _)| f).collect();
+    assert_eq!(fields, ["spec.hostname", "spec.subdomain"], "{s}");
+    assert!(
+        s["message"].as_str().unwrap().contains("RFC 1123 label"),
+        "{s}"
+    );
+    let mut long = pod("h2", None);
+    long["spec"]["hostname"] = json!("a".repeat(64));
+    let (c, s) = call(&api, "POST", "/api/v1/namespaces/default/pods", Some(long)).await;
+    assert_eq!(c, 422, "{s}");
+    assert!(
+        causes(&s)[0]
+            .1
+            .contains("must be no more than 63 characters"),
+        "{s}"
+    );
+    let mut ok = pod("h3", None);
+    ok["spec"]["hostname"] = json!("web-0");
+    ok["spec"]["subdomain"] = json!("web");
+    let (c, s) = call(&api, "POST", "/api/v1/namespaces/default/pods", Some(ok)).await;
+    assert_eq!(c, 201, "{s}");
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[tokio::test]
+async fn deployment_template_hostname_is_validated() {
+    let d = dir("tplhost");
+    let api = ApiServer::open(config(&d)).unwrap();
+    let dep = json!({"metadata": {"name": "w"}, "spec": {"selector": {"matchLabels": {"app": "w"}},
+        "template": {"metadata": {"labels": {"app": "w"}},
+                     "spec": {"hostname": "-x", "containers": [{"name": "c", "image": "i"}]}}}});
+    let (c, s) = call(
+        &api,
+        "POST",
+        "/apis/apps/v1/namespaces/default/deployments",
+        Some(dep),
+    )
+    .await;
+    assert_eq!(c, 422, "{s}");
+    assert_eq!(causes(&s)[0].0, "spec.template.spec.hostname");
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[tokio::test]
+async fn a_250_character_single_label_name_is_a_valid_subdomain() {
+    let d = dir("longlabel");
+    let api = ApiServer::open(config(&d)).unwrap();
+    let name = "a".repeat(250);
+    let cm = json!({"metadata": {"name": name}, "data": {"k": "v"}});
+    let (c, s) = call(
+        &api,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        Some(cm),
+    )
+    .await;
+    assert_eq!(c, 201, "{s}");
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[tokio::test]
+async fn names_follow_each_kinds_upstream_rule_and_say_which() {
+    let d = dir("namerules");
+    let api = ApiServer::open(config(&d)).unwrap();
+    // Service: DNS-1035 label (must start with a letter).
+    let svc = json!({"metadata": {"name": "1web"}, "spec": {"ports": [{"port": 80}]}});
+    let (c, s) = call(
+        &api,
+        "POST",
+        "/api/v1/namespaces/default/services",
+        Some(svc),
+    )
+    .await;
+    assert_eq!(c, 422, "{s}");
+    let (field, msg) = &causes(&s)[0];
+    assert_eq!(field, "metadata.name");
+    assert!(msg.contains("a DNS-1035 label must"), "{msg}");
+    let svc = json!({"metadata": {"name": "s".repeat(64)}, "spec": {"ports": [{"port": 80}]}});
+    let (c, s) = call(
+        &api,
+        "POST",
+        "/api/v1/namespaces/default/services",
+        Some(svc),
+    )
+    .await;
+    assert_eq!(c, 422, "{s}");
+    assert!(
+        causes(&s)[0].1.contains(
+            "must be no more than 63 characters (a Service name must be a DNS-1035 label)"
+        ),
+        "{s}"
+    );
+    // Namespace: DNS-1123 label (no dots).
+    let ns = json!({"metadata": {"name": "a.b"}});
+    let (c, s) = call(&api, "POST", "/api/v1/namespaces", Some(ns)).await;
+    assert_eq!(c, 422, "{s}");
+    assert!(causes(&s)[0].1.contains("RFC 1123 label"), "{s}");
+    // ConfigMap: DNS-1123 subdomain (dots fine, 254 characters not).
+    let cm = json!({"metadata": {"name": "a.b"}});
+    let (c, s) = call(
+        &api,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        Some(cm),
+    )
+    .await;
+    assert_eq!(c, 201, "{s}");
+    let cm = json!({"metadata": {"name": "a".repeat(254)}});
+    let (c, s) = call(
+        &api,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        Some(cm),
+    )
+    .await;
+    assert_eq!(c, 422, "{s}");
+    assert!(
+        causes(&s)[0].1.contains(
+            "must be no more than 253 characters (a ConfigMap name must be a lowercase RFC 1123 subdomain)"
+        ),
+        "{s}"
+    );
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[tokio::test]
+async fn a_253_character_name_persists_and_reloads_after_restart() {
+    let d = dir("name253");
+    let name = format!("{}.{}", "a".repeat(200), "b".repeat(52));
+    assert_eq!(name.len(), 253);
+    {
+        let api = ApiServer::open(config(&d)).unwrap();
+        let (c, s) = call(
+            &api,
+            "POST",
+            "/api/v1/namespaces/default/pods",
+            Some(pod(&name, None)),
+        )
+        .await;
+        assert_eq!(c, 201, "{s}");
+        // A second write of the same object (the temp file again).
+        let mut updated = s.clone();
+        updated["metadata"]["labels"]["x"] = json!("y");
+        let (c, s) = call(
+            &api,
+            "PUT",
+            &format!("/api/v1/namespaces/default/pods/{name}"),
+            Some(updated),
+        )
+        .await;
+        assert_eq!(c, 200, "{s}");
+    }
+    let api = ApiServer::open(config(&d)).unwrap();
+    let (c, s) = call(
+        &api,
+        "GET",
+        &format!("/api/v1/namespaces/default/pods/{name}"),
+        None,
+    )
+    .await;
+    assert_eq!(c, 200, "{s}");
+    assert_eq!(s["metadata"]["labels"]["x"], "y");
+    let (c, _) = call(
+        &api,
+        "DELETE",
+        &format!("/api/v1/namespaces/default/pods/{name}"),
+        None,
+    )
+    .await;
+    assert_eq!(c, 200);
+    drop(api);
+    let api = ApiServer::open(config(&d)).unwrap();
+    let (c, _) = call(
+        &api,
+        "GET",
+        &format!("/api/v1/namespaces/default/pods/{name}"),
+        None,
+    )
+    .await;
+    assert_eq!(c, 404, "deleted object came back after restart");
+    let _ = std::fs::remove_dir_all(d);
+}
+
+fn node_obj(name: &str, cidr: Option<&str>) -> Value {
+    let mut n = json!({"metadata": {"name": name}});
+    if let Some(c) = cidr {
+        n["spec"] = json!({"podCIDR": c});
+    }
+    n
+}
+
+async fn node_cause(api: &ApiServer, method: &str, uri: &str, n: Value) -> (String, String) {
+    let (c, s) = call(api, method, uri, Some(n)).await;
+    assert_eq!(c, 422, "{s}");
+    assert_eq!(s["reason"], "Invalid");
+    causes(&s).remove(0)
+}
+
+#[tokio::test]
+async fn node_pod_cidr_overlapping_another_nodes_is_rejected() {
+    let d = dir("cidroverlap");
+    let api = ApiServer::open(config(&d)).unwrap();
+    let (c, _) = call(
+        &api,
+        "POST",
+        "/api/v1/nodes",
+        Some(node_obj("n1", Some("10.244.0.0/23"))),
+    )
+    .await;
+    assert_eq!(c, 201);
+    let (field, msg) = node_cause(
+        &api,
+        "POST",
+        "/api/v1/nodes",
+        node_obj("n2", Some("10.244.1.0/24")),
+    )
+    .await;
+    assert_eq!(field, "spec.podCIDR");
+    assert!(
+        msg.contains("overlaps 10.244.0.0/23, the pod CIDR of node \"n1\""),
+        "{msg}"
+    );
+    // Allocation skips the overlapped range too.
+    let (c, s) = call(&api, "POST", "/api/v1/nodes", Some(node_obj("n3", None))).await;
+    assert_eq!(c, 201);
+    assert_eq!(s["spec"]["podCIDR"], "10.244.2.0/24");
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[tokio::test]
+async fn node_pod_cidr_outside_the_cluster_cidr_is_rejected() {
+    let d = dir("cidrout");
+    let api = ApiServer::open(config(&d)).unwrap();
+    let (field, msg) = node_cause(
+        &api,
+        "POST",
+        "/api/v1/nodes",
+        node_obj("n1", Some("10.245.0.0/24")),
+    )
+    .await;
+    assert_eq!(field, "spec.podCIDR");
+    assert!(
+        msg.contains("must lie inside the cluster CIDR 10.244.0.0/16"),
+        "{msg}"
+    );
+    let n = json!({"metadata": {"name": "n1"}, "spec": {"podCIDRs": ["192.168.0.0/24"]}});
+    let (field, _) = node_cause(&api, "POST", "/api/v1/nodes", n).await;
+    assert_eq!(field, "spec.podCIDRs[0]");
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[tokio::test]
+async fn node_pod_cidr_shorter_than_the_cluster_cidr_is_rejected() {
+    let d = dir("cidrwide");
+    let api = ApiServer::open(config(&d)).unwrap();
+    for wide in ["0.0.0.0/0", "10.0.0.0/8"] {
+        let (field, msg) =
+            node_cause(&api, "POST", "/api/v1/nodes", node_obj("n1", Some(wide))).await;
+        assert_eq!(field, "spec.podCIDR");
+        assert!(
+            msg.contains("is shorter than the cluster CIDR's /16"),
+            "{msg}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[tokio::test]
+async fn node_pod_cidr_update_is_checked_too() {
+    let d = dir("cidrupdate");
+    let api = ApiServer::open(config(&d)).unwrap();
+    let (_, n1) = call(&api, "POST", "/api/v1/nodes", Some(node_obj("n1", None))).await;
+    let (c, mut n2) = call(&api, "POST", "/api/v1/nodes", Some(node_obj("n2", None))).await;
+    assert_eq!(c, 201);
+    n2["spec"]["podCIDR"] = n1["spec"]["podCIDR"].clone();
+    n2["spec"]["podCIDRs"] = n1["spec"]["podCIDRs"].clone();
+    let (field, msg) = node_cause(&api, "PUT", "/api/v1/nodes/n2", n2.clone()).await;
+    assert_eq!(field, "spec.podCIDR");
+    assert!(msg.contains("overlaps"), "{msg}");
+    n2["spec"]["podCIDR"] = json!("0.0.0.0/0");
+    n2["spec"]["podCIDRs"] = json!(["0.0.0.0/0"]);
+    node_cause(&api, "PUT", "/api/v1/nodes/n2", n2).await;
+    let req = Request::builder()
+        .method("PATCH")
+        .uri("/api/v1/nodes/n2")
+        .header("content-type", "application/merge-patch+json")
+        .body(Bytes::from(
+            json!({"spec": {"podCIDR": "10.244.0.0/16", "podCIDRs": ["10.244.0.0/16"]}})
+                .to_string(),
+        ))
+        .unwrap();
+    assert_eq!(api.handle(req).await.status(), 422);
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[tokio::test]
+async fn request_body_over_3_mib_is_413() {
+    let d = dir("bigbody");
+    let api = ApiServer::open(config(&d)).unwrap();
+    let body = vec![b' '; (3 << 20) + 1];
+    let (c, s) = call_raw(
+        &api,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        "application/json",
+        body,
+    )
+    .await;
+    assert_eq!(c, 413, "{s}");
+    assert_eq!(s["reason"], "RequestEntityTooLarge");
+    assert_eq!(s["message"], "Request entity too large: limit is 3145728");
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[tokio::test]
+async fn object_over_1_5_mib_is_413_naming_the_limit() {
+    let d = dir("bigobj");
+    let api = ApiServer::open(config(&d)).unwrap();
+    let cm = json!({"metadata": {"name": "big"}, "data": {"k": "x".repeat(2 << 20)}});
+    let (c, s) = call(
+        &api,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        Some(cm),
+    )
+    .await;
+    assert_eq!(c, 413, "{s}");
+    assert_eq!(s["reason"], "RequestEntityTooLarge");
+    assert!(
+        s["message"]
+            .as_str()
+            .unwrap()
+            .contains("limit is 1572864 bytes"),
+        "{s}"
+    );
+    let (c, _) = call(
+        &api,
+        "GET",
+        "/api/v1/namespaces/default/configmaps/big",
+        None,
+    )
+    .await;
+    assert_eq!(c, 404);
+    // A patch cannot grow an object past the limit either.
+    let cm = json!({"metadata": {"name": "small"}, "data": {"k": "x".repeat(1 << 20)}});
+    let (c, _) = call(
+        &api,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        Some(cm),
+    )
+    .await;
+    assert_eq!(c, 201);
+    let patch = json!([{"op": "copy", "from": "/data/k", "path": "/data/k2"}]);
+    let (c, s) = call_raw(
+        &api,
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/small",
+        "application/json-patch+json",
+        patch.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(c, 413, "{s}");
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[tokio::test]
+async fn requests_beyond_the_in_flight_cap_get_429_with_retry_after() {
+    let d = dir("inflight");
+    let limits = crate::Limits {
+        max_requests_in_flight: 2,
+        ..crate::Limits::default()
+    };
+    let api = ApiServer::open_with_limits(config(&d), limits).unwrap();
+    let uri: http::Uri = "/api/v1/pods".parse().unwrap();
+    let held: Vec<_> = (0..2).map(|_| api.admit(&uri).unwrap()).collect();
+    let req = Request::builder()
+        .uri("/api/v1/pods")
+        .body(Bytes::new())
+        .unwrap();
+    let resp = api.handle(req).await;
+    assert_eq!(resp.status().as_u16(), 429);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let s: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(s["reason"], "TooManyRequests");
+    drop(held);
+    let (c, _) = call(&api, "GET", "/api/v1/pods", None).await;
+    assert_eq!(c, 200);
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[tokio::test]
+async fn watches_have_their_own_cap() {
+    let d = dir("watchcap");
+    let limits = crate::Limits {
+        max_requests_in_flight: 1,
+        max_watches_in_flight: 1,
+        ..crate::Limits::default()
+    };
+    let api = ApiServer::open_with_limits(config(&d), limits).unwrap();
+    let req = Request::builder()
+        .uri("/api/v1/pods?watch=1")
+        .body(Bytes::new())
+        .unwrap();
+    let first = api.handle(req).await;
+    assert_eq!(first.status().as_u16(), 200);
+    let req = Request::builder()
+        .uri("/api/v1/pods?watch=1")
+        .body(Bytes::new())
+        .unwrap();
+    let second = api.handle(req).await;
+    assert_eq!(second.status().as_u16(), 429);
+    assert_eq!(second.headers()["retry-after"], "1");
+    // The open watch does not use a non-watch permit.
+    let (c, _) = call(&api, "GET", "/api/v1/pods", None).await;
+    assert_eq!(c, 200);
+    // Closing the stream frees its permit (poll: the watch task ends async).
+    drop(first);
+    let mut freed = false;
+    for _ in 0..500 {
+        let req = Request::builder()
+            .uri("/api/v1/pods?watch=1")
+            .body(Bytes::new())
+            .unwrap();
+        if api.handle(req).await.status() == 200 {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(freed, "the closed watch's permit was never returned");
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[tokio::test]
+async fn yaml_bodies_decode_as_before() {
+    let d = dir("yaml");
+    let api = ApiServer::open(config(&d)).unwrap();
+    let body = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\ndata:\n  port: \"80\"\n  on: \"yes\"\n";
+    let (c, s) = call_raw(
+        &api,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        "application/yaml",
+        body.as_bytes().to_vec(),
+    )
+    .await;
+    assert_eq!(c, 201, "{s}");
+    assert_eq!(s["data"], json!({"port": "80", "on": "yes"}));
+    let (c, s) = call_raw(
+        &api,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        "application/yaml",
+        b"metadata: [unclosed".to_vec(),
+    )
+    .await;
+    assert_eq!(c, 400, "{s}");
+    assert!(
+        s["message"].as_str().unwrap().contains("not valid YAML"),
+        "{s}"
+    );
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[test]
+fn validate_create_is_the_post_pipeline_without_a_server() {
+    let ok = crate::validate_create(
+        "pods",
+        "application/json",
+        pod("p", None).to_string().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(ok["spec"]["restartPolicy"], "Always");
+    assert_eq!(ok["metadata"]["namespace"], "default");
+    let e = crate::validate_create(
+        "services",
+        "application/json",
+        br#"{"metadata":{"name":"1x"}}"#,
+    )
+    .unwrap_err();
+    assert_eq!(e.code, 422);
+    let e = crate::validate_create("pods", "application/json", b"{").unwrap_err();
+    assert_eq!(e.code, 400);
+}

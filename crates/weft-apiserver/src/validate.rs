@@ -1,6 +1,6 @@
 //! Per-kind validation, defaulting and allocation (ClusterIP, NodePort, podCIDR).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
@@ -15,42 +15,137 @@ use crate::ApiServerConfig;
 
 /// DNS-1123 label: at most 63 lowercase alphanumerics or '-', alphanumeric at both ends.
 pub fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
+    NameRule::Dns1123Label.check(s).is_empty()
 }
 
-/// DNS-1123 subdomain: dot-separated labels, at most 253 characters.
-pub fn is_dns_subdomain(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
+/// The syntax a name must follow (upstream's `k8s.io/apimachinery/pkg/util/validation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameRule {
+    /// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 characters.
+    Dns1123Label,
+    /// `[a-z]([-a-z0-9]*[a-z0-9])?`, at most 63 characters.
+    Dns1035Label,
+    /// Dot-separated DNS-1123 label syntax, at most 253 characters in total.
+    Dns1123Subdomain,
 }
 
-pub fn validate_name(kind: &Kind, name: &str) -> Result<(), Cause> {
+fn alnum(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit()
+}
+
+/// One dot-free part: `[a-z0-9]([-a-z0-9]*[a-z0-9])?` (first character checked by the caller's rule).
+fn label_chars_ok(s: &str) -> bool {
+    let b = s.as_bytes();
+    match (b.first(), b.last()) {
+        (Some(f), Some(l)) => alnum(*f) && alnum(*l) && b.iter().all(|c| alnum(*c) || *c == b'-'),
+        _ => false,
+    }
+}
+
+impl NameRule {
+    /// The rule upstream applies to `metadata.name` of a kind: Services are
+    /// DNS-1035 labels (their name becomes a DNS label and an env var
+    /// prefix, so it must start with a letter), Namespaces DNS-1123 labels
+    /// (a namespace is one label of `<svc>.<ns>.svc.cluster.local`), every
+    /// other served kind a DNS-1123 subdomain.
+    pub fn for_kind(kind: &Kind) -> NameRule {
+        match kind.plural {
+            "services" => NameRule::Dns1035Label,
+            "namespaces" => NameRule::Dns1123Label,
+            _ => NameRule::Dns1123Subdomain,
+        }
+    }
+
+    /// What the rule is called in messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            NameRule::Dns1123Label => "a lowercase RFC 1123 label",
+            NameRule::Dns1035Label => "a DNS-1035 label",
+            NameRule::Dns1123Subdomain => "a lowercase RFC 1123 subdomain",
+        }
+    }
+
+    fn max_len(self) -> usize {
+        match self {
+            NameRule::Dns1123Label | NameRule::Dns1035Label => 63,
+            NameRule::Dns1123Subdomain => 253,
+        }
+    }
+
+    /// Upstream's messages for `s`, empty when it is valid.
+    pub fn check(self, s: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        if s.len() > self.max_len() {
+            out.push(format!(
+                "must be no more than {} characters",
+                self.max_len()
+            ));
+        }
+        let ok = match self {
+            NameRule::Dns1123Label => label_chars_ok(s),
+            NameRule::Dns1035Label => {
+                label_chars_ok(s) && s.as_bytes().first().is_some_and(u8::is_ascii_lowercase)
+            }
+            NameRule::Dns1123Subdomain => s.split('.').all(label_chars_ok),
+        };
+        if !ok {
+            out.push(match self {
+                NameRule::Dns1123Label => "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+                NameRule::Dns1035Label => "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')",
+                NameRule::Dns1123Subdomain => "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+            }.to_string());
+        }
+        out
+    }
+}
+
+/// Shows a value the way upstream's field errors do (quoted, long values cut).
+fn shown(s: &str) -> String {
+    if s.chars().count() > 80 {
+        let head: String = s.chars().take(64).collect();
+        format!("\"{head}...\" ({} characters)", s.len())
+    } else {
+        format!("\"{s}\"")
+    }
+}
+
+/// Causes for `value` at `field` breaking `rule`; `whose` says why the rule
+/// applies (e.g. "a Service name"), appended to the length message, which
+/// does not name the rule by itself.
+fn rule_causes(rule: NameRule, field: &str, value: &str, whose: &str) -> Vec<Cause> {
+    rule.check(value)
+        .into_iter()
+        .map(|m| {
+            let why = if m.starts_with("must be no more than") {
+                format!("{m} ({whose} must be {})", rule.describe())
+            } else {
+                m
+            };
+            Cause::invalid(field, shown(value), &why)
+        })
+        .collect()
+}
+
+pub fn validate_name(kind: &Kind, name: &str) -> Result<(), Vec<Cause>> {
     if name.is_empty() {
-        return Err(Cause {
+        return Err(vec![Cause {
             reason: "FieldValueRequired",
             field: "metadata.name".into(),
             message: "Required value: name or generateName is required".into(),
-        });
+        }]);
     }
-    let label = matches!(kind.plural, "namespaces" | "services");
-    let ok = if label {
-        is_dns_label(name)
+    let rule = NameRule::for_kind(kind);
+    let causes = rule_causes(
+        rule,
+        "metadata.name",
+        name,
+        &format!("a {} name", kind.kind),
+    );
+    if causes.is_empty() {
+        Ok(())
     } else {
-        is_dns_subdomain(name)
-    };
-    if !ok {
-        let what = if label {
-            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character"
-        } else {
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
-        };
-        return Err(Cause::invalid("metadata.name", format!("\"{name}\""), what));
+        Err(causes)
     }
-    Ok(())
 }
 
 fn decode<T: DeserializeOwned>(obj: &Value) -> Result<(), Cause> {
@@ -136,9 +231,12 @@ pub fn alloc_node_port(range: (u16, u16), used: &HashSet<u16>) -> Option<u16> {
     (range.0..=range.1).find(|p| !used.contains(p))
 }
 
-/// Lowest free /24 of the cluster CIDR.
-pub fn alloc_pod_cidr(cluster: Ipv4Net, used: &HashSet<Ipv4Net>) -> Option<Ipv4Net> {
-    cluster.subnets(24).ok()?.find(|n| !used.contains(n))
+/// Lowest /24 of the cluster CIDR that overlaps no used CIDR.
+pub fn alloc_pod_cidr(cluster: Ipv4Net, used: &BTreeMap<Ipv4Net, String>) -> Option<Ipv4Net> {
+    cluster
+        .subnets(24)
+        .ok()?
+        .find(|n| !used.keys().any(|u| overlaps(u, n)))
 }
 
 fn is_other(obj: &Value, ns: &str, name: &str) -> bool {
@@ -190,14 +288,24 @@ fn used_node_ports(st: &State, ns: &str, name: &str) -> HashSet<u16> {
     out
 }
 
-fn used_pod_cidrs(st: &State, name: &str) -> HashSet<Ipv4Net> {
-    let mut out = HashSet::new();
+/// Every other node's pod CIDRs, with the node's name.
+fn used_pod_cidrs(st: &State, name: &str) -> BTreeMap<Ipv4Net, String> {
+    let mut out = BTreeMap::new();
     for (key, obj) in &st.objects {
         if key.0 != "nodes" || meta_str(obj, "name") == Some(name) {
             continue;
         }
-        if let Some(c) = obj.pointer("/spec/podCIDR").and_then(Value::as_str) {
-            out.extend(c.parse::<Ipv4Net>().ok());
+        let single = obj.pointer("/spec/podCIDR").and_then(Value::as_str);
+        let list = obj
+            .pointer("/spec/podCIDRs")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str);
+        for c in single.into_iter().chain(list) {
+            if let Ok(c) = c.parse::<Ipv4Net>() {
+                out.insert(c, key.2.clone());
+            }
         }
     }
     out
@@ -215,7 +323,7 @@ pub fn prepare(
 ) -> Result<(), ApiError> {
     let invalid = |causes: Vec<Cause>| ApiError::invalid(kind.kind, kind.plural, name, causes);
     if let Err(c) = validate_name(kind, name) {
-        return Err(invalid(vec![c]));
+        return Err(invalid(c));
     }
     if let Err(c) = decode_check(kind, obj) {
         return Err(invalid(vec![c]));
@@ -224,7 +332,7 @@ pub fn prepare(
     match kind.plural {
         "services" => service(cfg, st, ns, name, obj, old, &mut causes),
         "pods" => pod(obj, &mut causes),
-        "nodes" => node(cfg, st, name, obj, &mut causes),
+        "nodes" => node(cfg, st, name, obj, old, &mut causes),
         "namespaces" => {
             let status = ensure_object(obj, "status");
             set_default(status, "phase", json!("Active"));
@@ -322,6 +430,22 @@ fn pod_spec(spec: &mut Value, at: &str, causes: &mut Vec<Cause>) {
     set_default(spec, "schedulerName", json!("default-scheduler"));
     set_default(spec, "securityContext", json!({}));
     set_default(spec, "enableServiceLinks", json!(true));
+    // The node sets the pod's UTS hostname to these (and DNS serves
+    // <hostname>.<subdomain>.<ns>.svc): each must be one DNS label.
+    for key in ["hostname", "subdomain"] {
+        match spec.get(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(v)) if v.is_empty() => {}
+            Some(Value::String(v)) => causes.extend(rule_causes(
+                NameRule::Dns1123Label,
+                &format!("{at}.{key}"),
+                v,
+                &format!("a pod {key}"),
+            )),
+            // decode_check has refused non-strings already.
+            Some(_) => {}
+        }
+    }
     let containers = spec.get_mut("containers").and_then(Value::as_array_mut);
     let Some(containers) = containers.filter(|c| !c.is_empty()) else {
         causes.push(Cause::required(format!("{at}.containers")));
@@ -337,10 +461,11 @@ fn pod_spec(spec: &mut Value, at: &str, causes: &mut Vec<Cause>) {
         if name.is_empty() {
             causes.push(Cause::required(format!("{at}.containers[{i}].name")));
         } else if !is_dns_label(&name) {
-            causes.push(Cause::invalid(
-                format!("{at}.containers[{i}].name"),
-                format!("\"{name}\""),
-                "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-'",
+            causes.extend(rule_causes(
+                NameRule::Dns1123Label,
+                &format!("{at}.containers[{i}].name"),
+                &name,
+                "a container name",
             ));
         } else if !names.insert(name.clone()) {
             causes.push(Cause::duplicate(
@@ -396,49 +521,119 @@ fn check_protocol(port: &Value, field: &str, causes: &mut Vec<Cause>) {
     }
 }
 
-fn node(cfg: &ApiServerConfig, st: &State, name: &str, obj: &mut Value, causes: &mut Vec<Cause>) {
+/// Whether two CIDRs share any address.
+fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// Node podCIDR: allocated from the cluster CIDR when absent (and kept on
+/// an update that omits it), otherwise checked the way the node IPAM
+/// controller would refuse it: inside the cluster CIDR, no shorter prefix
+/// than the cluster CIDR's, no overlap with another node's. An update that
+/// keeps the stored value is not re-checked.
+fn node(
+    cfg: &ApiServerConfig,
+    st: &State,
+    name: &str,
+    obj: &mut Value,
+    old: Option<&Value>,
+    causes: &mut Vec<Cause>,
+) {
     let used = used_pod_cidrs(st, name);
     let spec = ensure_object(obj, "spec");
-    let requested = spec
+    let single = spec
         .get("podCIDR")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let cidr = if requested.is_empty() {
+    let list: Vec<String> = spec
+        .get("podCIDRs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(String::from))
+        .collect();
+    if list.len() > 1 {
+        causes.push(Cause::invalid(
+            "spec.podCIDRs",
+            format!("{list:?}"),
+            "may specify no more than one CIDR: this cluster is single-stack IPv4",
+        ));
+        return;
+    }
+    if let Some(first) = list.first() {
+        if !single.is_empty() && *first != single {
+            causes.push(Cause::invalid(
+                "spec.podCIDRs[0]",
+                format!("\"{first}\""),
+                &format!("must equal spec.podCIDR (\"{single}\")"),
+            ));
+            return;
+        }
+    }
+    let (requested, field) = match list.first() {
+        Some(first) if single.is_empty() => (first.clone(), "spec.podCIDRs[0]"),
+        _ => (single, "spec.podCIDR"),
+    };
+    let old_cidr = old
+        .and_then(|o| o.pointer("/spec/podCIDR"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let cidr = if requested.is_empty() && !old_cidr.is_empty() {
+        old_cidr.to_string()
+    } else if requested.is_empty() {
         match alloc_pod_cidr(cfg.cluster_cidr, &used) {
-            Some(c) => c,
+            Some(c) => c.to_string(),
             None => {
                 causes.push(Cause::invalid(
                     "spec.podCIDR",
                     "\"\"",
-                    "no free pod CIDR left in the cluster CIDR",
+                    &format!(
+                        "no free pod CIDR left in the cluster CIDR {}",
+                        cfg.cluster_cidr
+                    ),
                 ));
                 return;
             }
         }
+    } else if requested == old_cidr {
+        requested
     } else {
-        match requested.parse::<Ipv4Net>() {
-            Ok(c) if used.contains(&c) => {
-                causes.push(Cause::invalid(
-                    "spec.podCIDR",
-                    format!("\"{requested}\""),
-                    "provided CIDR is already allocated to another node",
-                ));
-                return;
-            }
-            Ok(c) => c,
-            Err(_) => {
-                causes.push(Cause::invalid(
-                    "spec.podCIDR",
-                    format!("\"{requested}\""),
-                    "must be a valid IPv4 CIDR",
-                ));
+        match check_pod_cidr(cfg.cluster_cidr, &used, &requested) {
+            Ok(()) => requested,
+            Err(why) => {
+                causes.push(Cause::invalid(field, format!("\"{requested}\""), &why));
                 return;
             }
         }
     };
-    spec["podCIDR"] = json!(cidr.to_string());
-    spec["podCIDRs"] = json!([cidr.to_string()]);
+    spec["podCIDR"] = json!(cidr);
+    spec["podCIDRs"] = json!([cidr]);
+}
+
+/// Why `requested` cannot be a node's podCIDR, if it cannot.
+fn check_pod_cidr(
+    cluster: Ipv4Net,
+    used: &BTreeMap<Ipv4Net, String>,
+    requested: &str,
+) -> Result<(), String> {
+    let c = requested
+        .parse::<Ipv4Net>()
+        .map_err(|_| "must be a valid IPv4 CIDR (e.g. 10.244.1.0/24)".to_string())?;
+    if c.prefix_len() < cluster.prefix_len() {
+        return Err(format!(
+            "prefix /{} is shorter than the cluster CIDR's /{} ({cluster}): a node's pod CIDR must be a part of the cluster CIDR",
+            c.prefix_len(),
+            cluster.prefix_len()
+        ));
+    }
+    if !cluster.contains(&c) {
+        return Err(format!("must lie inside the cluster CIDR {cluster}"));
+    }
+    if let Some((other, node)) = used.iter().find(|(u, _)| overlaps(u, &c)) {
+        return Err(format!("overlaps {other}, the pod CIDR of node \"{node}\""));
+    }
+    Ok(())
 }
 
 fn service(
@@ -751,12 +946,12 @@ mod tests {
         assert_eq!(alloc_node_port((30000, 30001), &ports), None);
 
         let cluster: Ipv4Net = "10.244.0.0/16".parse().unwrap();
-        let mut cidrs = HashSet::new();
+        let mut cidrs = BTreeMap::new();
         assert_eq!(
             alloc_pod_cidr(cluster, &cidrs),
             Some("10.244.0.0/24".parse().unwrap())
         );
-        cidrs.insert("10.244.0.0/24".parse().unwrap());
+        cidrs.insert("10.244.0.0/24".parse().unwrap(), "n1".to_string());
         assert_eq!(
             alloc_pod_cidr(cluster, &cidrs),
             Some("10.244.1.0/24".parse().unwrap())
@@ -769,9 +964,19 @@ mod tests {
         assert!(!is_dns_label("Web"));
         assert!(!is_dns_label("-a"));
         assert!(!is_dns_label("a.b"));
-        assert!(is_dns_subdomain("a.b-c"));
-        assert!(!is_dns_subdomain("a..b"));
-        assert!(!is_dns_subdomain("a/b"));
+        let sub = |s: &str| NameRule::Dns1123Subdomain.check(s).is_empty();
+        assert!(sub("a.b-c"));
+        assert!(!sub("a..b"));
+        assert!(!sub("a/b"));
+        assert!(!sub("a-.b"));
+        // No per-label limit, only the total.
+        assert!(sub(&"a".repeat(250)));
+        assert!(sub(&"a".repeat(253)));
+        assert!(!sub(&"a".repeat(254)));
+        let dns1035 = |s: &str| NameRule::Dns1035Label.check(s).is_empty();
+        assert!(dns1035("web-1"));
+        assert!(!dns1035("1web"));
+        assert!(!dns1035(""));
     }
 
     #[test]

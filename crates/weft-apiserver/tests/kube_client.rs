@@ -276,3 +276,46 @@ async fn kubectl_works() {
     assert!(ok && out == "x", "{out}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Sends raw bytes and returns the status line and body of the response.
+async fn raw_http(port: u16, head: String, body: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    // The server may answer (and close) before the whole body is sent.
+    let _ = s.write_all(body).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413_over_the_socket() {
+    let (_api, port, dir) = start("413").await;
+    // Declared too large: refused before reading.
+    let head = format!(
+        "POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        4 << 20
+    );
+    let out = raw_http(port, head, b"").await;
+    assert!(out.starts_with("HTTP/1.1 413"), "{out}");
+    assert!(
+        out.contains("Request entity too large: limit is 3145728"),
+        "{out}"
+    );
+    // Chunked, no length up front: cut off at the limit.
+    let head = "POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n".to_string();
+    let chunk = vec![b' '; 1 << 20];
+    let mut body = Vec::new();
+    for _ in 0..4 {
+        body.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        body.extend_from_slice(&chunk);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"0\r\n\r\n");
+    let out = raw_http(port, head, &body).await;
+    assert!(out.starts_with("HTTP/1.1 413"), "{out}");
+    let _ = std::fs::remove_dir_all(dir);
+}

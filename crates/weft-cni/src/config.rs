@@ -139,7 +139,13 @@ impl Range {
 
     /// Addresses this range can hand out (gateway excluded).
     pub fn size(&self) -> u128 {
-        let n = ip_to_u128(self.end) - ip_to_u128(self.start) + 1;
+        let (start, end) = (ip_to_u128(self.start), ip_to_u128(self.end));
+        if end < start {
+            return 0;
+        }
+        // `start` is at least the subnet's first host, so this cannot
+        // overflow for ranges `validate` made; saturate for hand-made ones.
+        let n = (end - start).saturating_add(1);
         if self.contains(self.gateway) {
             n - 1
         } else {
@@ -441,6 +447,10 @@ fn resolve_range(field: &str, rc: &RangeConf) -> Result<Range, CniError> {
             subnet.trunc()
         )));
     }
+    // host-local's rules: the network address is never handed out, nor the
+    // IPv4 broadcast; IPv6 keeps the last address. The prefix checks below
+    // leave at least four addresses, so `+ 1` and `- 1` stay in the subnet
+    // (also at the top and bottom of the address space).
     let (first_host, last_host) = match subnet {
         IpNet::V4(n) => {
             if n.prefix_len() > 30 {
@@ -479,11 +489,20 @@ fn resolve_range(field: &str, rc: &RangeConf) -> Result<Range, CniError> {
         Some(ip) => check_in("rangeEnd", ip)?.min(last_host),
         None => last_host,
     };
+    // Every value here came from an address of the subnet's family, so the
+    // conversion back cannot fail; refuse rather than truncate if it did.
+    let addr = |n: u128| {
+        ip_from_u128(n, v4).ok_or_else(|| {
+            invalid(format!(
+                "{field}.subnet: {subnet}: address {n} out of range"
+            ))
+        })
+    };
     if start > end {
         return Err(invalid(format!(
             "{field}: rangeStart {} is after rangeEnd {}",
-            u128_to_ip(start, v4),
-            u128_to_ip(end, v4)
+            addr(start)?,
+            addr(end)?
         )));
     }
     let gateway = match rc.gateway {
@@ -491,12 +510,12 @@ fn resolve_range(field: &str, rc: &RangeConf) -> Result<Range, CniError> {
             check_in("gateway", ip)?;
             ip
         }
-        None => u128_to_ip(first_host, v4),
+        None => addr(first_host)?,
     };
     let range = Range {
         subnet,
-        start: u128_to_ip(start, v4),
-        end: u128_to_ip(end, v4),
+        start: addr(start)?,
+        end: addr(end)?,
         gateway,
     };
     if range.size() == 0 {
@@ -521,11 +540,15 @@ pub fn ip_to_u128(ip: IpAddr) -> u128 {
     }
 }
 
-pub fn u128_to_ip(n: u128, v4: bool) -> IpAddr {
+/// The address `n` of a family, if it is one: `None` for an IPv4 value that
+/// does not fit in 32 bits (never truncated).
+pub fn ip_from_u128(n: u128, v4: bool) -> Option<IpAddr> {
     if v4 {
-        IpAddr::V4(std::net::Ipv4Addr::from(n as u32))
+        u32::try_from(n)
+            .ok()
+            .map(|v| IpAddr::V4(std::net::Ipv4Addr::from(v)))
     } else {
-        IpAddr::V6(std::net::Ipv6Addr::from(n))
+        Some(IpAddr::V6(std::net::Ipv6Addr::from(n)))
     }
 }
 

@@ -106,45 +106,54 @@ fn missing(var: &str) -> CniError {
         .with_details("the runtime must set it for this verb (CNI SPEC.md, \"Parameters\")")
 }
 
-/// Container IDs are alphanumeric plus `_`, `.`, `-`, starting alphanumeric (SPEC.md).
+/// What SPEC.md ("Parameters") requires of `CNI_CONTAINERID`.
+pub const CONTAINER_ID_RULE: &str = "a container ID matching ^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$";
+
+/// What SPEC.md ("Parameters") requires of `CNI_IFNAME`.
+pub const IFNAME_RULE: &str =
+    "an interface name of 1 to 15 bytes, not \".\" or \"..\", without '/', ':' or whitespace";
+
+/// Container IDs: `^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$` (SPEC.md). They end up in
+/// file contents, interface-name hashes and nft comments, so nothing else
+/// may pass.
 pub fn validate_container_id(id: &str) -> Result<(), CniError> {
-    let mut chars = id.chars();
-    let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(CniError::new(
-            code::INVALID_ENV,
-            format!("CNI_CONTAINERID={id:?} is not a valid container ID"),
-        )
-        .with_details("expected letters, digits, '_', '.', '-', starting with a letter or digit"))
-    }
+    let bad = id.char_indices().find(|&(i, c)| {
+        let ok = c.is_ascii_alphanumeric() || (i > 0 && matches!(c, '_' | '.' | '-'));
+        !ok
+    });
+    let why = match bad {
+        _ if id.is_empty() => "it is empty".to_string(),
+        Some((0, c)) => format!("it starts with {c:?}"),
+        Some((i, c)) => format!("{c:?} at byte {i} is not allowed"),
+        None => return Ok(()),
+    };
+    Err(CniError::new(
+        code::INVALID_ENV,
+        format!("CNI_CONTAINERID={id:?}: expected {CONTAINER_ID_RULE}, but {why}"),
+    ))
 }
 
-/// Linux interface names: 1–15 bytes, not `.`/`..`, no `/`, `:` or whitespace.
+/// Linux interface names (SPEC.md, and the kernel's `dev_valid_name`):
+/// 1–15 bytes (IFNAMSIZ - 1), not `.`/`..`, no `/`, `:` or whitespace.
 pub fn validate_ifname(name: &str) -> Result<(), CniError> {
     let why = if name.is_empty() {
-        Some("it is empty")
+        "it is empty".to_string()
     } else if name.len() > 15 {
-        Some("it is longer than 15 bytes")
+        format!("it is {} bytes long", name.len())
     } else if name == "." || name == ".." {
-        Some("it is . or ..")
-    } else if name
+        format!("it is {name:?}")
+    } else if let Some(c) = name
         .chars()
-        .any(|c| c == '/' || c == ':' || c.is_whitespace())
+        .find(|c| *c == '/' || *c == ':' || c.is_whitespace())
     {
-        Some("it contains '/', ':' or whitespace")
+        format!("it contains {c:?}")
     } else {
-        None
+        return Ok(());
     };
-    match why {
-        None => Ok(()),
-        Some(why) => Err(CniError::new(
-            code::INVALID_ENV,
-            format!("CNI_IFNAME={name:?} is not a valid interface name: {why}"),
-        )),
-    }
+    Err(CniError::new(
+        code::INVALID_ENV,
+        format!("CNI_IFNAME={name:?}: expected {IFNAME_RULE}, but {why}"),
+    ))
 }
 
 /// `CNI_ARGS`: `KEY=VALUE` pairs separated by `;`.
@@ -223,6 +232,107 @@ mod tests {
             from_env(env(&[("CNI_COMMAND", "GC")])).unwrap().command,
             Command::Gc
         );
+    }
+
+    fn add_with(id: &str, ifname: &str) -> Result<Invocation, CniError> {
+        from_env(env(&[
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", id),
+            ("CNI_IFNAME", ifname),
+            ("CNI_NETNS", "/var/run/netns/x"),
+        ]))
+    }
+
+    #[test]
+    fn container_ids_outside_the_spec_pattern_are_refused() {
+        for (bad, why) in [
+            ("", "it is empty"),
+            ("-abc", "starts with '-'"),
+            ("_abc", "starts with '_'"),
+            (".abc", "starts with '.'"),
+            ("a b", "' ' at byte 1"),
+            ("a/b", "'/' at byte 1"),
+            ("a\"b", "'\"' at byte 1"),
+            ("ab\n", "'\\n' at byte 2"),
+            ("abc:1", "':' at byte 3"),
+            ("caf\u{e9}", "'\u{e9}' at byte 3"),
+        ] {
+            let e = add_with(bad, "eth0").unwrap_err();
+            assert_eq!(e.code, code::INVALID_ENV, "{bad:?}");
+            assert!(e.msg.starts_with("CNI_CONTAINERID="), "{}", e.msg);
+            assert!(e.msg.contains(CONTAINER_ID_RULE), "{}", e.msg);
+            assert!(e.msg.contains(why), "{bad:?}: {} lacks {why:?}", e.msg);
+        }
+    }
+
+    #[test]
+    fn container_ids_matching_the_spec_pattern_are_accepted() {
+        let hex64 = "0123456789abcdef".repeat(4);
+        for good in ["a", "9", "A_b.c-1", "pod.-_x", hex64.as_str()] {
+            assert_eq!(add_with(good, "eth0").unwrap().container_id, good);
+        }
+    }
+
+    #[test]
+    fn ifnames_the_kernel_would_refuse_are_refused() {
+        for (bad, why) in [
+            ("", "it is empty"),
+            (".", "it is \".\""),
+            ("..", "it is \"..\""),
+            ("eth0/1", "contains '/'"),
+            ("eth:0", "contains ':'"),
+            ("eth 0", "contains ' '"),
+            ("eth\t0", "contains '\\t'"),
+            ("eth\n", "contains '\\n'"),
+            ("this-name-is-16b", "16 bytes long"),
+            (
+                "\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}",
+                "16 bytes long",
+            ),
+        ] {
+            let e = add_with("abc", bad).unwrap_err();
+            assert_eq!(e.code, code::INVALID_ENV, "{bad:?}");
+            assert!(e.msg.starts_with("CNI_IFNAME="), "{}", e.msg);
+            assert!(e.msg.contains(IFNAME_RULE), "{}", e.msg);
+            assert!(e.msg.contains(why), "{bad:?}: {} lacks {why:?}", e.msg);
+        }
+    }
+
+    #[test]
+    fn ifnames_up_to_fifteen_bytes_are_accepted() {
+        for good in [
+            "eth0",
+            "net1",
+            "a",
+            "x.y",
+            "...",
+            "fifteen-bytes-x",
+            "e\u{e9}",
+        ] {
+            assert_eq!(add_with("abc", good).unwrap().ifname, good);
+        }
+    }
+
+    #[test]
+    fn del_and_check_validate_too() {
+        for verb in ["DEL", "CHECK"] {
+            let e = from_env(env(&[
+                ("CNI_COMMAND", verb),
+                ("CNI_CONTAINERID", "a b"),
+                ("CNI_IFNAME", "eth0"),
+                ("CNI_NETNS", "/var/run/netns/x"),
+            ]))
+            .unwrap_err();
+            assert_eq!(e.code, code::INVALID_ENV, "{verb}");
+            let e = from_env(env(&[
+                ("CNI_COMMAND", verb),
+                ("CNI_CONTAINERID", "a"),
+                ("CNI_IFNAME", "a:b"),
+                ("CNI_NETNS", "/var/run/netns/x"),
+            ]))
+            .unwrap_err();
+            assert_eq!(e.code, code::INVALID_ENV, "{verb}");
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::io::{ErrorKind, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use crate::config::{ip_to_u128, u128_to_ip, Attachment, Range, RangeSet};
+use crate::config::{ip_from_u128, ip_to_u128, Attachment, Range, RangeSet};
 use crate::spec::{code, CniError};
 
 /// An address handed out, with the range it came from.
@@ -241,7 +241,12 @@ impl Store {
         Ok(sets
             .iter()
             .map(|set| {
-                let size: u128 = set.iter().map(Range::size).sum();
+                // Disjoint ranges cannot hold more than u128::MAX addresses,
+                // but saturate rather than rely on that.
+                let size = set
+                    .iter()
+                    .map(Range::size)
+                    .fold(0u128, u128::saturating_add);
                 let used = taken
                     .iter()
                     .filter(|ip| set.iter().any(|r| r.contains(**ip) && **ip != r.gateway))
@@ -284,51 +289,62 @@ fn describe_set(set: &RangeSet) -> String {
 
 /// Round robin: the first free address after `last` (wrapping around the
 /// whole set), so a just-freed address is the last to be reused.
+///
+/// All position arithmetic is checked: a range may end at the very top of
+/// the address space (`ffff:…:ffff`), where `last + 1` does not exist, and
+/// nothing may wrap around to `::` or `0.0.0.0`.
 pub fn next_free(
     set: &RangeSet,
     taken: &BTreeSet<IpAddr>,
     last: Option<IpAddr>,
 ) -> Option<Allocation> {
-    // Position of `last` in the set: start right after it, else at the start.
-    let (start_range, start_offset) = last
-        .and_then(|ip| {
-            set.iter().enumerate().find_map(|(i, r)| {
-                r.contains(ip)
-                    .then(|| (i, ip_to_u128(ip) - ip_to_u128(r.start) + 1))
-            })
-        })
-        .unwrap_or((0, 0));
-    let n = set.len();
-    // Visit ranges from start_range, then wrap; the first range is visited
-    // twice (its tail first, its head last).
-    for step in 0..=n {
-        let i = (start_range + step) % n;
+    scan_order(set, last).into_iter().find_map(|(i, from, to)| {
         let r = &set[i];
-        let (lo, hi) = (ip_to_u128(r.start), ip_to_u128(r.end));
         let v4 = r.start.is_ipv4();
-        let (from, to) = if step == 0 {
-            (lo + start_offset, hi)
-        } else if step == n {
-            (lo, (lo + start_offset).min(hi + 1).saturating_sub(1))
-        } else {
-            (lo, hi)
-        };
-        if from > to || (step == n && start_offset == 0) {
-            continue;
-        }
-        let mut candidate = from;
-        while candidate <= to {
-            let ip = u128_to_ip(candidate, v4);
-            if ip != r.gateway && !taken.contains(&ip) {
-                return Some(Allocation {
-                    ip,
-                    range: r.clone(),
-                });
-            }
-            candidate += 1;
-        }
+        (from..=to)
+            .filter_map(|n| ip_from_u128(n, v4))
+            .find(|ip| *ip != r.gateway && !taken.contains(ip))
+            .map(|ip| Allocation {
+                ip,
+                range: r.clone(),
+            })
+    })
+}
+
+/// The inclusive segments `(range index, from, to)` in the order round robin
+/// visits them: from just after `last` to the end of its range, the other
+/// ranges in order (wrapping), then the head of `last`'s range up to and
+/// including `last`. Without a usable `last`, every range from its start.
+fn scan_order(set: &RangeSet, last: Option<IpAddr>) -> Vec<(usize, u128, u128)> {
+    let bounds = |r: &Range| (ip_to_u128(r.start), ip_to_u128(r.end));
+    let Some((at, pos)) = last.and_then(|ip| {
+        set.iter()
+            .position(|r| r.contains(ip))
+            .map(|i| (i, ip_to_u128(ip)))
+    }) else {
+        return set
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let (lo, hi) = bounds(r);
+                (i, lo, hi)
+            })
+            .collect();
+    };
+    let n = set.len();
+    let (lo, hi) = bounds(&set[at]);
+    let mut out = Vec::with_capacity(n + 1);
+    // `pos < hi` also proves `pos + 1` exists.
+    if pos < hi {
+        out.push((at, pos + 1, hi));
     }
-    None
+    for step in 1..n {
+        let i = (at + step) % n;
+        let (l, h) = bounds(&set[i]);
+        out.push((i, l, h));
+    }
+    out.push((at, lo, pos));
+    out
 }
 
 #[cfg(test)]
@@ -459,6 +475,60 @@ mod tests {
         assert!(!dir.join(".tmp-1-10.0.0.9").exists());
         drop(store);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn top_of_the_v6_space_never_wraps_to_zero() {
+        let s = sets(r#"{"subnet":"ffff:ffff:ffff:ffff:ffff:ffff:ffff:ff00/120"}"#);
+        let set = &s[0];
+        let top: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+        assert_eq!(set[0].end, top);
+        // After the very last address, round robin starts over at the range's
+        // first free address (the gateway ..ff01 excluded), not at `::`.
+        let a = next_free(set, &BTreeSet::new(), Some(top)).unwrap();
+        assert_eq!(a.ip.to_string(), "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ff02");
+        // Everything but the top address taken: the top one is found.
+        let mut taken: BTreeSet<IpAddr> = (0xff02..=0xfffeu128)
+            .map(|low| IpAddr::V6((ip_to_u128(top) - 0xffff + low).into()))
+            .collect();
+        let b = next_free(set, &taken, Some(top)).unwrap();
+        assert_eq!(b.ip, top);
+        taken.insert(top);
+        assert!(next_free(set, &taken, Some(top)).is_none());
+    }
+
+    #[test]
+    fn top_of_the_v6_space_allocates_until_exhausted() {
+        let dir = tmpdir("top6");
+        let s = sets(r#"{"subnet":"ffff:ffff:ffff:ffff:ffff:ffff:ffff:fff0/124"}"#);
+        let store = Store::open(&dir).unwrap();
+        let mut seen = BTreeSet::new();
+        // ..fff1 is the gateway; ..fff2 up to ..ffff are 14 addresses.
+        for i in 0..14 {
+            let a = store.allocate(&s, &owner(&format!("p{i}")), &[]).unwrap();
+            assert!(s[0][0].contains(a[0].ip), "{} outside the range", a[0].ip);
+            assert!(seen.insert(a[0].ip), "{} handed out twice", a[0].ip);
+        }
+        let e = store.allocate(&s, &owner("one-too-many"), &[]).unwrap_err();
+        assert_eq!(e.code, code::RANGE_EXHAUSTED, "{}", e.msg);
+        // Freeing the top address and allocating again gets exactly it.
+        let top: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+        let holder = fs::read_to_string(dir.join(top.to_string())).unwrap();
+        let holder = parse_owner(&holder).unwrap();
+        assert_eq!(store.release(&holder).unwrap(), vec![top]);
+        assert_eq!(store.allocate(&s, &owner("again"), &[]).unwrap()[0].ip, top);
+        drop(store);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn top_of_the_v4_space_excludes_the_broadcast() {
+        let s = sets(r#"{"subnet":"255.255.255.248/29"}"#);
+        let set = &s[0];
+        let last: IpAddr = "255.255.255.254".parse().unwrap();
+        assert_eq!(set[0].end, last);
+        let a = next_free(set, &BTreeSet::new(), Some(last)).unwrap();
+        assert_eq!(a.ip.to_string(), "255.255.255.250");
     }
 
     #[test]

@@ -26,9 +26,16 @@ pub fn fnv64(bytes: &[u8]) -> u64 {
 /// Fault injection for the crash tests: with `WEFT_CNI_TEST_STALL=<stage>` ADD
 /// sleeps at that stage, so a test can SIGKILL it exactly there and prove a
 /// later DEL or GC cleans up. Stages: `after-ipam`, `after-veth` (veth made, not yet on the bridge),
-/// `after-wire`.
+/// `after-wire`. Compiled only with the `test-stall` feature (the crate's
+/// tests turn it on); otherwise this is a no-op and the variable is not read.
+#[cfg(feature = "test-stall")]
 pub fn stall_point(stage: &str) {
     if std::env::var("WEFT_CNI_TEST_STALL").is_ok_and(|s| s == stage) {
         std::thread::sleep(std::time::Duration::from_secs(60));
     }
 }
+
+/// Without the `test-stall` feature there is no fault injection.
+#[cfg(not(feature = "test-stall"))]
+#[inline(always)]
+pub fn stall_point(_stage: &str) {}

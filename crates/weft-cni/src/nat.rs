@@ -2,8 +2,8 @@
 //! DNAT for hostPorts. Compiling statements is pure; [`apply`] and
 //! [`remove`] run them.
 //!
-//! Layout (rules of one attachment are tagged with the comment `<id>/<ifname>`
-//! so DEL and GC find exactly theirs):
+//! Layout (rules of one attachment are tagged with a comment, see [`tag`], so
+//! DEL and GC find exactly theirs):
 //!
 //! ```text
 //! table inet weft-cni
@@ -19,9 +19,11 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use sha2::{Digest, Sha256};
 use weft_nft::{quote, Family, ListedTable, Transaction};
 
 use crate::config::{Attachment, HostPort};
+use crate::invocation::{validate_container_id, validate_ifname};
 use crate::spec::{code, CniError};
 
 pub const TABLE: &str = "weft-cni";
@@ -30,14 +32,84 @@ const FAMILY: Family = Family::Inet;
 /// masqueraded or the reply would skip the node's conntrack (hairpin).
 pub const HAIRPIN_MARK: u32 = 0x2000;
 
-/// The comment that tags one attachment's rules.
+/// nft refuses rule comments longer than this (`NFTNL_UDATA_COMMENT_MAXLEN`).
+pub const COMMENT_MAX: usize = 128;
+
+/// Start of a hashed tag; verbatim tags never start with it (a container ID
+/// cannot contain ':').
+const HASHED_PREFIX: &str = "h:";
+/// Hex digits of SHA-256 kept in a hashed tag (128 bits).
+const HASH_HEX: usize = 32;
+/// Bytes of the (sanitised) container ID shown after the hash, for humans.
+const READABLE_MAX: usize = 64;
+
+/// The comment that tags one attachment's rules. Distinct attachments get
+/// distinct tags, and every tag fits nft's comment limit:
+///
+/// - `<id>/<ifname>` verbatim when both pass the CNI_CONTAINERID/CNI_IFNAME
+///   validation and the whole fits in [`COMMENT_MAX`] bytes. Validation
+///   leaves only `[a-zA-Z0-9_.-]` in the ID and no `/` in the ifname, so the
+///   text needs no quoting and splits back at its only `/`. This is also
+///   exactly what earlier versions wrote (they stripped `"`, which validated
+///   IDs never contain), so DEL and GC find rules from before the change.
+/// - otherwise `h:<32 hex>:<readable>`: the first 128 bits of SHA-256 over
+///   the length-prefixed ID and the ifname, then up to 64 bytes of the ID
+///   with anything outside `[a-zA-Z0-9_.-]` as `_` so a human can still tell
+///   whose rule it is. It has no `/`, so it never equals a verbatim tag. Only
+///   attachments whose `<id>/<ifname>` exceeds 128 bytes (or those named by GC's
+///   `cni.dev/valid-attachments`, which the runtime does not validate for
+///   us) take this form; earlier versions could not write rules for those
+///   (nft refused the comment), so there is nothing old to find.
 pub fn tag(owner: &Attachment) -> String {
-    format!("{}/{}", owner.container_id, owner.ifname)
+    let verbatim = format!("{}/{}", owner.container_id, owner.ifname);
+    let valid = validate_container_id(&owner.container_id).is_ok()
+        && validate_ifname(&owner.ifname).is_ok();
+    if valid && verbatim.len() <= COMMENT_MAX {
+        return verbatim;
+    }
+    let mut h = Sha256::new();
+    h.update((owner.container_id.len() as u64).to_be_bytes());
+    h.update(owner.container_id.as_bytes());
+    h.update(owner.ifname.as_bytes());
+    let mut out = String::with_capacity(HASHED_PREFIX.len() + HASH_HEX + 1 + READABLE_MAX);
+    out.push_str(HASHED_PREFIX);
+    for b in h.finalize().iter().take(HASH_HEX / 2) {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out.push(':');
+    out.extend(owner.container_id.chars().take(READABLE_MAX).map(|c| {
+        if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+            c
+        } else {
+            '_'
+        }
+    }));
+    out
+}
+
+/// Whether a rule comment in our per-attachment chains is an attachment tag
+/// (either form of [`tag`], or a verbatim one from earlier versions).
+pub fn is_tag(comment: &str) -> bool {
+    let hashed = comment.strip_prefix(HASHED_PREFIX).is_some_and(|rest| {
+        rest.len() > HASH_HEX
+            && rest.as_bytes()[HASH_HEX] == b':'
+            && rest.as_bytes()[..HASH_HEX]
+                .iter()
+                .all(u8::is_ascii_hexdigit)
+    });
+    hashed || comment.contains('/')
 }
 
 /// Per-attachment chain name: short, stable, and safe as an nft identifier.
 pub fn chain_name(owner: &Attachment) -> String {
-    format!("hp-{:016x}", crate::fnv64(tag(owner).as_bytes()))
+    chain_of_tag(&tag(owner))
+}
+
+/// The hostPort chain of the attachment a tag names. 64-bit FNV keeps the
+/// names of chains written by earlier versions; a clash needs two live
+/// attachments among 2^64 names, which is left to chance.
+fn chain_of_tag(tag: &str) -> String {
+    format!("hp-{:016x}", crate::fnv64(tag.as_bytes()))
 }
 
 fn t() -> String {
@@ -178,11 +250,8 @@ pub fn remove_statements(
                 "delete rule {t} {} handle {}",
                 rule.chain, rule.handle
             ));
-        } else if let Some((id, ifname)) = comment.split_once('/') {
-            keep_chains.insert(chain_name(&Attachment {
-                container_id: id.into(),
-                ifname: ifname.into(),
-            }));
+        } else if is_tag(comment) {
+            keep_chains.insert(chain_of_tag(comment));
         }
     }
     // hp- chains of doomed attachments, and orphans of an ADD that died
@@ -231,15 +300,6 @@ pub fn remove(doomed: &dyn Fn(&str) -> bool) -> Result<(), CniError> {
     let mut tx = Transaction::new();
     remove_statements(&mut tx, &listed, doomed);
     tx.apply().map_err(nft_error)
-}
-
-/// The tag's attachment, if the comment is one of ours.
-pub fn parse_tag(comment: &str) -> Option<Attachment> {
-    let (id, ifname) = comment.split_once('/')?;
-    Some(Attachment {
-        container_id: id.to_string(),
-        ifname: ifname.to_string(),
-    })
 }
 
 #[cfg(test)]
@@ -365,11 +425,102 @@ add rule inet weft-cni hostports jump {chain} comment \"c1/eth0\"
         assert!(!s.contains(&chain_name(&other)));
     }
 
+    fn att(id: &str, ifname: &str) -> Attachment {
+        Attachment {
+            container_id: id.into(),
+            ifname: ifname.into(),
+        }
+    }
+
+    #[test]
+    fn valid_short_attachments_are_tagged_verbatim_as_before() {
+        // The format earlier versions wrote, so DEL/GC still find those rules.
+        let hex64 = "0123456789abcdef".repeat(4);
+        assert_eq!(tag(&att(&hex64, "eth0")), format!("{hex64}/eth0"));
+        assert_eq!(tag(&owner()), "c1/eth0");
+        assert_eq!(
+            chain_name(&owner()),
+            format!("hp-{:016x}", crate::fnv64(b"c1/eth0"))
+        );
+        let fits = "a".repeat(COMMENT_MAX - "/eth0".len());
+        assert_eq!(tag(&att(&fits, "eth0")), format!("{fits}/eth0"));
+    }
+
+    #[test]
+    fn stripped_characters_no_longer_make_tags_alike() {
+        let quoted = tag(&att("a\"b", "eth0"));
+        assert_ne!(quoted, tag(&att("ab", "eth0")));
+        assert!(quoted.starts_with("h:"), "{quoted}");
+        assert!(!quoted.contains('"') && !quoted.contains('/'), "{quoted}");
+        // What nft is given (quoted, with `"` stripped) differs too.
+        let rendered = |id: &str| {
+            let mut tx = Transaction::new();
+            let pods: Vec<IpNet> = vec!["10.244.1.5/24".parse().unwrap()];
+            add_statements(&mut tx, &att(id, "eth0"), &pods, Some(&[]), &[]);
+            tx.render()
+        };
+        assert_ne!(rendered("a\"b"), rendered("ab"));
+        // Moving the separator cannot forge another attachment's tag either.
+        assert_ne!(tag(&att("a/b", "c")), tag(&att("a", "b/c")));
+        assert_ne!(tag(&att("a/b", "c")), "a/b/c");
+    }
+
+    #[test]
+    fn long_ids_get_bounded_distinct_hashed_tags() {
+        let long = "x".repeat(300);
+        let a = tag(&att(&format!("{long}1"), "eth0"));
+        let b = tag(&att(&format!("{long}2"), "eth0"));
+        let c = tag(&att(&format!("{long}1"), "eth1"));
+        for t in [&a, &b, &c] {
+            assert!(t.len() <= COMMENT_MAX, "{} bytes", t.len());
+            assert!(is_tag(t), "{t}");
+            assert!(t.ends_with(&"x".repeat(READABLE_MAX)), "{t}");
+        }
+        assert_ne!(a, b);
+        assert_ne!(a, c);
+        // Just over the limit is hashed too.
+        let over = "a".repeat(COMMENT_MAX - "/eth0".len() + 1);
+        assert!(tag(&att(&over, "eth0")).starts_with("h:"));
+    }
+
+    #[test]
+    fn is_tag_knows_both_forms_and_nothing_else() {
+        assert!(is_tag("c1/eth0"));
+        assert!(is_tag(&tag(&att("bad id", "eth0"))));
+        assert!(!is_tag("h:not-hex"));
+        assert!(!is_tag("someone else's note"));
+    }
+
+    #[test]
+    fn removal_keeps_the_chain_of_a_hashed_tag_that_stays() {
+        let long = att(&"y".repeat(200), "eth0");
+        let listed = ListedTable {
+            chains: vec!["hostports".into(), chain_name(&long), chain_name(&owner())],
+            rules: vec![
+                ListedRule {
+                    chain: "hostports".into(),
+                    handle: 10,
+                    comment: Some(tag(&long)),
+                },
+                ListedRule {
+                    chain: "hostports".into(),
+                    handle: 11,
+                    comment: Some(tag(&owner())),
+                },
+            ],
+        };
+        let mut tx = Transaction::new();
+        remove_statements(&mut tx, &listed, &|c| c == "c1/eth0");
+        let s = tx.render();
+        assert!(s.contains("handle 11"));
+        assert!(!s.contains("handle 10"));
+        assert!(!s.contains(&chain_name(&long)), "{s}");
+    }
+
     #[test]
     fn base_is_idempotent_text() {
         let mut a = Transaction::new();
         base_statements(&mut a);
         assert!(a.render().contains("flush chain inet weft-cni prerouting"));
-        assert_eq!(parse_tag("c1/eth0"), Some(owner()));
     }
 }

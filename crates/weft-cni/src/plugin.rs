@@ -498,7 +498,7 @@ fn gc(inv: &Invocation, cfg: &Config, stdin: &[u8]) -> Result<(), CniError> {
         Err(e) => errors.push(e),
     }
     let valid_tags: BTreeSet<String> = valid.iter().map(nat::tag).collect();
-    match nat::remove(&|c| nat::parse_tag(c).is_some() && !valid_tags.contains(c)) {
+    match nat::remove(&|c| nat::is_tag(c) && !valid_tags.contains(c)) {
         Ok(()) => {}
         // No nft on the node means no rules of ours to collect.
         Err(e) if e.msg.contains("cannot run nft") => {}

@@ -958,3 +958,88 @@ fn runtime_config_ips_mac_and_ipam_routes() {
         .ok();
     assert_eq!(pod_ip(&r), "10.244.1.78");
 }
+
+#[test]
+fn invalid_container_ids_and_ifnames_are_refused_before_anything_is_created() {
+    if !root_or_skip("invalid_container_ids_and_ifnames_are_refused_before_anything_is_created") {
+        return;
+    }
+    let node = Node::new();
+    let pod = Ns::new("pod");
+    let path = pod.path();
+    let mut conf = node.conf("1.1.0");
+    conf["ipMasq"] = json!(true);
+    conf["runtimeConfig"] = json!({"portMappings": [{"hostPort": 8080, "containerPort": 80}]});
+    let pod_links = pod.ip(&["-br", "link"]);
+    let cases = [
+        ("-x", "eth0", "CNI_CONTAINERID"),
+        (".x", "eth0", "CNI_CONTAINERID"),
+        ("a b", "eth0", "CNI_CONTAINERID"),
+        ("a\"b", "eth0", "CNI_CONTAINERID"),
+        ("a/b", "eth0", "CNI_CONTAINERID"),
+        ("a\nb", "eth0", "CNI_CONTAINERID"),
+        ("ok", ".", "CNI_IFNAME"),
+        ("ok", "..", "CNI_IFNAME"),
+        ("ok", "eth 0", "CNI_IFNAME"),
+        ("ok", "eth:0", "CNI_IFNAME"),
+        ("ok", "eth0/1", "CNI_IFNAME"),
+        ("ok", "sixteen-bytes-xx", "CNI_IFNAME"),
+    ];
+    for (id, ifname, var) in cases {
+        for verb in ["ADD", "CHECK", "DEL"] {
+            let out = node.call_raw(PLUGIN, verb, id, Some(&path), ifname, &conf, &[]);
+            out.err(4, &format!("{var}="));
+        }
+        let what = format!("{id:?}/{ifname:?}");
+        assert!(node.allocations("podnet").is_empty(), "{what}: allocation");
+        assert!(
+            !node.links().contains("veth"),
+            "{what}: veth: {}",
+            node.links()
+        );
+        assert!(
+            !node.links().contains("cni0"),
+            "{what}: bridge: {}",
+            node.links()
+        );
+        assert!(
+            !node.nft().contains("weft-cni"),
+            "{what}: nft: {}",
+            node.nft()
+        );
+        assert_eq!(pod.ip(&["-br", "link"]), pod_links, "{what}: pod links");
+    }
+}
+
+#[test]
+fn a_container_id_too_long_for_an_nft_comment_still_gets_hostports() {
+    if !root_or_skip("a_container_id_too_long_for_an_nft_comment_still_gets_hostports") {
+        return;
+    }
+    let node = Node::new();
+    let pod = Ns::new("pod");
+    let mut conf = node.conf("1.1.0");
+    conf["ipMasq"] = json!(true);
+    conf["runtimeConfig"] = json!({"portMappings": [{"hostPort": 8080, "containerPort": 80}]});
+    let id = format!("long-{}", "0123456789abcdef".repeat(10));
+    let owner = weft_cni::config::Attachment {
+        container_id: id.clone(),
+        ifname: "eth0".into(),
+    };
+    let tag = weft_cni::nat::tag(&owner);
+    let result = node.call("ADD", &id, Some(&pod), &conf).ok();
+    let rules = node.nft();
+    assert!(rules.contains(&format!("comment \"{tag}\"")), "{rules}");
+    assert!(
+        rules.contains(&weft_cni::nat::chain_name(&owner)),
+        "{rules}"
+    );
+    let mut check = conf.clone();
+    check["prevResult"] = result;
+    node.call("CHECK", &id, Some(&pod), &check).ok();
+    node.call("DEL", &id, Some(&pod), &conf).ok();
+    let rules = node.nft();
+    assert!(!rules.contains(&tag), "{rules}");
+    assert!(!rules.contains("hp-"), "{rules}");
+    assert!(node.allocations("podnet").is_empty());
+}

@@ -7,6 +7,13 @@
 //! while the total stays within replicas + maxSurge, and old ones deleted while
 //! at least replicas − maxUnavailable ready pods remain. Recreate deletes every
 //! old pod first and creates new ones once they are gone.
+//!
+//! Bounded work per sync, as upstream's ReplicaSet controller: at most
+//! [`BURST_REPLICAS`] creates and as many deletes per Deployment per sync
+//! (the next sync, once the pod store shows them, does the next burst), and
+//! the runtime sends the creates in slow-start batches ([`slow_start_batches`]:
+//! 1, 2, 4, …, stopping at the first failing batch), so `replicas: 1000000`
+//! costs a bounded amount of memory and API load at a time.
 
 use std::cmp::Ordering;
 
@@ -19,6 +26,27 @@ use kube::ResourceExt;
 use crate::util::{controlled_by, controller_ref, pod_active, pod_ready, scaled_value, short_hash};
 
 pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
+/// Most pods created (and deleted) for one Deployment in one sync
+/// (kube-controller-manager's `burstReplicas`).
+pub const BURST_REPLICAS: usize = 500;
+/// First slow-start batch (upstream's `SlowStartInitialBatchSize`).
+pub const SLOW_START_INITIAL_BATCH: usize = 1;
+
+/// Sizes of the slow-start batches that create `total` pods: `initial`,
+/// then doubling, the last one cut to what is left (upstream's
+/// `slowStartBatch`). A batch is sent only when the one before succeeded.
+pub fn slow_start_batches(total: usize, initial: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut left = total;
+    let mut size = initial.max(1);
+    while left > 0 {
+        let n = size.min(left);
+        out.push(n);
+        left -= n;
+        size = size.saturating_mul(2);
+    }
+    out
+}
 
 /// What to do for one Deployment.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -261,9 +289,13 @@ pub fn plan(d: &Deployment, pods: &[Pod], now: Timestamp) -> DeploymentPlan {
         terminating_replicas: None,
     };
 
+    let mut delete = dedup(delete.into_iter().map(|p| p.name_any()).collect());
+    delete.truncate(BURST_REPLICAS);
     DeploymentPlan {
-        create: (0..create).map(|_| new_pod(d, &hash)).collect(),
-        delete: dedup(delete.into_iter().map(|p| p.name_any()).collect()),
+        create: (0..create.min(BURST_REPLICAS))
+            .map(|_| new_pod(d, &hash))
+            .collect(),
+        delete,
         status,
     }
 }
@@ -322,6 +354,37 @@ mod tests {
             }),
             status: None,
         }
+    }
+
+    #[test]
+    fn huge_replicas_create_one_burst_per_sync() {
+        let d = deploy(1_000_000, "img:1");
+        let plan = plan(&d, &[], Timestamp::from_second(0).unwrap());
+        assert_eq!(plan.create.len(), BURST_REPLICAS);
+        assert_eq!(plan.status.unavailable_replicas, Some(1_000_000));
+    }
+
+    #[test]
+    fn huge_scale_down_deletes_one_burst_per_sync() {
+        let hash = template_hash(&deploy(0, "img:1"));
+        let pods: Vec<Pod> = (0..BURST_REPLICAS + 10)
+            .map(|i| owned(&format!("p{i}"), &hash).build())
+            .collect();
+        let plan = plan(
+            &deploy(0, "img:1"),
+            &pods,
+            Timestamp::from_second(0).unwrap(),
+        );
+        assert_eq!(plan.delete.len(), BURST_REPLICAS);
+    }
+
+    #[test]
+    fn slow_start_batches_double_and_cover_the_total() {
+        assert_eq!(slow_start_batches(0, 1), Vec::<usize>::new());
+        assert_eq!(slow_start_batches(10, 1), vec![1, 2, 4, 3]);
+        let b = slow_start_batches(BURST_REPLICAS, SLOW_START_INITIAL_BATCH);
+        assert_eq!(b.iter().sum::<usize>(), BURST_REPLICAS);
+        assert_eq!(b.len(), 9);
     }
 
     fn owned(name: &str, hash: &str) -> PodBuilder {

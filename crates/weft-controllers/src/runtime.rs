@@ -341,16 +341,40 @@ impl Controller for Deployments {
             let ns = d.namespace().unwrap_or_default();
             let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
             let (mut created, mut deleted) = (Vec::new(), Vec::new());
-            for mut pod in plan.create {
-                let name = format!(
-                    "{}{}",
-                    pod.metadata.generate_name.clone().unwrap_or_default(),
-                    random_suffix()
-                );
-                pod.metadata.name = Some(name.clone());
-                match create_pod(&api, &ns, &pod).await {
-                    Ok(()) => created.push(name),
-                    Err(e) => errors.push(e),
+            let mut pods_to_create = plan.create.into_iter();
+            for size in deployment::slow_start_batches(
+                pods_to_create.len(),
+                deployment::SLOW_START_INITIAL_BATCH,
+            ) {
+                let batch: Vec<Pod> = pods_to_create
+                    .by_ref()
+                    .take(size)
+                    .map(|mut pod| {
+                        let name = format!(
+                            "{}{}",
+                            pod.metadata.generate_name.clone().unwrap_or_default(),
+                            random_suffix()
+                        );
+                        pod.metadata.name = Some(name);
+                        pod
+                    })
+                    .collect();
+                let results =
+                    futures::future::join_all(batch.iter().map(|p| create_pod(&api, &ns, p))).await;
+                let mut failed = false;
+                for (pod, r) in batch.iter().zip(results) {
+                    match r {
+                        Ok(()) => created.push(pod.name_any()),
+                        Err(e) => {
+                            failed = true;
+                            errors.push(e);
+                        }
+                    }
+                }
+                if failed {
+                    // Upstream's slow start: a failing batch (quota, a full
+                    // API server) stops this sync's creates.
+                    break;
                 }
             }
             for name in plan.delete {

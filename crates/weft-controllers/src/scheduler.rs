@@ -1,6 +1,9 @@
 //! Unscheduled Pods + Nodes → which node each pod is bound to, or why none
 //! fits (pure). Filters: node Ready, not unschedulable, nodeSelector, required
-//! node affinity, NoSchedule/NoExecute taints. Score: fewest pods, then lowest name.
+//! node affinity, NoSchedule/NoExecute taints, room for one more pod under
+//! the node's `status.allocatable.pods` (kube-scheduler's NodeResourcesFit
+//! "Too many pods"; a node that reports no allocatable pods is not limited).
+//! Score: fewest pods, then lowest name.
 
 use std::collections::BTreeMap;
 
@@ -137,8 +140,22 @@ fn node_ready(node: &Node) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// Why a node does not fit a pod, as upstream's message fragment; None when it fits.
-fn misfit(pod: &Pod, node: &Node) -> Option<String> {
+/// The node's `status.allocatable.pods`, if it reports a whole number.
+pub fn allocatable_pods(node: &Node) -> Option<usize> {
+    node.status
+        .as_ref()?
+        .allocatable
+        .as_ref()?
+        .get("pods")?
+        .0
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Why a node holding `load` pods does not fit a pod, as upstream's message
+/// fragment; None when it fits.
+fn misfit(pod: &Pod, node: &Node, load: usize) -> Option<String> {
     if !node_ready(node) {
         return Some("node(s) were not ready".into());
     }
@@ -164,6 +181,10 @@ fn misfit(pod: &Pod, node: &Node) -> Option<String> {
     if !selector_fits(pod, node) {
         return Some("node(s) didn't match Pod's node affinity/selector".into());
     }
+    // Then NodeResourcesFit, whose pod-count message is just this.
+    if allocatable_pods(node).is_some_and(|max| load >= max) {
+        return Some("Too many pods".into());
+    }
     None
 }
 
@@ -186,13 +207,11 @@ pub fn schedule(pods: &[Pod], nodes: &[Node]) -> BTreeMap<String, Decision> {
         let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
         let mut best: Option<(usize, String)> = None;
         for node in nodes {
-            match misfit(pod, node) {
+            let here = load.get(&node.name_any()).copied().unwrap_or(0);
+            match misfit(pod, node, here) {
                 Some(r) => *reasons.entry(r).or_default() += 1,
                 None => {
-                    let cand = (
-                        load.get(&node.name_any()).copied().unwrap_or(0),
-                        node.name_any(),
-                    );
+                    let cand = (here, node.name_any());
                     if best.as_ref().is_none_or(|b| cand < *b) {
                         best = Some(cand);
                     }
@@ -387,6 +406,53 @@ mod tests {
             &schedule(&[pod("default", "p").build()], &[])["default/p"],
             Decision::Unschedulable(_)
         ));
+    }
+
+    fn with_allocatable(mut n: Node, pods: &str) -> Node {
+        n.status.as_mut().unwrap().allocatable = Some(
+            [(
+                "pods".to_string(),
+                k8s_openapi::apimachinery::pkg::api::resource::Quantity(pods.into()),
+            )]
+            .into(),
+        );
+        n
+    }
+
+    #[test]
+    fn pods_beyond_allocatable_stay_unschedulable_with_upstream_message() {
+        let nodes = vec![
+            with_allocatable(node("n1", true), "2"),
+            with_allocatable(node("n2", true), "1"),
+        ];
+        let pods = vec![
+            pod("default", "a").created(1).build(),
+            pod("default", "b").created(2).build(),
+            pod("default", "c").created(3).build(),
+            pod("default", "d").created(4).build(),
+        ];
+        let d = schedule(&pods, &nodes);
+        assert_eq!(bind(&d, "a"), "n1");
+        assert_eq!(bind(&d, "b"), "n2");
+        assert_eq!(bind(&d, "c"), "n1");
+        assert_eq!(
+            d["default/d"],
+            Decision::Unschedulable("0/2 nodes are available: 2 Too many pods.".into())
+        );
+    }
+
+    #[test]
+    fn running_pods_count_against_allocatable() {
+        let nodes = vec![with_allocatable(node("n1", true), "110")];
+        let mut pods: Vec<Pod> = (0..110)
+            .map(|i| pod("default", &format!("r{i}")).node("n1").build())
+            .collect();
+        pods.push(pod("default", "new").build());
+        let d = schedule(&pods, &nodes);
+        assert_eq!(
+            d["default/new"],
+            Decision::Unschedulable("0/1 nodes are available: 1 Too many pods.".into())
+        );
     }
 
     #[test]
