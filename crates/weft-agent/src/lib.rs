@@ -1,8 +1,9 @@
 //! `weft agent`: the per-node daemon. It watches Nodes, publishes this
 //! node's VTEP, writes the node's CNI config (subnet, gateway, MTU) the way
 //! flannel writes its subnet file, and keeps the cross-node datapath
-//! (weft-overlay) equal to what the Nodes say — one sync loop, coalesced and
-//! bounded, that converges from any state.
+//! (weft-overlay) equal to what the Nodes say. The Nodes come from the
+//! process's shared weft-kube store; the sync runs behind its readiness gate
+//! on a bounded-frequency runner, and converges from any state.
 
 pub mod args;
 pub mod metrics;
@@ -11,18 +12,16 @@ pub mod peers;
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use futures::StreamExt;
 use ipnet::{IpNet, Ipv4Net};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::{reflector, watcher, WatchStreamExt};
-use tokio::sync::Notify;
 use weft_cni::netconf;
-use weft_overlay::{Datapath, LocalNode, OverlayConfig};
+use weft_kube::{Bounds, Gate, Selector, Store, SyncRunner, Watches};
+use weft_overlay::{Datapath, Desired, LocalNode, OverlayConfig};
 
 pub use args::AgentArgs;
 pub use peers::{ANNOTATION_BACKEND, ANNOTATION_VTEP_IP, ANNOTATION_VTEP_MAC};
@@ -42,9 +41,13 @@ pub struct AgentConfig {
     pub metrics_addr: Option<SocketAddr>,
 }
 
-/// Fewest time between two syncs, and most time without one.
-const MIN_SYNC_INTERVAL: Duration = Duration::from_millis(100);
-const MAX_SYNC_INTERVAL: Duration = Duration::from_secs(30);
+/// The overlay sync: at most every 100 ms (bursts of Node changes coalesce), at
+/// least every 30 s (repairs drift), 1 s after a failure.
+const OVERLAY_SYNC: Bounds = Bounds {
+    min_interval: Duration::from_millis(100),
+    max_interval: Duration::from_secs(30),
+    retry_interval: Duration::from_secs(1),
+};
 
 /// The underlay: the interface holding the node's IP, its prefix and MTU.
 fn underlay_of(handle: &mut weft_linux::Handle, ip: Ipv4Addr) -> Result<(Ipv4Net, u32)> {
@@ -73,22 +76,12 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<()> {
             .with_context(|| format!("bind metrics {addr}"))?;
         tokio::spawn(metrics::serve(listener, metrics.clone()));
     }
-    let nodes: Api<Node> = Api::all(client.clone());
+    let watches = Watches::new(client.clone());
+    let nodes = watches.store::<Node>(Selector::all());
+    let gate = Gate::new([nodes.readiness()]);
+    gate.wait().await.context("listing Nodes")?;
 
-    // This node, once it is registered with an address and a pod CIDR.
-    let (node_ip, pod_cidr) = loop {
-        match nodes.get_opt(&config.node_name).await {
-            Ok(Some(n)) => {
-                if let (Some(ip), Some(cidr)) = (peers::internal_ip(&n), peers::pod_cidr(&n)) {
-                    break (ip, cidr);
-                }
-                tracing::info!(node = %config.node_name, "waiting for the Node's address and pod CIDR");
-            }
-            Ok(None) => tracing::info!(node = %config.node_name, "waiting for the Node object"),
-            Err(e) => tracing::warn!(error = %e, "cannot read the Node yet"),
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let (node_ip, pod_cidr) = registered(&nodes, &config.node_name).await?;
 
     // Pods' traffic is routed through this node.
     weft_linux::sysctl::ensure("net/ipv4/ip_forward", "1")?;
@@ -104,13 +97,7 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<()> {
     let pod_mtu = weft_overlay::pod_mtu(underlay_mtu, config.overlay.backend);
     let vtep = weft_overlay::vtep_mac(node_ip);
 
-    // The CNI config first: pods can start as soon as it is there.
-    let conf = netconf::conflist(pod_cidr, pod_mtu, &config.ipam_dir, config.cluster_cidr);
-    if netconf::write_if_changed(&config.cni_conf_dir, &conf)? {
-        tracing::info!(dir = %config.cni_conf_dir.display(), mtu = pod_mtu, "wrote CNI config");
-    }
-
-    // Publish this node's VTEP so peers can reach it.
+    // This node's VTEP, published on its Node so peers can reach it.
     let mut annotations = BTreeMap::new();
     annotations.insert(
         ANNOTATION_BACKEND.to_string(),
@@ -121,97 +108,149 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<()> {
         weft_linux::netlink::format_mac(&vtep),
     );
     annotations.insert(ANNOTATION_VTEP_IP.to_string(), node_ip.to_string());
-    publish(&nodes, &config.node_name, &annotations).await?;
 
-    let (store, writer) = reflector::store::<Node>();
-    let wake = Arc::new(Notify::new());
-    {
-        let wake = wake.clone();
-        let stream = watcher(nodes.clone(), watcher::Config::default())
-            .default_backoff()
-            .reflect(writer)
-            .applied_objects();
-        tokio::spawn(async move {
-            futures::pin_mut!(stream);
-            while let Some(event) = stream.next().await {
-                if let Err(e) = event {
-                    tracing::warn!(error = %e, "node watch error (retrying)");
-                }
-                wake.notify_one();
-            }
-        });
+    let mut overlay = OverlaySync {
+        cni_conf: netconf::conflist(pod_cidr, pod_mtu, &config.ipam_dir, config.cluster_cidr),
+        cni_conf_dir: config.cni_conf_dir,
+        pod_mtu,
+        annotations,
+        local,
+        overlay: config.overlay,
+        nodes: nodes.clone(),
+        api: Api::all(client),
+        datapath: Arc::new(Mutex::new(Datapath::new(handle))),
+        metrics,
+        last_problems: Vec::new(),
+    };
+    // The CNI config first: pods can start as soon as it is there.
+    overlay.write_cni_config()?;
+
+    let mut runner = SyncRunner::new("overlay", OVERLAY_SYNC);
+    runner.follow(nodes.changes());
+    let Err(e) = runner.run(&gate, async move || overlay.sync().await).await;
+    Err(e).context("overlay sync")
+}
+
+/// This node's address and pod CIDR, once its Node is registered with both.
+async fn registered(nodes: &Store<Node>, name: &str) -> Result<(Ipv4Addr, Ipv4Net)> {
+    let find = |nodes: &Store<Node>| {
+        let node = nodes.get(name)?;
+        Some((peers::internal_ip(&node)?, peers::pod_cidr(&node)?))
+    };
+    if let Some(found) = find(nodes) {
+        return Ok(found);
     }
-    store.wait_until_ready().await.context("node store")?;
+    tracing::info!(node = %name, "waiting for the Node with an InternalIP address and a pod CIDR");
+    nodes
+        .wait_for(find)
+        .await
+        .with_context(|| format!("waiting for Node {name}"))
+}
 
-    let datapath = Arc::new(std::sync::Mutex::new(Datapath::new(handle)));
-    let mut last = Instant::now() - MIN_SYNC_INTERVAL;
-    let mut last_problems: Vec<String> = Vec::new();
-    loop {
-        // Coalesce bursts: wait at least MIN_SYNC_INTERVAL between syncs.
-        let since = last.elapsed();
-        if since < MIN_SYNC_INTERVAL {
-            tokio::time::sleep(MIN_SYNC_INTERVAL - since).await;
+/// The overlay feature: everything one sync needs, and what the last one left.
+struct OverlaySync {
+    cni_conf: serde_json::Value,
+    cni_conf_dir: PathBuf,
+    pod_mtu: u32,
+    /// The VTEP annotations this node publishes.
+    annotations: BTreeMap<String, String>,
+    local: LocalNode,
+    overlay: OverlayConfig,
+    nodes: Store<Node>,
+    api: Api<Node>,
+    /// Used from a blocking thread (netlink calls block).
+    datapath: Arc<Mutex<Datapath>>,
+    metrics: Arc<metrics::Metrics>,
+    /// Reported again only when they change.
+    last_problems: Vec<String>,
+}
+
+impl OverlaySync {
+    /// One sync, counted in the metrics.
+    async fn sync(&mut self) -> Result<()> {
+        let result = self.sync_once().await;
+        if result.is_err() {
+            self.metrics.record_error();
         }
-        last = Instant::now();
-        let snapshot: Vec<Node> = store.state().iter().map(|n| (**n).clone()).collect();
-        // A Node deleted and registered again has lost our annotations.
+        result
+    }
+
+    /// Publishes the VTEP if this node's Node lacks it, writes the CNI config and
+    /// makes the datapath equal to what the Nodes say.
+    async fn sync_once(&mut self) -> Result<()> {
+        let snapshot: Vec<Node> = self.nodes.state().iter().map(|n| (**n).clone()).collect();
+        // Publishing first: peers need our VTEP. A failure does not hold the
+        // datapath back, but fails the sync so that it is retried soon.
+        let published = self.publish_if_missing(&snapshot).await;
+        self.write_cni_config()?;
+
+        let peer_nodes = peers::peers(&snapshot, &self.local.name);
+        let started = Instant::now();
+        let desired = weft_overlay::compile(&self.local, &peer_nodes, &self.overlay)?;
+        self.report_problems(&desired.problems);
+        let routes = desired.routes.len();
+        let report = self.apply(desired).await?;
+        self.metrics
+            .record_sync(started.elapsed(), peer_nodes.len(), routes);
+        if report.added + report.removed > 0 {
+            tracing::info!(
+                added = report.added,
+                removed = report.removed,
+                unchanged = report.unchanged,
+                "datapath synced"
+            );
+        }
+        published
+    }
+
+    /// Publishes the VTEP annotations when this node's Node lacks them: at the
+    /// first start, and after the Node was deleted and registered again.
+    async fn publish_if_missing(&self, snapshot: &[Node]) -> Result<()> {
         let own = snapshot
             .iter()
-            .find(|n| n.metadata.name.as_deref() == Some(config.node_name.as_str()));
-        if own.is_some_and(|n| !peers::has_annotations(n, &annotations)) {
-            if let Err(e) = publish(&nodes, &config.node_name, &annotations).await {
-                tracing::warn!(error = %e, "re-publishing the VTEP annotations failed; retrying");
+            .find(|n| n.metadata.name.as_deref() == Some(self.local.name.as_str()));
+        match own {
+            Some(node) if !peers::has_annotations(node, &self.annotations) => {
+                publish(&self.api, &self.local.name, &self.annotations).await?;
+                tracing::info!(node = %self.local.name, "published the VTEP annotations");
+                Ok(())
             }
+            _ => Ok(()),
         }
-        let peer_nodes = peers::peers(&snapshot, &config.node_name);
-        let started = Instant::now();
-        let outcome = match weft_overlay::compile(&local, &peer_nodes, &config.overlay) {
-            Ok(desired) => {
-                // Reported when they change (a crafted or half-registered Node
-                // must be visible, not silently skipped), counted always.
-                if desired.problems != last_problems {
-                    for p in &desired.problems {
-                        tracing::warn!(problem = %p, "datapath incomplete");
-                    }
-                    last_problems = desired.problems.clone();
-                }
-                metrics.record_problems(desired.problems.len());
-                let routes = desired.routes.len();
-                let dp = datapath.clone();
-                tokio::task::spawn_blocking(move || {
-                    let mut dp = dp
-                        .lock()
-                        .map_err(|_| anyhow::anyhow!("datapath lock poisoned"))?;
-                    dp.apply(&desired)
-                        .map_err(anyhow::Error::from)
-                        .map(|r| (r, routes))
-                })
-                .await
-                .map_err(anyhow::Error::from)
-                .and_then(|r| r)
-            }
-            Err(e) => Err(anyhow::Error::from(e)),
-        };
-        match outcome {
-            Ok((report, routes)) => {
-                metrics.record_sync(started.elapsed(), peer_nodes.len(), routes);
-                if report.added + report.removed > 0 {
-                    tracing::info!(
-                        added = report.added,
-                        removed = report.removed,
-                        unchanged = report.unchanged,
-                        "datapath synced"
-                    );
-                }
-            }
-            Err(e) => {
-                metrics.record_error();
-                tracing::error!(error = %e, "datapath sync failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
+    }
+
+    fn write_cni_config(&self) -> Result<()> {
+        let dir = &self.cni_conf_dir;
+        if netconf::write_if_changed(dir, &self.cni_conf)
+            .with_context(|| format!("write the CNI config into {}", dir.display()))?
+        {
+            tracing::info!(dir = %dir.display(), mtu = self.pod_mtu, "wrote CNI config");
         }
-        let _ = tokio::time::timeout(MAX_SYNC_INTERVAL, wake.notified()).await;
+        Ok(())
+    }
+
+    /// Peers the datapath cannot serve: logged when they change (a crafted or
+    /// half-registered Node must be visible, not silently skipped), counted always.
+    fn report_problems(&mut self, problems: &[String]) {
+        if problems != self.last_problems.as_slice() {
+            for p in problems {
+                tracing::warn!(problem = %p, "datapath incomplete");
+            }
+            self.last_problems = problems.to_vec();
+        }
+        self.metrics.record_problems(problems.len());
+    }
+
+    async fn apply(&self, desired: Desired) -> Result<weft_overlay::ApplyReport> {
+        let datapath = self.datapath.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut datapath = datapath
+                .lock()
+                .map_err(|_| anyhow::anyhow!("datapath lock poisoned"))?;
+            datapath.apply(&desired).map_err(anyhow::Error::from)
+        })
+        .await
+        .context("datapath apply task")?
     }
 }
 
@@ -225,6 +264,6 @@ async fn publish(
     nodes
         .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
-        .context("publish the VTEP annotations on the Node")?;
+        .with_context(|| format!("publish the VTEP annotations on Node {name}"))?;
     Ok(())
 }
