@@ -28,10 +28,12 @@ if ((skipped)); then
         status=1
     fi
 fi
+# The release plugin carries no fault-injection hook (and the test build does).
+sh crates/weft-cni/scripts/check-release-has-no-test-hooks.sh 2>&1 | tee -a "$log" || status=$?
 if [[ ${WEFT_FUZZ_SECONDS:-30} != 0 ]]; then
     bash scripts/fuzz.sh "${WEFT_FUZZ_SECONDS:-30}" 2>&1 | tee -a "$log" || status=$?
 fi
 awk -v skipped="$skipped" '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
-     /^fuzz: .* failed$/ { f += 1 } /^fuzz: .* passed$/ { p += 1 }
+     /^fuzz: .* failed$/ || /^FAIL: / { f += 1 } /^fuzz: .* passed$/ || /^ok: / { p += 1 }
      END { printf "\ntests: %d passed, %d failed, %d skipped\n", p, f, s + skipped }' "$log"
 exit "$status"
