@@ -5,6 +5,27 @@
 //!
 //! Each weft component owns its own table and never edits another's, as
 //! kube-proxy's nftables mode asks of everyone sharing a node.
+//!
+//! On top of the raw [`Transaction`]: [`model`] (a table's desired content
+//! as a typed value, rendered to nft statements), [`diff`](mod@diff) (the minimal
+//! transaction between two contents, and the [`Mirror`] of what was
+//! written), [`backend`] (kernel or [`Fake`], and the [`Syncer`] tying them to
+//! the mirror), and [`trace`] (a packet tracer for unit tests of compiled
+//! rulesets).
+
+pub mod backend;
+pub mod diff;
+pub mod fake;
+pub mod model;
+pub mod trace;
+
+pub use backend::{Backend, NftBackend, SyncError, SyncKind, Syncer};
+pub use diff::{diff, full_sync, Mirror};
+pub use fake::{Fake, FakeError};
+pub use model::{
+    BaseChain, Chain, ChainType, Element, Hook, ModelError, Policy, Priority, Rule, Ruleset, Set,
+    SetFlag, Table,
+};
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -242,3 +263,8 @@ mod tests {
         assert_eq!(quote("a\"b"), "\"ab\"");
     }
 }
+
+#[cfg(test)]
+mod testdata;
+#[cfg(test)]
+mod unit;
