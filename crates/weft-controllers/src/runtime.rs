@@ -23,6 +23,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
+use weft_linux::retry::Backoff;
 
 use crate::endpointslice::{self, SliceAction};
 use crate::scheduler::{self, Decision};
@@ -152,7 +153,10 @@ trait Controller {
 /// Runs `c` on every trigger (coalesced), at least every RESYNC, and after a
 /// failure again with exponential backoff.
 async fn control_loop<C: Controller>(mut c: C, trigger: Arc<Notify>) {
-    let mut backoff = BACKOFF_MIN;
+    // weft's one retry policy: exponential with jitter, so controllers that
+    // fail together do not retry in step.
+    let policy = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
+    let mut delays = policy.delays();
     let mut wait = Duration::ZERO;
     loop {
         tokio::select! {
@@ -162,17 +166,16 @@ async fn control_loop<C: Controller>(mut c: C, trigger: Arc<Notify>) {
         tokio::time::sleep(COALESCE).await;
         match c.reconcile().await {
             Ok(()) => {
-                backoff = BACKOFF_MIN;
+                delays = policy.delays();
                 wait = RESYNC;
             }
             Err(e) => {
+                wait = delays.next().unwrap_or(BACKOFF_MAX);
                 if e.is_conflict() {
-                    debug!(controller = C::NAME, error = %e, retry_in = ?backoff, "sync conflicted");
+                    debug!(controller = C::NAME, error = %e, retry_in = ?wait, "sync conflicted");
                 } else {
-                    warn!(controller = C::NAME, error = %e, retry_in = ?backoff, "sync failed");
+                    warn!(controller = C::NAME, error = %e, retry_in = ?wait, "sync failed");
                 }
-                wait = backoff;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
             }
         }
     }

@@ -12,6 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use weft_cluster::NodeLayout;
+use weft_linux::retry::Backoff;
 
 /// How often the node's status is refreshed (upstream's default node status update period is 10 s).
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
@@ -133,11 +134,14 @@ pub async fn heartbeat(
 pub async fn keep_registered(api: Api<Node>, node: NodeLayout) {
     let ready_since = Timestamp::now();
     let mut registered = false;
+    let policy = Backoff::new(Duration::from_millis(500), Duration::from_secs(5));
+    let mut delays = policy.delays();
     loop {
         if !registered {
             match register(&api, &node).await {
                 Ok(()) => {
                     registered = true;
+                    delays = policy.delays();
                     tracing::info!(node = %node.name, "node registered");
                 }
                 Err(e) => {
@@ -158,7 +162,7 @@ pub async fn keep_registered(api: Api<Node>, node: NodeLayout) {
         tokio::time::sleep(if registered {
             HEARTBEAT
         } else {
-            Duration::from_secs(2)
+            delays.next().unwrap_or(Duration::from_secs(5))
         })
         .await;
     }

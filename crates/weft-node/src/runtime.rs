@@ -19,6 +19,8 @@ use serde_json::json;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
+use weft_linux::retry::{Backoff, Retryable};
+
 use crate::plan;
 use crate::probe::{self, ProbeAction, ProbeSpec, Tracker};
 use crate::sandbox::{self, Launch, NodeEnv, Sandbox};
@@ -337,17 +339,13 @@ fn dispatch(
 /// Before the watch starts: sandboxes of pods that no longer exist are torn
 /// down, then CNI GC releases any address not held by a recorded sandbox.
 async fn reconcile_on_start(ctx: &Arc<Ctx>, pods: &Api<Pod>, selector: &str) {
-    let mut delay = Duration::from_millis(500);
-    let list = loop {
-        match pods.list(&ListParams::default().fields(selector)).await {
-            Ok(l) => break l,
-            Err(e) => {
-                tracing::warn!(error = %e, "listing this node's pods failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-        }
-    };
+    let params = ListParams::default().fields(selector);
+    let list = (|| pods.list(&params))
+        .retry(Backoff::new(Duration::from_millis(500), Duration::from_secs(10)).builder())
+        .notify(|e, after| tracing::warn!(error = %e, retry_in = ?after, "listing this node's pods failed; retrying"))
+        .await;
+    // Unbounded retries end only with success.
+    let Ok(list) = list else { return };
     let live: HashSet<String> = list.items.iter().map(uid).collect();
     sweep_orphans(ctx, &live).await;
     let env = ctx.env.clone();
