@@ -51,6 +51,7 @@ pub fn set_gro(name: &str, on: bool) -> Result<()> {
     req.name[..name.len()].copy_from_slice(name.as_bytes());
     // SAFETY: SIOCETHTOOL reads an ifreq whose data points at a live
     // ethtool_value; both outlive the call.
+    #[allow(unsafe_code)]
     let rc =
         unsafe { nix::libc::ioctl(socket.as_raw_fd(), SIOCETHTOOL as _, &mut req as *mut IfReq) };
     if rc < 0 {

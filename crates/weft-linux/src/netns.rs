@@ -76,6 +76,7 @@ impl Netns {
         let file = self.file;
         // SAFETY: the hook only makes one system call (setns) on a descriptor
         // opened before the fork: no allocation, no locks.
+        #[allow(unsafe_code)]
         unsafe {
             cmd.pre_exec(move || enter_in_child(&file));
         }

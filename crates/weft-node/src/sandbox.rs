@@ -557,6 +557,7 @@ impl Sandbox {
         }
         // SAFETY: the closure only makes raw system calls on values prepared
         // before the fork (no allocation, no locks).
+        #[allow(unsafe_code)]
         unsafe {
             cmd.pre_exec(move || {
                 let sys = |e: nix::errno::Errno| std::io::Error::from_raw_os_error(e as i32);

@@ -111,6 +111,7 @@ fn main() -> ExitCode {
     // Behave like other Unix tools when the reader goes away (`weft get … | head`):
     // end quietly instead of panicking on a failed print.
     // SAFETY: set before any thread exists; SIG_DFL is always a valid disposition.
+    #[allow(unsafe_code)]
     unsafe {
         let _ = nix::sys::signal::signal(
             nix::sys::signal::Signal::SIGPIPE,

@@ -60,6 +60,7 @@ pub fn spawn_control_plane(layout: &Layout) -> Result<i32> {
         .stdout(log.try_clone()?)
         .stderr(log);
     // SAFETY: setsid is async-signal-safe; it detaches the daemon from our terminal.
+    #[allow(unsafe_code)]
     unsafe {
         cmd.pre_exec(|| {
             nix::unistd::setsid().map_err(|e| std::io::Error::from_raw_os_error(e as i32))?;
