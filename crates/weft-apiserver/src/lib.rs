@@ -14,7 +14,9 @@
 //! stored objects up to 1.5 MiB (413 RequestEntityTooLarge beyond), 400
 //! non-watch requests and a separate number of watches in flight (429
 //! TooManyRequests with `Retry-After` beyond), and a watch history bounded
-//! by count and bytes (410 Gone for resumes from before it).
+//! by count and bytes (410 Gone for resumes from before it). The store holds
+//! at most 10,000 objects of one kind per namespace and 50,000 of one kind in
+//! the cluster (403 Forbidden, as a ResourceQuota refusal, beyond).
 //!
 //! ```no_run
 //! # async fn f(cfg: weft_apiserver::ApiServerConfig) -> Result<(), weft_apiserver::Error> {
@@ -80,6 +82,25 @@ pub struct Limits {
     pub watch_history_len: usize,
     /// …and by serialized bytes (whichever bound is hit first).
     pub watch_history_bytes: usize,
+    /// Objects of one kind in one namespace (e.g. pods in `default`).
+    pub max_objects_per_namespace: usize,
+    /// Objects of one kind in the whole cluster (namespaced kinds summed
+    /// over namespaces; cluster-scoped kinds such as nodes too).
+    ///
+    /// Creates beyond either count get 403 Forbidden shaped like a
+    /// ResourceQuota refusal (`exceeded quota: …`); deletes free the room.
+    /// Why 10,000 and 50,000 on a development machine of about 24 GiB: the
+    /// store keeps every object as a `serde_json::Value` (a pod of 2–4 KiB
+    /// of JSON is some 20–40 KiB in memory), every watcher of the kind
+    /// (controllers, each node's agent and runtime, DNS) holds its own typed
+    /// copy, and each object is one file on disk (a 4 KiB block at least).
+    /// 50,000 pods are then roughly 2 GiB in the API server, 1–2 GiB per
+    /// full-copy watcher and 200 MiB of small files: a lot, but the machine
+    /// survives and `kubectl` still answers, whereas `replicas: 1000000`
+    /// unchecked would need tens of GiB. 10,000 per namespace keeps one
+    /// runaway workload from taking the whole cluster-wide room, and is
+    /// still 90 nodes' worth of kubelet's default 110 pods per node.
+    pub max_objects_per_kind: usize,
 }
 
 impl Default for Limits {
@@ -91,6 +112,8 @@ impl Default for Limits {
             max_watches_in_flight: 1000,
             watch_history_len: store::HISTORY_LEN,
             watch_history_bytes: store::HISTORY_BYTES,
+            max_objects_per_namespace: store::MAX_OBJECTS_PER_NAMESPACE,
+            max_objects_per_kind: store::MAX_OBJECTS_PER_KIND,
         }
     }
 }
@@ -154,6 +177,10 @@ impl ApiServer {
         state.max_object_bytes = limits.max_object_bytes;
         state.history_max_len = limits.watch_history_len;
         state.history_max_bytes = limits.watch_history_bytes;
+        state.caps = store::ObjectCaps {
+            per_namespace: limits.max_objects_per_namespace,
+            per_kind: limits.max_objects_per_kind,
+        };
         let api = Arc::new(ApiServer {
             config,
             requests: Arc::new(tokio::sync::Semaphore::new(limits.max_requests_in_flight)),

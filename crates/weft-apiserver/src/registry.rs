@@ -257,6 +257,9 @@ impl ApiServer {
             return Err(ApiError::already_exists(kind.plural, &name));
         }
         prepare(&self.config, st, kind, ns, &name, &mut obj, None)?;
+        // As kube-apiserver's ResourceQuota admission: after validation, and
+        // for dry runs too (a dry run answers what the create would).
+        st.check_room(kind, ns, &name)?;
         if dry_run {
             return Ok(obj);
         }

@@ -10,6 +10,9 @@
 //! `<first 160 characters>~<sha256 prefix>.json`: `~` never occurs in a valid
 //! name, so the two forms cannot collide. Loading reads the name from the
 //! object itself, so either form (and any older file) loads.
+//!
+//! Object counts per kind per namespace and per kind are kept next to the
+//! map, so the caps of [`ObjectCaps`] cost a lookup per create, not a scan.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -29,6 +32,10 @@ pub const HISTORY_BYTES: usize = 64 << 20;
 /// Largest stored object, serialized: etcd's default request limit
 /// (`--max-request-bytes` 1.5 MiB), which a kube-apiserver object must fit.
 pub const MAX_OBJECT_BYTES: usize = 1536 << 10;
+/// Objects of one kind one namespace may hold (see `Limits`).
+pub const MAX_OBJECTS_PER_NAMESPACE: usize = 10_000;
+/// Objects of one kind the whole cluster may hold (see `Limits`).
+pub const MAX_OBJECTS_PER_KIND: usize = 50_000;
 /// Longest object name stored as `<name>.json` (the rest are hashed).
 const PLAIN_NAME_MAX: usize = 200;
 /// Characters of a long name kept in front of its hash.
@@ -69,7 +76,65 @@ pub struct Event {
 /// (plural, namespace or "", name)
 pub type Key = (&'static str, String, String);
 
+/// How many objects of one kind the store takes (creates beyond → 403).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectCaps {
+    /// In one namespace (namespaced kinds only).
+    pub per_namespace: usize,
+    /// In the whole cluster.
+    pub per_kind: usize,
+}
+
+impl Default for ObjectCaps {
+    fn default() -> ObjectCaps {
+        ObjectCaps {
+            per_namespace: MAX_OBJECTS_PER_NAMESPACE,
+            per_kind: MAX_OBJECTS_PER_KIND,
+        }
+    }
+}
+
+/// Objects held, per (plural, namespace) and per plural.
+#[derive(Debug, Default)]
+struct Counts {
+    per_namespace: BTreeMap<(&'static str, String), usize>,
+    per_kind: BTreeMap<&'static str, usize>,
+}
+
+impl Counts {
+    fn of(objects: &BTreeMap<Key, Value>) -> Counts {
+        let mut c = Counts::default();
+        for (plural, ns, _) in objects.keys() {
+            c.add(plural, ns);
+        }
+        c
+    }
+
+    fn add(&mut self, plural: &'static str, ns: &str) {
+        *self.per_kind.entry(plural).or_default() += 1;
+        *self
+            .per_namespace
+            .entry((plural, ns.to_string()))
+            .or_default() += 1;
+    }
+
+    fn sub(&mut self, plural: &'static str, ns: &str) {
+        if let Some(n) = self.per_kind.get_mut(plural) {
+            *n = n.saturating_sub(1);
+        }
+        let key = (plural, ns.to_string());
+        if let Some(n) = self.per_namespace.get_mut(&key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                // Deleted namespaces leave no entries behind.
+                self.per_namespace.remove(&key);
+            }
+        }
+    }
+}
+
 pub struct State {
+    /// Written only through `put` and `remove` (they keep `counts`).
     pub objects: BTreeMap<Key, Value>,
     pub rv: u64,
     pub history: VecDeque<Arc<Event>>,
@@ -85,6 +150,9 @@ pub struct State {
     pub history_max_len: usize,
     /// Largest serialized object `put` accepts.
     pub max_object_bytes: usize,
+    /// Objects of one kind a create may add up to.
+    pub caps: ObjectCaps,
+    counts: Counts,
 }
 
 /// Bytes of `v` as compact JSON, without building the string.
@@ -194,6 +262,8 @@ impl State {
     fn new(dir: &Path, objects: BTreeMap<Key, Value>, rv: u64) -> State {
         let (tx, _) = broadcast::channel(4096);
         State {
+            counts: Counts::of(&objects),
+            caps: ObjectCaps::default(),
             objects,
             rv,
             history: VecDeque::new(),
@@ -234,6 +304,62 @@ impl State {
             .range(start..)
             .take_while(move |((p, n, _), _)| *p == kind.plural && ns.is_none_or(|ns| ns == n))
             .map(|(_, v)| v)
+    }
+
+    /// Objects of `kind` held in `ns` (`None`: in the whole cluster).
+    pub fn count(&self, kind: &Kind, ns: Option<&str>) -> usize {
+        match ns {
+            Some(ns) => {
+                let ns = if kind.namespaced { ns } else { "" };
+                self.counts
+                    .per_namespace
+                    .get(&(kind.plural, ns.to_string()))
+                    .copied()
+                    .unwrap_or(0)
+            }
+            None => self.counts.per_kind.get(kind.plural).copied().unwrap_or(0),
+        }
+    }
+
+    /// Refuses a create of `kind` `name` in `ns` that would take the store
+    /// beyond its caps: 403 Forbidden with the message kube-apiserver's
+    /// ResourceQuota admission gives (`<resource> "<name>" is forbidden:
+    /// exceeded quota: <quota>, requested: <key>=1, used: <key>=<n>,
+    /// limited: <key>=<n>`), the quota being the embedded cluster's own.
+    pub fn check_room(&self, kind: &Kind, ns: &str, name: &str) -> Result<(), ApiError> {
+        // Object-count quotas name the resource as `count/<resource>[.<group>]`.
+        let key = format!("count/{}", kind.storage_name());
+        let refuse = |quota: &str, used: usize, limit: usize, scope: &str| {
+            ApiError::forbidden(
+                kind.plural,
+                name,
+                &format!(
+                    "exceeded quota: {quota}, requested: {key}=1, used: {key}={used}, limited: {key}={limit} (the embedded cluster holds at most {limit} {} {scope})",
+                    kind.plural
+                ),
+            )
+        };
+        if kind.namespaced {
+            let used = self.count(kind, Some(ns));
+            if used >= self.caps.per_namespace {
+                return Err(refuse(
+                    "weft-objects-per-namespace",
+                    used,
+                    self.caps.per_namespace,
+                    "per namespace",
+                ));
+            }
+        }
+        let used = self.count(kind, None);
+        if used >= self.caps.per_kind {
+            return Err(refuse(
+                "weft-objects-per-cluster",
+                used,
+                self.caps.per_kind,
+                "in the cluster",
+            ));
+        }
+        Ok(())
     }
 
     fn path_for(&self, kind: &Kind, ns: &str, name: &str) -> PathBuf {
@@ -327,6 +453,9 @@ impl State {
         let old = self
             .objects
             .insert((kind.plural, ns.to_string(), name.to_string()), obj.clone());
+        if old.is_none() {
+            self.counts.add(kind.plural, ns);
+        }
         let etype = if old.is_some() {
             EventType::Modified
         } else {
@@ -362,6 +491,7 @@ impl State {
         let Some(mut obj) = self.objects.remove(&key) else {
             return Ok(None);
         };
+        self.counts.sub(kind.plural, ns);
         self.rv += 1;
         let rv_path = self.dir.join(RV_FILE);
         let tmp = self.dir.join(format!(".{RV_FILE}.tmp"));
@@ -414,6 +544,121 @@ mod tests {
         assert!(st.history.len() < 10);
         // Resumes from before the dropped events get 410 (floor moved).
         assert_eq!(st.floor, st.history.front().unwrap().rv - 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn pod(ns: &str, name: &str) -> Value {
+        json!({"metadata": {"name": name, "namespace": ns}})
+    }
+
+    /// A store under `tag` with these caps and `pods` pods per namespace.
+    fn capped(
+        tag: &str,
+        per_namespace: usize,
+        per_kind: usize,
+        pods: &[(&str, usize)],
+    ) -> (State, PathBuf) {
+        let dir = temp(tag);
+        let mut st = State::load(&dir).unwrap();
+        st.caps = ObjectCaps {
+            per_namespace,
+            per_kind,
+        };
+        let kind = by_plural("pods").unwrap();
+        for (ns, n) in pods {
+            for i in 0..*n {
+                let name = format!("p{i}");
+                st.put(kind, ns, &name, pod(ns, &name)).unwrap();
+            }
+        }
+        (st, dir)
+    }
+
+    #[test]
+    fn namespace_cap_refuses_one_more_in_that_namespace_only() {
+        let (st, dir) = capped("capns", 2, 100, &[("a", 2)]);
+        let pods = by_plural("pods").unwrap();
+        let e = st.check_room(pods, "a", "web-1").unwrap_err();
+        assert_eq!((e.code, e.reason), (403, "Forbidden"));
+        assert_eq!(
+            e.message,
+            "pods \"web-1\" is forbidden: exceeded quota: weft-objects-per-namespace, \
+             requested: count/pods=1, used: count/pods=2, limited: count/pods=2 \
+             (the embedded cluster holds at most 2 pods per namespace)"
+        );
+        assert_eq!(e.details, Some(json!({"name": "web-1", "kind": "pods"})));
+        assert!(st.check_room(pods, "b", "web-1").is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn cluster_cap_counts_every_namespace() {
+        let (st, dir) = capped("capall", 10, 3, &[("a", 2), ("b", 1)]);
+        let pods = by_plural("pods").unwrap();
+        assert_eq!(st.count(pods, None), 3);
+        let e = st.check_room(pods, "c", "x").unwrap_err();
+        assert_eq!(e.code, 403);
+        assert!(
+            e.message
+                .contains("exceeded quota: weft-objects-per-cluster")
+                && e.message.contains("at most 3 pods in the cluster"),
+            "{}",
+            e.message
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn cluster_cap_applies_to_cluster_scoped_kinds() {
+        let (mut st, dir) = capped("capnodes", 10, 1, &[]);
+        let nodes = by_plural("nodes").unwrap();
+        st.put(nodes, "", "n1", json!({"metadata": {"name": "n1"}}))
+            .unwrap();
+        let e = st.check_room(nodes, "", "n2").unwrap_err();
+        assert!(e.message.contains("count/nodes=1"), "{}", e.message);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn deletes_free_room() {
+        let (mut st, dir) = capped("capfree", 2, 100, &[("a", 2)]);
+        let pods = by_plural("pods").unwrap();
+        assert!(st.check_room(pods, "a", "x").is_err());
+        st.remove(pods, "a", "p0").unwrap();
+        assert_eq!(st.count(pods, Some("a")), 1);
+        assert!(st.check_room(pods, "a", "x").is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn replacing_an_object_takes_no_room() {
+        let (mut st, dir) = capped("capreplace", 2, 100, &[("a", 2)]);
+        let pods = by_plural("pods").unwrap();
+        st.put(pods, "a", "p0", pod("a", "p0")).unwrap();
+        assert_eq!(st.count(pods, Some("a")), 2);
+        assert_eq!(st.count(pods, None), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn other_kinds_are_unaffected_by_a_full_kind() {
+        let (st, dir) = capped("capkinds", 2, 2, &[("a", 2)]);
+        let cms = by_plural("configmaps").unwrap();
+        assert!(st.check_room(by_plural("pods").unwrap(), "a", "x").is_err());
+        assert!(st.check_room(cms, "a", "x").is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn counts_are_rebuilt_on_load() {
+        let (st, dir) = capped("capload", 2, 100, &[("a", 2), ("b", 1)]);
+        drop(st);
+        let mut st = State::load(&dir).unwrap();
+        st.caps.per_namespace = 2;
+        let pods = by_plural("pods").unwrap();
+        assert_eq!(st.count(pods, Some("a")), 2);
+        assert_eq!(st.count(pods, None), 3);
+        assert!(st.check_room(pods, "a", "x").is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -818,3 +818,104 @@ fn validate_create_is_the_post_pipeline_without_a_server() {
     let e = crate::validate_create("pods", "application/json", b"{").unwrap_err();
     assert_eq!(e.code, 400);
 }
+
+fn capped(d: &std::path::Path, per_namespace: usize) -> std::sync::Arc<ApiServer> {
+    let limits = crate::Limits {
+        max_objects_per_namespace: per_namespace,
+        ..crate::Limits::default()
+    };
+    ApiServer::open_with_limits(config(d), limits).unwrap()
+}
+
+#[tokio::test]
+async fn create_beyond_the_object_cap_is_a_403_quota_status() {
+    let d = dir("capcreate");
+    let api = capped(&d, 1);
+    let uri = "/api/v1/namespaces/default/pods";
+    let (c, _) = call(&api, "POST", uri, Some(pod("a", None))).await;
+    assert_eq!(c, 201);
+    let (c, s) = call(&api, "POST", uri, Some(pod("b", None))).await;
+    assert_eq!(c, 403, "{s}");
+    assert_eq!(s["kind"], "Status");
+    assert_eq!(s["status"], "Failure");
+    assert_eq!(s["reason"], "Forbidden");
+    assert_eq!(s["code"], 403);
+    assert_eq!(s["details"], json!({"name": "b", "kind": "pods"}));
+    let msg = s["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("pods \"b\" is forbidden: exceeded quota: ")
+            && msg.contains("the embedded cluster holds at most 1 pods per namespace"),
+        "{msg}"
+    );
+    let (c, _) = call(&api, "GET", "/api/v1/namespaces/default/pods/b", None).await;
+    assert_eq!(c, 404);
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[tokio::test]
+async fn dry_run_create_beyond_the_cap_is_refused_too() {
+    let d = dir("capdry");
+    let api = capped(&d, 1);
+    let uri = "/api/v1/namespaces/default/pods";
+    let (c, _) = call(&api, "POST", uri, Some(pod("a", None))).await;
+    assert_eq!(c, 201);
+    let (c, s) = call(
+        &api,
+        "POST",
+        &format!("{uri}?dryRun=All"),
+        Some(pod("b", None)),
+    )
+    .await;
+    assert_eq!(c, 403, "{s}");
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[tokio::test]
+async fn server_side_apply_create_respects_the_object_cap() {
+    let d = dir("capapply");
+    let api = capped(&d, 1);
+    let (c, _) = call(
+        &api,
+        "POST",
+        "/api/v1/namespaces/default/pods",
+        Some(pod("a", None)),
+    )
+    .await;
+    assert_eq!(c, 201);
+    let (c, s) = call_raw(
+        &api,
+        "PATCH",
+        "/api/v1/namespaces/default/pods/b?fieldManager=t",
+        "application/apply-patch+yaml",
+        pod("b", None).to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(c, 403, "{s}");
+    // Applying to an existing object is an update and takes no room.
+    let (c, s) = call_raw(
+        &api,
+        "PATCH",
+        "/api/v1/namespaces/default/pods/a?fieldManager=t",
+        "application/apply-patch+yaml",
+        pod("a", None).to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(c, 200, "{s}");
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[tokio::test]
+async fn deleting_an_object_frees_room_for_a_create() {
+    let d = dir("capdelete");
+    let api = capped(&d, 1);
+    let uri = "/api/v1/namespaces/default/pods";
+    let (c, _) = call(&api, "POST", uri, Some(pod("a", None))).await;
+    assert_eq!(c, 201);
+    let (c, _) = call(&api, "POST", uri, Some(pod("b", None))).await;
+    assert_eq!(c, 403);
+    let (c, _) = call(&api, "DELETE", &format!("{uri}/a"), None).await;
+    assert_eq!(c, 200);
+    let (c, s) = call(&api, "POST", uri, Some(pod("b", None))).await;
+    assert_eq!(c, 201, "{s}");
+    let _ = std::fs::remove_dir_all(d);
+}

@@ -13,7 +13,12 @@
 //! (the next sync, once the pod store shows them, does the next burst), and
 //! the runtime sends the creates in slow-start batches ([`slow_start_batches`]:
 //! 1, 2, 4, …, stopping at the first failing batch), so `replicas: 1000000`
-//! costs a bounded amount of memory and API load at a time.
+//! costs a bounded amount of memory and API load at a time. When the API
+//! refuses creates (the embedded API server's object cap, a ResourceQuota),
+//! the Deployment gets upstream's `ReplicaFailure` condition (reason
+//! `FailedCreate`, the refusal as message; upstream puts it on the
+//! ReplicaSet) until a sync's creates are all accepted again
+//! ([`record_create_outcome`]).
 
 use std::cmp::Ordering;
 
@@ -29,6 +34,11 @@ pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 /// Most pods created (and deleted) for one Deployment in one sync
 /// (kube-controller-manager's `burstReplicas`).
 pub const BURST_REPLICAS: usize = 500;
+/// Condition type for pods that could not be created (upstream's
+/// `ReplicaSetReplicaFailure`, mirrored onto the Deployment).
+pub const REPLICA_FAILURE: &str = "ReplicaFailure";
+/// Reason of [`REPLICA_FAILURE`] when a create was refused.
+pub const FAILED_CREATE: &str = "FailedCreate";
 /// First slow-start batch (upstream's `SlowStartInitialBatchSize`).
 pub const SLOW_START_INITIAL_BATCH: usize = 1;
 
@@ -163,6 +173,45 @@ fn condition(
             Some(c) if same_all => c.last_update_time.clone(),
             _ => Some(Time(now)),
         },
+    }
+}
+
+/// What became of one sync's pod creates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateOutcome {
+    /// Every create sent was accepted, or none was needed.
+    Accepted,
+    /// The API refused a create; the message says why.
+    Refused(String),
+    /// Creates were held back while backing off from an earlier refusal.
+    HeldBack,
+}
+
+/// Sets `status`'s [`REPLICA_FAILURE`] condition for `outcome`, given the
+/// conditions the Deployment had (`old`): added (or updated) on a refusal,
+/// kept as it was while creates are held back, removed once creates are
+/// accepted again (as upstream's ReplicaSet controller does).
+pub fn record_create_outcome(
+    status: &mut DeploymentStatus,
+    old: &[DeploymentCondition],
+    outcome: &CreateOutcome,
+    now: Timestamp,
+) {
+    let conditions = status.conditions.get_or_insert_with(Vec::new);
+    conditions.retain(|c| c.type_ != REPLICA_FAILURE);
+    match outcome {
+        CreateOutcome::Accepted => {}
+        CreateOutcome::Refused(message) => conditions.push(condition(
+            old,
+            REPLICA_FAILURE,
+            true,
+            FAILED_CREATE,
+            message.clone(),
+            now,
+        )),
+        CreateOutcome::HeldBack => {
+            conditions.extend(old.iter().filter(|c| c.type_ == REPLICA_FAILURE).cloned());
+        }
     }
 }
 
@@ -561,6 +610,63 @@ mod tests {
         let terminating = vec![owned("old-0", &old_hash).deleting().build()];
         assert!(plan(&d, &terminating, now()).create.is_empty());
         assert_eq!(plan(&d, &[], now()).create.len(), 2);
+    }
+
+    fn replica_failure(status: &DeploymentStatus) -> Option<&DeploymentCondition> {
+        status
+            .conditions
+            .as_ref()
+            .and_then(|cs| cs.iter().find(|c| c.type_ == REPLICA_FAILURE))
+    }
+
+    #[test]
+    fn refused_create_sets_replica_failure_with_the_message() {
+        let mut status = plan(&deploy(3, "a"), &[], now()).status;
+        let msg = "pods \"web-1\" is forbidden: exceeded quota: q".to_string();
+        record_create_outcome(
+            &mut status,
+            &[],
+            &CreateOutcome::Refused(msg.clone()),
+            now(),
+        );
+        let c = replica_failure(&status).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_deref(), c.message.as_ref()),
+            ("True", Some(FAILED_CREATE), Some(&msg))
+        );
+        // Available and Progressing are still there.
+        assert_eq!(status.conditions.as_ref().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn held_back_creates_keep_the_replica_failure_condition() {
+        let mut failed = plan(&deploy(3, "a"), &[], now()).status;
+        record_create_outcome(
+            &mut failed,
+            &[],
+            &CreateOutcome::Refused("no room".into()),
+            now(),
+        );
+        let old = failed.conditions.clone().unwrap();
+        let mut later = plan(&deploy(3, "a"), &[], now()).status;
+        let t = Timestamp::from_second(3_000_000).unwrap();
+        record_create_outcome(&mut later, &old, &CreateOutcome::HeldBack, t);
+        assert_eq!(replica_failure(&later), replica_failure(&failed));
+    }
+
+    #[test]
+    fn accepted_creates_clear_the_replica_failure_condition() {
+        let mut failed = plan(&deploy(3, "a"), &[], now()).status;
+        record_create_outcome(
+            &mut failed,
+            &[],
+            &CreateOutcome::Refused("no room".into()),
+            now(),
+        );
+        let old = failed.conditions.clone().unwrap();
+        let mut ok = plan(&deploy(3, "a"), &[], now()).status;
+        record_create_outcome(&mut ok, &old, &CreateOutcome::Accepted, now());
+        assert!(replica_failure(&ok).is_none());
     }
 
     #[test]

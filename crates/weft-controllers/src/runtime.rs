@@ -84,6 +84,18 @@ impl Error {
     }
 }
 
+/// The API's own words for a failed write (the Status message), for
+/// conditions a user reads; the whole chain for other failures.
+fn refusal_message(e: &Error) -> String {
+    match e {
+        Error::Api { source, .. } => match &**source {
+            kube::Error::Api(s) if !s.message.is_empty() => s.message.clone(),
+            other => other.to_string(),
+        },
+        Error::Many { first, .. } => refusal_message(first),
+    }
+}
+
 fn api_code(e: &kube::Error) -> Option<u16> {
     match e {
         kube::Error::Api(s) => Some(s.code),
@@ -178,6 +190,55 @@ async fn control_loop<C: Controller>(mut c: C, trigger: Arc<Notify>) {
                 }
             }
         }
+    }
+}
+
+/// Owners whose pod creates the API refused, held back from creating again
+/// until their own exponential backoff (with jitter) has passed: the sync
+/// loop also runs on every pod or Deployment event, and without this each
+/// of them would send another create into a full store.
+struct CreateBackoff {
+    policy: Backoff,
+    owners: HashMap<String, Refused>,
+}
+
+struct Refused {
+    retry_at: Instant,
+    delays: Box<dyn Iterator<Item = Duration> + Send>,
+}
+
+impl CreateBackoff {
+    fn new(policy: Backoff) -> Self {
+        CreateBackoff {
+            policy,
+            owners: HashMap::new(),
+        }
+    }
+
+    /// Whether `owner`'s creates are still held back at `now`.
+    fn holding(&self, owner: &str, now: Instant) -> bool {
+        self.owners.get(owner).is_some_and(|r| now < r.retry_at)
+    }
+
+    /// A create of `owner` was refused at `now`: hold it back for the next
+    /// delay. Returns that delay.
+    fn refused(&mut self, owner: &str, now: Instant) -> Duration {
+        let policy = self.policy;
+        let r = self
+            .owners
+            .entry(owner.to_string())
+            .or_insert_with(|| Refused {
+                retry_at: now,
+                delays: Box::new(policy.delays()),
+            });
+        let delay = r.delays.next().unwrap_or(policy.max);
+        r.retry_at = now + delay;
+        delay
+    }
+
+    /// `owner`'s creates went through (or none were needed): start afresh.
+    fn accepted(&mut self, owner: &str) {
+        self.owners.remove(owner);
     }
 }
 
@@ -326,6 +387,7 @@ struct Deployments {
     client: Client,
     stores: Stores,
     expectations: Expectations,
+    create_backoff: CreateBackoff,
 }
 
 impl Controller for Deployments {
@@ -340,10 +402,15 @@ impl Controller for Deployments {
             if terminating(&d) || self.expectations.waiting(&owner, &self.stores.pods) {
                 continue;
             }
-            let plan = deployment::plan(&d, &pods, now);
+            let mut plan = deployment::plan(&d, &pods, now);
             let ns = d.namespace().unwrap_or_default();
             let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
             let (mut created, mut deleted) = (Vec::new(), Vec::new());
+            let mut outcome = deployment::CreateOutcome::Accepted;
+            if !plan.create.is_empty() && self.create_backoff.holding(&owner, Instant::now()) {
+                plan.create.clear();
+                outcome = deployment::CreateOutcome::HeldBack;
+            }
             let mut pods_to_create = plan.create.into_iter();
             for size in deployment::slow_start_batches(
                 pods_to_create.len(),
@@ -369,6 +436,9 @@ impl Controller for Deployments {
                     match r {
                         Ok(()) => created.push(pod.name_any()),
                         Err(e) => {
+                            if !failed {
+                                outcome = deployment::CreateOutcome::Refused(refusal_message(&e));
+                            }
                             failed = true;
                             errors.push(e);
                         }
@@ -376,9 +446,15 @@ impl Controller for Deployments {
                 }
                 if failed {
                     // Upstream's slow start: a failing batch (quota, a full
-                    // API server) stops this sync's creates.
+                    // API server) stops this sync's creates, and the
+                    // Deployment creates nothing until its backoff passes.
+                    let retry_in = self.create_backoff.refused(&owner, Instant::now());
+                    debug!(deployment = %owner, ?retry_in, "pod creates refused, holding back");
                     break;
                 }
+            }
+            if outcome == deployment::CreateOutcome::Accepted {
+                self.create_backoff.accepted(&owner);
             }
             for name in plan.delete {
                 match delete_pod(&api, &ns, &name).await {
@@ -392,6 +468,12 @@ impl Controller for Deployments {
             self.expectations
                 .record(owner.clone(), ns.clone(), created, deleted);
             let have = d.status.clone().unwrap_or_default();
+            deployment::record_create_outcome(
+                &mut plan.status,
+                have.conditions.as_deref().unwrap_or_default(),
+                &outcome,
+                now,
+            );
             if !semantically_equal(&plan.status, &have) {
                 let api: Api<Deployment> = Api::namespaced(self.client.clone(), &ns);
                 let patch = Patch::Merge(json!({ "status": plan.status }));
@@ -628,7 +710,8 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
                 Deployments {
                     client: c.clone(),
                     stores: stores.clone(),
-                    expectations: Expectations::default()
+                    expectations: Expectations::default(),
+                    create_backoff: CreateBackoff::new(Backoff::new(BACKOFF_MIN, BACKOFF_MAX)),
                 },
                 t_deploy
             ),
@@ -663,5 +746,64 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
     tokio::select! {
         _ = watchers => anyhow::bail!("watchers ended"),
         r = controllers => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quota_refusal() -> Error {
+        let status = kube::core::Status {
+            code: 403,
+            reason: "Forbidden".into(),
+            message: "pods \"web-1\" is forbidden: exceeded quota: q".into(),
+            ..Default::default()
+        };
+        Error::api(
+            "create",
+            "Pod",
+            "default/web-1".into(),
+            kube::Error::Api(Box::new(status)),
+        )
+    }
+
+    #[test]
+    fn quota_refusal_is_a_failure_not_a_quiet_conflict() {
+        let e = quota_refusal();
+        // Not a conflict: the control loop logs it at warn and backs off.
+        assert!(!e.is_conflict());
+        assert!(e.to_string().contains("create Pod default/web-1"), "{e}");
+    }
+
+    #[test]
+    fn refusal_message_is_the_api_servers_own() {
+        let many = Error::Many {
+            count: 2,
+            first: Box::new(quota_refusal()),
+        };
+        assert_eq!(
+            refusal_message(&many),
+            "pods \"web-1\" is forbidden: exceeded quota: q"
+        );
+    }
+
+    #[test]
+    fn refused_owner_is_held_back_until_its_growing_delay_passes() {
+        let mut b = CreateBackoff::new(Backoff::new(
+            Duration::from_millis(100),
+            Duration::from_secs(10),
+        ));
+        let t0 = Instant::now();
+        assert!(!b.holding("default/web", t0));
+        let first = b.refused("default/web", t0);
+        assert!(b.holding("default/web", t0));
+        assert!(!b.holding("default/other", t0));
+        assert!(!b.holding("default/web", t0 + first));
+        let second = b.refused("default/web", t0 + first);
+        // Jitter adds up to one delay: the second is at least twice the base.
+        assert!(second >= Duration::from_millis(200), "{second:?}");
+        b.accepted("default/web");
+        assert!(!b.holding("default/web", t0));
     }
 }
