@@ -3,7 +3,13 @@
 #   1. a raw veth pair between two namespaces (the limit on this machine),
 #   2. pod <-> pod on one node (cluster ovx, vxlan backend),
 #   3. pod <-> pod across nodes, --backend vxlan (cluster ovx),
-#   4. pod <-> pod across nodes, --backend host-gw (cluster ohg).
+#   4. pod <-> pod across nodes, --backend host-gw (cluster ohg),
+#   and the anchors that bound any VXLAN CNI, on the same shape of underlay
+#   as weft up's nodes (veth, bridge, veth, GRO on like weft up sets it):
+#   5. bare kernel VXLAN between two namespaces: two vxlan devices, static
+#      FDB/neighbour, no bridge and no pod veth behind them,
+#   6. the same two namespaces without VXLAN (their underlay).
+#   weft's vxlan path is reported against 5, host-gw against 6.
 #
 #   sudo bench/overlay.sh > result.md      # markdown to stdout, progress to stderr
 #   sudo RUNS=5 SECS=10 bench/overlay.sh
@@ -32,6 +38,9 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/weft-target}
 NS_A=weft-bench-ovl-a   # raw baseline: server side, 192.168.77.1
 NS_B=weft-bench-ovl-b   # raw baseline: client side, 192.168.77.2
+NS_F=weft-bench-ovl-f   # bare anchors: the bridge between NS_C and NS_D
+NS_C=weft-bench-ovl-c   # bare anchors: server side, 192.168.78.1, vxlan 10.250.0.1
+NS_D=weft-bench-ovl-d   # bare anchors: client side, 192.168.78.2, vxlan 10.250.0.2
 CL_VX=ovx               # cluster, --backend vxlan (or default without --backend)
 CL_HG=ohg               # cluster, --backend host-gw
 IPERF_PORT=5201
@@ -53,6 +62,7 @@ missing=()
 command -v ip >/dev/null || missing+=(iproute2)
 command -v iperf3 >/dev/null || missing+=(iperf3)
 command -v jq >/dev/null || missing+=(jq)
+command -v ethtool >/dev/null || missing+=(ethtool)
 [[ -x /usr/bin/python3 ]] || command -v python3 >/dev/null || missing+=(python3)
 if ((${#missing[@]})); then
     log "installing ${missing[*]}"
@@ -106,7 +116,7 @@ cleanup() {
         kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
-    for ns in "$NS_A" "$NS_B"; do
+    for ns in "$NS_A" "$NS_B" "$NS_C" "$NS_D" "$NS_F"; do
         if ip netns list | awk '{print $1}' | grep -qx "$ns"; then ip netns del "$ns" || rc=1; fi
     done
     for c in "${CLUSTERS[@]}"; do
@@ -124,7 +134,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 
-for ns in "$NS_A" "$NS_B"; do
+for ns in "$NS_A" "$NS_B" "$NS_C" "$NS_D" "$NS_F"; do
     if ip netns list | awk '{print $1}' | grep -qx "$ns"; then
         log "removing leftover netns $ns from an earlier run"
         ip netns del "$ns"
@@ -153,6 +163,44 @@ setup_raw() {
     ip netns exec "$NS_A" "$PY" "$RR" serve "$RR_PORT" >"$TMP/raw-rr.log" 2>&1 &
     RAW_PIDS+=($!)
     SERVER[raw]=192.168.77.1
+}
+
+# The anchors: NS_C and NS_D on a bridge in NS_F (as nodes on fabric0),
+# plus a vxlan device in each with static FDB and neighbour entries (no
+# learning, as weft programs its own). Servers in NS_C on both addresses.
+setup_bare() {
+    log "bare anchors: $NS_C (192.168.78.1, vxlan 10.250.0.1) <-> bridge in $NS_F <-> $NS_D (192.168.78.2, vxlan 10.250.0.2)"
+    local ns
+    for ns in "$NS_F" "$NS_C" "$NS_D"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+    ip -n "$NS_F" link add br0 type bridge
+    ip -n "$NS_F" link set br0 up
+    local i=1 other mac
+    for ns in "$NS_C" "$NS_D"; do
+        # Made in NS_F with the peer put straight into the node side: never in the root netns.
+        ip -n "$NS_F" link add "p$i" mtu 1500 type veth peer name eth0 mtu 1500 netns "$ns"
+        ip -n "$NS_F" link set "p$i" master br0 up
+        ip -n "$ns" addr add "192.168.78.$i/24" dev eth0
+        ip -n "$ns" link set eth0 up
+        ip netns exec "$NS_F" ethtool -K "p$i" gro on >/dev/null 2>&1 || true
+        ip netns exec "$ns" ethtool -K eth0 gro on >/dev/null 2>&1 || true
+        ip -n "$ns" link add vx0 address "0e:57:00:00:00:0$i" mtu 1450 type vxlan id 42 \
+            local "192.168.78.$i" dstport 4789 nolearning
+        ip -n "$ns" addr add "10.250.0.$i/24" dev vx0
+        ip -n "$ns" link set vx0 up
+        i=$((i + 1))
+    done
+    for i in 1 2; do
+        other=$((3 - i)) ns=$([[ $i == 1 ]] && echo "$NS_C" || echo "$NS_D")
+        mac="0e:57:00:00:00:0$other"
+        ip -n "$ns" neigh replace "10.250.0.$other" lladdr "$mac" dev vx0 nud permanent
+        bridge -n "$ns" fdb append "$mac" dev vx0 dst "192.168.78.$other"
+    done
+    ip netns exec "$NS_C" "$IPERF3" -s -p "$IPERF_PORT" >"$TMP/bare-iperf3.log" 2>&1 &
+    RAW_PIDS+=($!)
+    ip netns exec "$NS_C" "$PY" "$RR" serve "$RR_PORT" >"$TMP/bare-rr.log" 2>&1 &
+    RAW_PIDS+=($!)
+    SERVER[bare]=192.168.78.1
+    SERVER[barevx]=10.250.0.1
 }
 
 sed -e "s|@PYTHON@|$PY|g" -e "s|@RR@|$RR|g" "$REPO/bench/manifests/overlay.yaml" >"$TMP/overlay.yaml"
@@ -202,6 +250,7 @@ in_client() {
     shift 2
     case $key in
         raw) timeout -k 5 "$limit" ip netns exec "$NS_B" "$@" ;;
+        bare | barevx) timeout -k 5 "$limit" ip netns exec "$NS_D" "$@" ;;
         same) timeout -k 5 "$limit" "$WEFT" --name "$CL_VX" exec ovl-local -- "$@" ;;
         vxlan) timeout -k 5 "$limit" "$WEFT" --name "$CL_VX" exec ovl-remote -- "$@" ;;
         hostgw) timeout -k 5 "$limit" "$WEFT" --name "$CL_HG" exec ovl-remote -- "$@" ;;
@@ -210,6 +259,7 @@ in_client() {
 }
 
 setup_raw
+setup_bare
 if ((HAVE_BACKEND)); then
     setup_cluster "$CL_VX" vxlan same vxlan
     setup_cluster "$CL_HG" host-gw hostgw
@@ -230,11 +280,12 @@ else
 fi
 
 # --- measuring --------------------------------------------------------------
+KEYS="raw bare barevx nodes same vxlan hostgw"
 # All paths stay up together and every round visits each of them once, so a
 # busy moment on this shared machine spreads over the paths instead of biasing one.
 declare -A TPUTS RATES RETR
 active=()
-for key in raw nodes same vxlan hostgw; do
+for key in $KEYS; do
     [[ -n ${SERVER[$key]:-} ]] || continue
     # Reachability (and ARP / neighbour warm-up): a short untimed rate run.
     ok=0
@@ -308,6 +359,8 @@ done
 label() {
     case $1 in
         raw) echo "raw veth, netns <-> netns (MTU 1500)" ;;
+        bare) echo "anchor: two namespaces over a bridge (veth, bridge, veth), no VXLAN" ;;
+        barevx) echo "anchor: bare kernel VXLAN between the same two namespaces (MTU 1450)" ;;
         nodes) echo "node <-> node over the fabric bridge (underlay)" ;;
         same) echo "pod <-> pod, same node$(((HAVE_BACKEND)) && echo ' (vxlan cluster)')" ;;
         vxlan) echo "pod <-> pod, across nodes, --backend vxlan" ;;
@@ -334,7 +387,7 @@ for c in "${!MTU[@]}"; do mtus+="$c ${MTU[$c]:-?}, "; done
 echo
 echo "| path | throughput (Gbit/s) | vs raw | connect+RR (trans/s) | vs raw |"
 echo "|---|---:|---:|---:|---:|"
-for key in raw nodes same vxlan hostgw; do
+for key in $KEYS; do
     note=${NOTE[$key]:-n/a}
     if [[ -n ${TPUT[$key]:-} ]]; then
         t=$(awk -v b="${TPUT[$key]}" 'BEGIN { printf "%.2f", b / 1e9 }') tr=$(ratio "${TPUT[$key]}" "${TPUT[raw]:-}")
@@ -349,9 +402,17 @@ for key in raw nodes same vxlan hostgw; do
     echo "| $(label "$key") | $t | $tr | $q | $qr |"
 done
 echo
+echo "Against the anchors (same run):"
+echo
+echo "| weft path | anchor | throughput ratio | connect+RR ratio |"
+echo "|---|---|---:|---:|"
+echo "| --backend vxlan, pod <-> pod across nodes | bare kernel VXLAN | $(ratio "${TPUT[vxlan]:-}" "${TPUT[barevx]:-}") | $(ratio "${RATE[vxlan]:-}" "${RATE[barevx]:-}") |"
+echo "| --backend host-gw, pod <-> pod across nodes | the same underlay without VXLAN | $(ratio "${TPUT[hostgw]:-}" "${TPUT[bare]:-}") | $(ratio "${RATE[hostgw]:-}" "${RATE[bare]:-}") |"
+echo "| node <-> node (weft up's underlay) | the same underlay without VXLAN | $(ratio "${TPUT[nodes]:-}" "${TPUT[bare]:-}") | $(ratio "${RATE[nodes]:-}" "${RATE[bare]:-}") |"
+echo
 echo "Runs (in round order):"
 echo
-for key in raw nodes same vxlan hostgw; do
+for key in $KEYS; do
     [[ -n ${TPUTS[$key]:-}${RATES[$key]:-} ]] || continue
     gbps=$(for b in ${TPUTS[$key]:-}; do awk -v b="$b" 'BEGIN { printf "%.2f ", b / 1e9 }'; done)
     echo "- $(label "$key"): Gbit/s ${gbps:-–} (retransmits $(echo ${RETR[$key]:-–})); trans/s $(echo ${RATES[$key]:-–})" | tr -s ' ' 
