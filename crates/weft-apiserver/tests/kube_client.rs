@@ -202,7 +202,7 @@ async fn next(erx: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String 
 
 fn kubectl(kubeconfig: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (bool, String) {
     use std::io::Write;
-    let mut cmd = std::process::Command::new("/usr/bin/kubectl");
+    let mut cmd = std::process::Command::new("kubectl");
     cmd.arg("--kubeconfig").arg(kubeconfig).args(args);
     cmd.stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -223,8 +223,7 @@ fn kubectl(kubeconfig: &std::path::Path, args: &[&str], stdin: Option<&str>) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_works() {
-    if !std::path::Path::new("/usr/bin/kubectl").exists() {
-        eprintln!("SKIPPED: /usr/bin/kubectl not found");
+    if !weft_linux::testns::tool_or_skip("kubectl_works", "kubectl") {
         return;
     }
     let (_api, port, dir) = start("kubectl").await;
