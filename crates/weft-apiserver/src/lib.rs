@@ -31,6 +31,8 @@ pub mod kinds;
 mod patch;
 mod registry;
 pub mod selector;
+#[cfg(test)]
+mod service_tests;
 pub mod status;
 mod store;
 mod table;

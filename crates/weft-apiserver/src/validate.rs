@@ -1,4 +1,5 @@
-//! Per-kind validation, defaulting and allocation (ClusterIP, NodePort, podCIDR).
+//! Per-kind validation, defaulting and allocation (ClusterIP, NodePort,
+//! healthCheckNodePort, podCIDR).
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv4Addr;
@@ -657,7 +658,8 @@ fn service(
         causes.push(Cause::unsupported("spec.type", &stype, &allowed));
         return;
     }
-    set_default(spec, "sessionAffinity", json!("None"));
+    let old_spec = old.and_then(|o| o.get("spec"));
+    session_affinity(spec, causes);
     let external = stype == "ExternalName";
     let node_ports = stype == "NodePort" || stype == "LoadBalancer";
     if external {
@@ -674,9 +676,7 @@ fn service(
         set_default(spec, "ipFamilyPolicy", json!("SingleStack"));
         set_default(spec, "internalTrafficPolicy", json!("Cluster"));
     }
-    if node_ports {
-        set_default(spec, "externalTrafficPolicy", json!("Cluster"));
-    }
+    traffic_policies(spec, old_spec, causes);
     if stype == "LoadBalancer" {
         set_default(spec, "allocateLoadBalancerNodePorts", json!(true));
     }
@@ -777,8 +777,260 @@ fn service(
     } else {
         HashSet::new()
     };
+    let pending = check_node_ports(cfg, spec, &old_ports, node_ports, &mut used_np, causes);
+    let hc_pending = health_check_node_port(cfg, spec, old_spec, &mut used_np, causes);
+    for i in pending {
+        match alloc_node_port(cfg.node_port_range, &used_np) {
+            Some(np) => {
+                used_np.insert(np);
+                if let Some(port) = spec.get_mut("ports").and_then(|p| p.get_mut(i)) {
+                    port["nodePort"] = json!(np);
+                }
+            }
+            None => causes.push(Cause::invalid(
+                format!("spec.ports[{i}].nodePort"),
+                0,
+                "no free node port left in the range",
+            )),
+        }
+    }
+    if hc_pending {
+        match alloc_node_port(cfg.node_port_range, &used_np) {
+            Some(np) => spec["healthCheckNodePort"] = json!(np),
+            None => causes.push(Cause::invalid(
+                "spec.healthCheckNodePort",
+                0,
+                "no free node port left in the range",
+            )),
+        }
+    }
+    set_default(obj, "status", json!({"loadBalancer": {}}));
+}
+
+/// Upstream's `ExternallyAccessible`: the Service is reachable from outside
+/// the cluster, so `externalTrafficPolicy` applies to it.
+fn externally_accessible(spec: &Value) -> bool {
+    match spec.get("type").and_then(Value::as_str) {
+        Some("NodePort" | "LoadBalancer") => true,
+        Some("ClusterIP") | None => spec
+            .get("externalIPs")
+            .and_then(Value::as_array)
+            .is_some_and(|ips| !ips.is_empty()),
+        Some(_) => false,
+    }
+}
+
+fn has_node_ports(spec: &Value) -> bool {
+    matches!(
+        spec.get("type").and_then(Value::as_str),
+        Some("NodePort" | "LoadBalancer")
+    )
+}
+
+/// Upstream's `needsHCNodePort`: only a LoadBalancer that keeps traffic on
+/// the receiving node needs a port for the load balancer's health checks.
+fn needs_health_check(spec: &Value) -> bool {
+    spec.get("type").and_then(Value::as_str) == Some("LoadBalancer")
+        && spec.get("externalTrafficPolicy").and_then(Value::as_str) == Some("Local")
+}
+
+fn str_field(spec: &Value, key: &str) -> String {
+    spec.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn remove_field(spec: &mut Value, key: &str) {
+    if let Some(m) = spec.as_object_mut() {
+        m.remove(key);
+    }
+}
+
+/// `spec.sessionAffinity` and its timeout, defaulted and checked as
+/// kube-apiserver does (`SetDefaults_Service`, `validateClientIPAffinityConfig`).
+fn session_affinity(spec: &mut Value, causes: &mut Vec<Cause>) {
+    set_default(spec, "sessionAffinity", json!("None"));
+    let affinity = str_field(spec, "sessionAffinity");
+    match affinity.as_str() {
+        // Upstream's defaulting drops a config that cannot apply.
+        "None" => remove_field(spec, "sessionAffinityConfig"),
+        "ClientIP" => {
+            let timeout = spec.pointer("/sessionAffinityConfig/clientIP/timeoutSeconds");
+            match timeout.filter(|t| !t.is_null()).and_then(Value::as_i64) {
+                None => {
+                    spec["sessionAffinityConfig"] = json!({"clientIP": {
+                        "timeoutSeconds": DEFAULT_CLIENT_IP_AFFINITY_SECONDS
+                    }});
+                }
+                Some(t) if !(1..=MAX_CLIENT_IP_AFFINITY_SECONDS).contains(&t) => {
+                    causes.push(Cause::invalid(
+                        "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
+                        t,
+                        &format!(
+                            "must be greater than 0 and less than {MAX_CLIENT_IP_AFFINITY_SECONDS}"
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        other => causes.push(Cause::unsupported(
+            "spec.sessionAffinity",
+            other,
+            &["ClientIP", "None"],
+        )),
+    }
+}
+
+/// Upstream's `DefaultClientIPServiceAffinitySeconds` (3 hours).
+const DEFAULT_CLIENT_IP_AFFINITY_SECONDS: i64 = 10800;
+/// Upstream's `MaxClientIPServiceAffinitySeconds` (1 day).
+const MAX_CLIENT_IP_AFFINITY_SECONDS: i64 = 86400;
+
+/// `spec.externalTrafficPolicy` and `spec.internalTrafficPolicy`: dropped on a
+/// type change, defaulted and checked as kube-apiserver does
+/// (`dropTypeDependentFields`, `SetDefaults_Service`,
+/// `validateServiceExternalTrafficPolicy`).
+fn traffic_policies(spec: &mut Value, old_spec: Option<&Value>, causes: &mut Vec<Cause>) {
+    if str_field(spec, "externalTrafficPolicy").is_empty() {
+        remove_field(spec, "externalTrafficPolicy");
+    }
+    // Leaving NodePort/LoadBalancer with the policy untouched: it was (maybe)
+    // defaulted for the old type, so it goes with it.
+    if let Some(o) = old_spec {
+        if has_node_ports(o)
+            && !has_node_ports(spec)
+            && str_field(o, "externalTrafficPolicy") == str_field(spec, "externalTrafficPolicy")
+        {
+            remove_field(spec, "externalTrafficPolicy");
+        }
+    }
+    let policies = ["Cluster", "Local"];
+    let etp = str_field(spec, "externalTrafficPolicy");
+    if externally_accessible(spec) {
+        if etp.is_empty() {
+            spec["externalTrafficPolicy"] = json!("Cluster");
+        } else if !policies.contains(&etp.as_str()) {
+            causes.push(Cause::unsupported(
+                "spec.externalTrafficPolicy",
+                &etp,
+                &policies,
+            ));
+        }
+    } else if !etp.is_empty() {
+        causes.push(Cause::invalid(
+            "spec.externalTrafficPolicy",
+            format!("\"{etp}\""),
+            "may only be set for externally-accessible services",
+        ));
+    }
+    if let Some(itp) = spec
+        .get("internalTrafficPolicy")
+        .filter(|v| !v.is_null())
+        .and_then(Value::as_str)
+    {
+        if !policies.contains(&itp) {
+            causes.push(Cause::unsupported(
+                "spec.internalTrafficPolicy",
+                itp,
+                &policies,
+            ));
+        }
+    }
+}
+
+/// `spec.healthCheckNodePort`, as kube-apiserver's service storage treats it:
+/// dropped when the Service stops needing it, kept across updates that omit
+/// it, refused where it cannot apply or when changed, and checked against
+/// every node port in use. A port it keeps or accepts goes into `used_np`;
+/// returns whether one must still be allocated (after the Service's own node
+/// ports, as upstream does).
+///
+/// Like node ports, health check ports are reserved by the stored Services
+/// themselves ([`used_node_ports`]), so a deleted Service frees its port and
+/// a restarted server finds every port of the Services it reloads in use.
+fn health_check_node_port(
+    cfg: &ApiServerConfig,
+    spec: &mut Value,
+    old_spec: Option<&Value>,
+    used_np: &mut HashSet<u16>,
+    causes: &mut Vec<Cause>,
+) -> bool {
+    const FIELD: &str = "spec.healthCheckNodePort";
+    let port_of = |s: &Value| {
+        s.get("healthCheckNodePort")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+    };
+    let needed = needs_health_check(spec);
+    let old_needed = old_spec.is_some_and(needs_health_check);
+    let old_hc = old_spec.map(port_of).unwrap_or(0);
+    let mut hc = port_of(spec);
+    if old_needed && !needed && hc == old_hc {
+        hc = 0;
+    }
+    if old_needed && needed && hc == 0 {
+        hc = old_hc;
+    }
+    if hc == 0 {
+        remove_field(spec, "healthCheckNodePort");
+    } else {
+        spec["healthCheckNodePort"] = json!(hc);
+    }
+    if !needed {
+        if hc != 0 {
+            causes.push(Cause::invalid(
+                FIELD,
+                hc,
+                "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'",
+            ));
+        }
+        return false;
+    }
+    if hc == 0 {
+        return true;
+    }
+    if old_needed && old_hc != 0 && hc != old_hc {
+        causes.push(Cause::invalid(
+            FIELD,
+            hc,
+            "cannot change healthCheckNodePort on loadBalancer service with externalTraffic=Local during update",
+        ));
+        return false;
+    }
+    let (lo, hi) = cfg.node_port_range;
+    let Some(port) = u16::try_from(hc).ok().filter(|p| (lo..=hi).contains(p)) else {
+        causes.push(Cause::invalid(
+            FIELD,
+            hc,
+            &format!("failed to allocate requested HealthCheck NodePort {hc}: provided port is not in the valid range. The range of valid ports is {lo}-{hi}"),
+        ));
+        return false;
+    };
+    // `used_np` holds every other Service's ports and this one's node ports.
+    if !used_np.insert(port) {
+        causes.push(Cause::invalid(
+            FIELD,
+            hc,
+            &format!("failed to allocate requested HealthCheck NodePort {hc}: provided port is already allocated"),
+        ));
+    }
+    false
+}
+
+/// Checks each port of a Service and keeps or checks its node port; returns
+/// the indexes of the ports that still need one allocated.
+fn check_node_ports(
+    cfg: &ApiServerConfig,
+    spec: &mut Value,
+    old_ports: &[Value],
+    node_ports: bool,
+    used_np: &mut HashSet<u16>,
+    causes: &mut Vec<Cause>,
+) -> Vec<usize> {
     let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) else {
-        return;
+        return Vec::new();
     };
     let multi = ports.len() > 1;
     let mut names = HashSet::new();
@@ -896,20 +1148,7 @@ fn service(
             }
         }
     }
-    for i in pending {
-        match alloc_node_port(cfg.node_port_range, &used_np) {
-            Some(np) => {
-                used_np.insert(np);
-                ports[i]["nodePort"] = json!(np);
-            }
-            None => causes.push(Cause::invalid(
-                format!("spec.ports[{i}].nodePort"),
-                0,
-                "no free node port left in the range",
-            )),
-        }
-    }
-    set_default(obj, "status", json!({"loadBalancer": {}}));
+    pending
 }
 
 #[cfg(test)]
