@@ -139,14 +139,7 @@ fn fill_create(kind: &Kind, ns: &str, mut obj: Value) -> Result<(String, Value),
         }
     }
     if kind.namespaced {
-        match meta.get("namespace").and_then(Value::as_str) {
-            Some(n) if !n.is_empty() && n != ns => {
-                return Err(ApiError::bad_request(format!(
-                    "the namespace of the provided object ({n}) does not match the namespace sent on the request ({ns})"
-                )))
-            }
-            _ => {}
-        }
+        namespace_matches(meta, ns)?;
         meta.insert("namespace".into(), json!(ns));
     } else {
         meta.remove("namespace");
@@ -293,14 +286,7 @@ impl ApiServer {
                 _ => {}
             }
             if kind.namespaced {
-                match meta.get("namespace").and_then(Value::as_str) {
-                    Some(n) if !n.is_empty() && n != ns => {
-                        return Err(ApiError::bad_request(format!(
-                            "the namespace of the provided object ({n}) does not match the namespace sent on the request ({ns})"
-                        )))
-                    }
-                    _ => {}
-                }
+                namespace_matches(meta, ns)?;
             }
             if let Some(rv) = meta.get("resourceVersion").and_then(Value::as_str) {
                 if !rv.is_empty() && Some(rv) != meta_str(&old, "resourceVersion") {
@@ -615,5 +601,16 @@ fn kind(plural: &str) -> &'static Kind {
     match by_plural(plural) {
         Some(k) => k,
         None => &KINDS[0],
+    }
+}
+
+/// A body's `metadata.namespace`, when set, must be the request's (as
+/// kube-apiserver checks on create and update alike).
+fn namespace_matches(meta: &serde_json::Map<String, Value>, ns: &str) -> Result<(), ApiError> {
+    match meta.get("namespace").and_then(Value::as_str) {
+        Some(n) if !n.is_empty() && n != ns => Err(ApiError::bad_request(format!(
+            "the namespace of the provided object ({n}) does not match the namespace sent on the request ({ns})"
+        ))),
+        _ => Ok(()),
     }
 }
