@@ -114,11 +114,6 @@ impl Metrics {
         let _ = encode(&mut out, &self.registry);
         out
     }
-
-    /// The syncs counted so far (for tests and logs).
-    pub fn syncs(&self) -> u64 {
-        self.syncs.get()
-    }
 }
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
