@@ -3,9 +3,10 @@
 //! Pods, StatefulSets → Pods, scheduling, and a pod garbage collector.
 //!
 //! Each controller is a pure plan function (objects in, desired objects and
-//! writes out; `now` passed in) plus a thin loop (the private `runtime` module) that keeps
-//! reflector stores, runs the plan on changes (coalesced, resynced, retried
-//! with backoff) and writes the difference through the API.
+//! writes out; `now` passed in) plus a thin loop (the private `runtime` module)
+//! over the shared watch layer (`weft_kube`: one store per kind, a readiness
+//! gate, a sync runner per controller that coalesces changes, resyncs and
+//! retries) that runs the plan and writes the difference through the API.
 
 pub mod deployment;
 pub mod endpointslice;

@@ -1,28 +1,25 @@
-//! The apply side: one reflector store per kind (watchers with backoff, so an
-//! API server restart is survived), and one coalescing sync loop per controller
-//! that snapshots the stores, runs the pure plan and writes the difference.
+//! The apply side: each controller is a full level-triggered sync over shared
+//! stores from the watch layer (`weft_kube`: one store per kind, shared by every
+//! controller that reads it), run by its own bounded-frequency [`SyncRunner`]
+//! behind one readiness gate over every store, and writing the difference
+//! through the API.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Debug;
+use std::convert::Infallible;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures::future::BoxFuture;
-use futures::{FutureExt, StreamExt};
+use anyhow::Context;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
+use kube::{Client, ResourceExt};
 use serde_json::json;
-use tokio::sync::Notify;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
+use weft_kube::{Bounds, Gate, Kind, Selector, Store, SyncError, SyncRunner, Watches};
 use weft_linux::retry::Backoff;
 
 use crate::endpointslice::{self, SliceAction};
@@ -30,10 +27,18 @@ use crate::scheduler::{self, Decision};
 use crate::util::{key, safe_encode, semantically_equal, terminating};
 use crate::{deployment, gc, statefulset};
 
-/// Wait this long after a trigger so a burst of events makes one sync.
-const COALESCE: Duration = Duration::from_millis(50);
-/// Sync at least this often (retries unschedulable pods, minReadySeconds, lost writes).
-const RESYNC: Duration = Duration::from_secs(10);
+/// Every controller's runner: a burst of events within 50 ms makes one sync;
+/// a sync at least every 10 s (retries unschedulable pods, minReadySeconds,
+/// lost writes); 200 ms after a failed one, doubling (with jitter) up to 30 s
+/// while it keeps failing; 200 ms after a conflict, quietly.
+const SYNC: Bounds = Bounds {
+    min_interval: Duration::from_millis(50),
+    max_interval: Duration::from_secs(10),
+    retry_interval: BACKOFF_MIN,
+    retry_max_interval: BACKOFF_MAX,
+};
+/// The first and longest retry delay of a failing sync, and the per-owner
+/// backoff of refused pod creates (exponential with jitter).
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// How long a write is trusted to show up in the stores before it is forgotten.
@@ -120,29 +125,7 @@ fn random_suffix() -> String {
     )
 }
 
-/// A reflector store for `K` and the future that keeps it filled, poking
-/// `triggers` on every change.
-fn watch<K>(client: &Client, triggers: Vec<Arc<Notify>>) -> (Store<K>, BoxFuture<'static, ()>)
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-{
-    let (reader, writer) = reflector::store();
-    let api: Api<K> = Api::all(client.clone());
-    let kind = K::kind(&()).into_owned();
-    let fut = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .for_each(move |ev| {
-            match ev {
-                Ok(_) => triggers.iter().for_each(|t| t.notify_one()),
-                Err(e) => warn!(kind = %kind, error = %e, "watch failed, retrying with backoff"),
-            }
-            futures::future::ready(())
-        });
-    (reader, fut.boxed())
-}
-
-fn snapshot<K: Resource<DynamicType = ()> + Clone + 'static>(store: &Store<K>) -> Vec<K> {
+fn snapshot<K: Kind>(store: &Store<K>) -> Vec<K> {
     store.state().iter().map(|o| K::clone(o)).collect()
 }
 
@@ -162,34 +145,29 @@ trait Controller {
     async fn reconcile(&mut self) -> Result<(), Error>;
 }
 
-/// Runs `c` on every trigger (coalesced), at least every RESYNC, and after a
-/// failure again with exponential backoff.
-async fn control_loop<C: Controller>(mut c: C, trigger: Arc<Notify>) {
-    // weft's one retry policy: exponential with jitter, so controllers that
-    // fail together do not retry in step.
-    let policy = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
-    let mut delays = policy.delays();
-    let mut wait = Duration::ZERO;
-    loop {
-        tokio::select! {
-            _ = trigger.notified() => {}
-            _ = tokio::time::sleep(wait) => {}
-        }
-        tokio::time::sleep(COALESCE).await;
-        match c.reconcile().await {
-            Ok(()) => {
-                delays = policy.delays();
-                wait = RESYNC;
-            }
-            Err(e) => {
-                wait = delays.next().unwrap_or(BACKOFF_MAX);
-                if e.is_conflict() {
-                    debug!(controller = C::NAME, error = %e, retry_in = ?wait, "sync conflicted");
-                } else {
-                    warn!(controller = C::NAME, error = %e, retry_in = ?wait, "sync failed");
-                }
-            }
-        }
+/// Runs `c` behind `gate` by `runner`: on every change of the stores the
+/// runner follows (coalesced), at least every max interval, and after a
+/// failure again with the runner's backoff. Returns only if the gate can
+/// never open.
+async fn control_loop<C: Controller>(
+    mut c: C,
+    runner: SyncRunner,
+    gate: Gate,
+) -> Result<Infallible, weft_kube::Error> {
+    runner
+        .run_classified(&gate, async move || c.reconcile().await.map_err(classify))
+        .await
+}
+
+/// A sync that failed only on an optimistic-concurrency or stale-store
+/// conflict (409) is expected: the stores were behind the API, and the next
+/// sync, a retry interval later, sees the newer objects. It is retried
+/// quietly; every other failure backs off and is warned about.
+fn classify(e: Error) -> SyncError<Error> {
+    if e.is_conflict() {
+        SyncError::Quiet(e)
+    } else {
+        SyncError::Failed(e)
     }
 }
 
@@ -284,7 +262,7 @@ impl Expectations {
         let Some(p) = self.pending.get(owner) else {
             return false;
         };
-        let seen = |name: &String| pods.get(&ObjectRef::new(name).within(&p.namespace));
+        let seen = |name: &String| pods.get_namespaced(&p.namespace, name);
         let done = p.creates.iter().all(|n| seen(n).is_some())
             && p.deletes
                 .iter()
@@ -648,104 +626,99 @@ impl Controller for Scheduler {
     }
 }
 
+/// A runner called `name` that follows the changes of `stores`.
+fn runner(name: &str, stores: &[weft_kube::Changes]) -> SyncRunner {
+    let mut runner = SyncRunner::new(name, SYNC);
+    for changes in stores {
+        runner.follow(changes.clone());
+    }
+    runner
+}
+
 /// Runs every controller until the future is dropped.
 pub async fn run(client: Client) -> anyhow::Result<()> {
-    let t_slices = Arc::new(Notify::new());
-    let t_deploy = Arc::new(Notify::new());
-    let t_sts = Arc::new(Notify::new());
-    let t_sched = Arc::new(Notify::new());
-    let t_gc = Arc::new(Notify::new());
-
-    let (pods, w_pods) = watch::<Pod>(
-        &client,
-        vec![
-            t_slices.clone(),
-            t_deploy.clone(),
-            t_sts.clone(),
-            t_sched.clone(),
-            t_gc.clone(),
-        ],
+    let watches = Watches::new(client.clone());
+    let s = Stores {
+        pods: watches.store(Selector::all()),
+        services: watches.store(Selector::all()),
+        slices: watches.store(Selector::all()),
+        deployments: watches.store(Selector::all()),
+        statefulsets: watches.store(Selector::all()),
+        nodes: watches.store(Selector::all()),
+    };
+    // No controller's first sync before every store has listed: acting on a
+    // partial view would delete slices and pods that merely were not listed yet.
+    let gate = Gate::new([
+        s.pods.readiness(),
+        s.services.readiness(),
+        s.slices.readiness(),
+        s.deployments.readiness(),
+        s.statefulsets.readiness(),
+        s.nodes.readiness(),
+    ]);
+    gate.wait()
+        .await
+        .context("a controller store's watcher stopped before listing")?;
+    info!("stores synced, controllers starting");
+    let (pods, services, slices) = (s.pods.changes(), s.services.changes(), s.slices.changes());
+    let (deployments, statefulsets, nodes) = (
+        s.deployments.changes(),
+        s.statefulsets.changes(),
+        s.nodes.changes(),
     );
-    let (services, w_services) = watch::<Service>(&client, vec![t_slices.clone()]);
-    let (slices, w_slices) = watch::<EndpointSlice>(&client, vec![t_slices.clone()]);
-    let (deployments, w_deploy) =
-        watch::<Deployment>(&client, vec![t_deploy.clone(), t_gc.clone()]);
-    let (statefulsets, w_sts) = watch::<StatefulSet>(&client, vec![t_sts.clone(), t_gc.clone()]);
-    let (nodes, w_nodes) = watch::<Node>(&client, vec![t_sched.clone()]);
-    let stores = Stores {
-        pods,
-        services,
-        slices,
-        deployments,
-        statefulsets,
-        nodes,
-    };
-
-    let controllers = async move {
-        // Gate the first sync until every store has listed: acting on a partial
-        // view would delete slices and pods that merely were not listed yet.
-        let s = &stores;
-        let synced = futures::future::try_join_all([
-            s.pods.wait_until_ready().boxed(),
-            s.services.wait_until_ready().boxed(),
-            s.slices.wait_until_ready().boxed(),
-            s.deployments.wait_until_ready().boxed(),
-            s.statefulsets.wait_until_ready().boxed(),
-            s.nodes.wait_until_ready().boxed(),
-        ]);
-        synced
-            .await
-            .map_err(|e| anyhow::anyhow!("a store's watcher stopped before listing: {e}"))?;
-        info!("stores synced, controllers starting");
-        let c = client;
-        tokio::join!(
-            control_loop(
-                EndpointSlices {
-                    client: c.clone(),
-                    stores: stores.clone()
-                },
-                t_slices
+    let c = client;
+    let stopped = tokio::try_join!(
+        control_loop(
+            EndpointSlices {
+                client: c.clone(),
+                stores: s.clone()
+            },
+            runner(EndpointSlices::NAME, &[pods.clone(), services, slices]),
+            gate.clone(),
+        ),
+        control_loop(
+            Deployments {
+                client: c.clone(),
+                stores: s.clone(),
+                expectations: Expectations::default(),
+                create_backoff: CreateBackoff::new(Backoff::new(BACKOFF_MIN, BACKOFF_MAX)),
+            },
+            runner(Deployments::NAME, &[pods.clone(), deployments.clone()]),
+            gate.clone(),
+        ),
+        control_loop(
+            StatefulSets {
+                client: c.clone(),
+                stores: s.clone(),
+                expectations: Expectations::default()
+            },
+            runner(StatefulSets::NAME, &[pods.clone(), statefulsets.clone()]),
+            gate.clone(),
+        ),
+        control_loop(
+            GarbageCollector {
+                client: c.clone(),
+                stores: s.clone()
+            },
+            runner(
+                GarbageCollector::NAME,
+                &[pods.clone(), deployments, statefulsets]
             ),
-            control_loop(
-                Deployments {
-                    client: c.clone(),
-                    stores: stores.clone(),
-                    expectations: Expectations::default(),
-                    create_backoff: CreateBackoff::new(Backoff::new(BACKOFF_MIN, BACKOFF_MAX)),
-                },
-                t_deploy
-            ),
-            control_loop(
-                StatefulSets {
-                    client: c.clone(),
-                    stores: stores.clone(),
-                    expectations: Expectations::default()
-                },
-                t_sts
-            ),
-            control_loop(
-                GarbageCollector {
-                    client: c.clone(),
-                    stores: stores.clone()
-                },
-                t_gc
-            ),
-            control_loop(
-                Scheduler {
-                    client: c,
-                    stores: stores.clone(),
-                    assumed: HashMap::new()
-                },
-                t_sched
-            ),
-        );
-        anyhow::Ok(())
-    };
-    let watchers =
-        futures::future::join_all([w_pods, w_services, w_slices, w_deploy, w_sts, w_nodes]);
-    tokio::select! {
-        _ = watchers => anyhow::bail!("watchers ended"),
-        r = controllers => r,
+            gate.clone(),
+        ),
+        control_loop(
+            Scheduler {
+                client: c,
+                stores: s.clone(),
+                assumed: HashMap::new()
+            },
+            runner(Scheduler::NAME, &[pods, nodes]),
+            gate,
+        ),
+    );
+    match stopped {
+        Err(e) => Err(anyhow::Error::new(e).context("controllers stopped")),
+        Ok((never, ..)) => match never {},
     }
 }
 
@@ -771,9 +744,98 @@ mod tests {
     #[test]
     fn quota_refusal_is_a_failure_not_a_quiet_conflict() {
         let e = quota_refusal();
-        // Not a conflict: the control loop logs it at warn and backs off.
-        assert!(!e.is_conflict());
         assert!(e.to_string().contains("create Pod default/web-1"), "{e}");
+        // The runner warns about it and backs off.
+        assert!(matches!(classify(e), SyncError::Failed(_)));
+    }
+
+    #[test]
+    fn conflict_is_retried_quietly_alone_or_first_of_many() {
+        assert!(matches!(classify(conflict()), SyncError::Quiet(_)));
+        let many = Error::Many {
+            count: 3,
+            first: Box::new(conflict()),
+        };
+        assert!(matches!(classify(many), SyncError::Quiet(_)));
+    }
+
+    fn conflict() -> Error {
+        let status = kube::core::Status {
+            code: 409,
+            reason: "Conflict".into(),
+            message: "the object has been modified".into(),
+            ..Default::default()
+        };
+        Error::api(
+            "replace",
+            "EndpointSlice",
+            "default/web-abc".into(),
+            kube::Error::Api(Box::new(status)),
+        )
+    }
+
+    /// Fails its first sync with `first`, then succeeds; records when each began.
+    struct Flaky {
+        first: Option<Error>,
+        starts: std::sync::Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>,
+    }
+
+    impl Controller for Flaky {
+        const NAME: &'static str = "flaky";
+
+        async fn reconcile(&mut self) -> Result<(), Error> {
+            self.starts
+                .lock()
+                .unwrap()
+                .push(tokio::time::Instant::now());
+            self.first.take().map_or(Ok(()), Err)
+        }
+    }
+
+    /// The start times (from the loop's start) and the outcomes of the syncs of a
+    /// control loop whose first sync fails with `first`, until just before the
+    /// first resync.
+    async fn sync_starts(first: Error) -> (Vec<Duration>, weft_kube::Outcomes) {
+        let t0 = tokio::time::Instant::now();
+        let starts = std::sync::Arc::default();
+        let flaky = Flaky {
+            first: Some(first),
+            starts: std::sync::Arc::clone(&starts),
+        };
+        let runner = SyncRunner::new("flaky", SYNC);
+        let health = runner.health();
+        let task = tokio::spawn(control_loop(flaky, runner, Gate::default()));
+        tokio::time::sleep_until(t0 + SYNC.max_interval - Duration::from_millis(1)).await;
+        task.abort();
+        let starts = starts.lock().unwrap().clone();
+        let starts = starts.into_iter().map(|t| t - t0).collect();
+        (starts, health.outcomes())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn conflicted_sync_is_retried_quietly_after_the_retry_interval() {
+        let (starts, outcomes) = sync_starts(conflict()).await;
+        assert_eq!(starts, [Duration::ZERO, SYNC.retry_interval]);
+        assert_eq!(
+            (outcomes.runs, outcomes.failures, outcomes.quiet_retries),
+            (2, 0, 1)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_sync_is_retried_within_the_retry_interval_and_counted() {
+        let (starts, outcomes) = sync_starts(quota_refusal()).await;
+        assert_eq!(starts.len(), 2, "{starts:?}");
+        // Less a jitter of up to a quarter.
+        let retry = SYNC.retry_interval;
+        assert!(
+            starts[1] <= retry && starts[1] >= retry.mul_f64(0.75),
+            "{starts:?}"
+        );
+        assert_eq!(
+            (outcomes.runs, outcomes.failures, outcomes.quiet_retries),
+            (2, 1, 0)
+        );
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! one reflector store per (kind, selector) per process, shared by every consumer
 //! ([`Watches`], [`Store`]); a readiness gate that holds the first sync until every
 //! store it names has listed ([`Gate`], kube-proxy's `isInitialized()`); and a
-//! bounded-frequency sync runner ([`SyncRunner`]: coalesced triggers, minimum,
-//! maximum and retry intervals, modelled on kube-proxy's `BoundedFrequencyRunner`).
+//! bounded-frequency sync runner ([`SyncRunner`]: coalesced triggers, minimum and
+//! maximum intervals, retries with jittered exponential backoff and quiet retries
+//! for expected conflicts, modelled on kube-proxy's `BoundedFrequencyRunner`).
 //!
 //! A feature (overlay, proxy, policy …) asks the process's [`Watches`] for the stores
 //! it reads, makes a [`SyncRunner`] that follows their [`Changes`], and runs its
@@ -34,7 +35,7 @@ mod store;
 mod watches;
 
 pub use gate::{wait_ready, Gate};
-pub use runner::{Bounds, Health, Outcomes, SyncRunner, Trigger};
+pub use runner::{Bounds, Health, Outcomes, SyncError, SyncRunner, Trigger};
 pub use store::{feed, Changes, Feed, Kind, Readiness, Selector, Store, StoreId};
 pub use watches::Watches;
 

@@ -7,9 +7,35 @@
 //! sync cannot be followed at once by another. Any number of triggers that arrive
 //! before a run starts are covered by that one run; a trigger that arrives while a
 //! run is going on causes exactly one more run.
+//!
+//! Failures back off: the first retry comes `retry_interval` after a failed run, and
+//! each further consecutive failure doubles the delay, up to `retry_max_interval`;
+//! a success starts again from `retry_interval`. Each delay is shortened by a random
+//! jitter of up to a quarter of it (never above the cap, never below
+//! `min_interval`), so runners that fail together — every controller while the API
+//! server is down — do not retry in step.
+//!
+//! A trigger cuts a backoff short, as in kube-proxy: a change runs the sync after
+//! `min_interval` whatever the backoff, because a change (a store relisting after the
+//! API server came back) is the best hint that the next run may succeed. It does not
+//! reset the backoff; only a success does, so a triggered run that fails again waits
+//! longer still.
+//!
+//! A sync function run by [`SyncRunner::run_classified`] can also say that a run
+//! should be retried quietly ([`SyncError::Quiet`], e.g. a 409 Conflict from a stale
+//! cache): it runs again after `retry_interval`, without backoff, logged at debug and
+//! counted as a quiet retry rather than a failure.
+//!
+//! Logs stay readable while something is down: the first failure of a streak is a
+//! warning, and so is one whose error differs from the last warned one or that comes
+//! `retry_max_interval` after it; the others are logged at debug. [`Outcomes`]
+//! count every failure either way.
 
+use std::collections::hash_map::RandomState;
 use std::convert::Infallible;
 use std::fmt;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -21,7 +47,7 @@ use crate::gate::Gate;
 use crate::store::Changes;
 use crate::Error;
 
-/// The three intervals of a runner.
+/// The intervals of a runner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bounds {
     /// Never start a run sooner than this after the previous one ended; triggers in
@@ -30,18 +56,78 @@ pub struct Bounds {
     /// Run at least this often, even with no trigger (converges from drift).
     pub max_interval: Duration,
     /// After a failed run, run again after this even with no trigger (still no
-    /// sooner than `min_interval`).
+    /// sooner than `min_interval`); each further consecutive failure doubles it.
     pub retry_interval: Duration,
+    /// The longest retry delay that doubling reaches (raised to `retry_interval` if
+    /// below it). It may exceed `max_interval`: a resync would fail just the same.
+    pub retry_max_interval: Duration,
 }
 
 impl Default for Bounds {
-    /// 100 ms, 30 s, 1 s: what the node agent uses.
+    /// 100 ms, 30 s, 1 s doubling up to 30 s: what the node agent uses.
     fn default() -> Self {
         Bounds {
             min_interval: Duration::from_millis(100),
             max_interval: Duration::from_secs(30),
             retry_interval: Duration::from_secs(1),
+            retry_max_interval: Duration::from_secs(30),
         }
+    }
+}
+
+impl Bounds {
+    /// The retry delay after the `failures`-th consecutive failure (from 1), before
+    /// jitter: `retry_interval` doubled `failures - 1` times, at most
+    /// `retry_max_interval`.
+    pub fn backoff(&self, failures: u64) -> Duration {
+        let doublings = u32::try_from(failures.saturating_sub(1))
+            .unwrap_or(u32::MAX)
+            .min(31);
+        self.retry_interval
+            .saturating_mul(1 << doublings)
+            .min(self.retry_max_interval.max(self.retry_interval))
+    }
+}
+
+/// The largest share of a retry delay that jitter takes off.
+const JITTER: f64 = 0.25;
+
+/// `delay` shortened by `JITTER * fraction` of itself (`fraction` in [0, 1); any
+/// other value counts as 0).
+fn jittered(delay: Duration, fraction: f64) -> Duration {
+    let fraction = if (0.0..1.0).contains(&fraction) {
+        fraction
+    } else {
+        0.0
+    };
+    // At most a quarter of `delay`, so the product cannot overflow.
+    delay.saturating_sub(delay.mul_f64(JITTER * fraction))
+}
+
+/// A fraction in [0, 1) that differs from call to call and process to process:
+/// std's randomly keyed hasher over a counter. Jitter needs no better randomness.
+fn random_fraction() -> f64 {
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let bits = RandomState::new().hash_one(CALLS.fetch_add(1, Ordering::Relaxed));
+    // The top 53 bits, exactly representable in an f64's mantissa.
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// How a run failed, for a sync function run by [`SyncRunner::run_classified`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncError<E> {
+    /// An expected, transient outcome (a 409 Conflict because the cache was stale):
+    /// run again after `retry_interval`, without backoff; logged at debug, counted in
+    /// [`Outcomes::quiet_retries`], not as a failure.
+    Quiet(E),
+    /// A failure: retried with backoff, warned about (see the module docs), counted.
+    Failed(E),
+}
+
+impl<E> From<E> for SyncError<E> {
+    /// A plain error is a failure, so `?` works in a classified sync function.
+    fn from(e: E) -> Self {
+        SyncError::Failed(e)
     }
 }
 
@@ -59,11 +145,14 @@ impl Trigger {
 /// What the runs of a runner came to, for logs and health checks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcomes {
-    /// Runs finished, successful or not.
+    /// Runs finished: successful, failed or retried quietly.
     pub runs: u64,
+    /// Every failed run, whether it was logged at warn or at debug.
     pub failures: u64,
-    /// Failures since the last success.
+    /// Failures since the last success (what the retry backoff follows).
     pub consecutive_failures: u64,
+    /// Runs that ended in [`SyncError::Quiet`]: neither success nor failure.
+    pub quiet_retries: u64,
     pub last_success: Option<Instant>,
     /// The last failure's time and error (kept after a later success, for logs).
     pub last_error: Option<(Instant, String)>,
@@ -106,19 +195,59 @@ impl Health {
         now.saturating_duration_since(last) <= self.max_interval.saturating_mul(2)
     }
 
-    fn record_success(&self, at: Instant) {
+    /// Records a success; returns how many failures in a row it ended.
+    fn record_success(&self, at: Instant) -> u64 {
         let mut o = self.lock();
         o.runs += 1;
-        o.consecutive_failures = 0;
         o.last_success = Some(at);
+        std::mem::take(&mut o.consecutive_failures)
     }
 
-    fn record_failure(&self, at: Instant, error: String) {
+    /// Records a failure; returns how many failures in a row there now are.
+    fn record_failure(&self, at: Instant, error: String) -> u64 {
         let mut o = self.lock();
         o.runs += 1;
         o.failures += 1;
         o.consecutive_failures += 1;
         o.last_error = Some((at, error));
+        o.consecutive_failures
+    }
+
+    fn record_quiet_retry(&self) {
+        let mut o = self.lock();
+        o.runs += 1;
+        o.quiet_retries += 1;
+    }
+}
+
+/// Which failures of a streak are worth a warning: the first, one whose error text
+/// differs from the last warned one, and one `every` after the last warning. The
+/// others go to debug, so a runner retrying a down API server for an hour warns a
+/// few times an hour, not at every retry.
+#[derive(Debug, Default)]
+struct FailureLog {
+    last_warning: Option<(Instant, String)>,
+}
+
+impl FailureLog {
+    /// Whether the failure `error` at `at` is to be warned about (and if so, it
+    /// becomes the last warning).
+    fn warn(&mut self, at: Instant, error: &str, every: Duration) -> bool {
+        let due = match &self.last_warning {
+            None => true,
+            Some((last_at, last_error)) => {
+                last_error != error || at.saturating_duration_since(*last_at) >= every
+            }
+        };
+        if due {
+            self.last_warning = Some((at, error.to_string()));
+        }
+        due
+    }
+
+    /// A success ended the streak: the next failure is a first one again.
+    fn clear(&mut self) {
+        self.last_warning = None;
     }
 }
 
@@ -135,6 +264,8 @@ pub struct SyncRunner {
     trigger: watch::Sender<u64>,
     sources: Vec<Source>,
     health: Health,
+    /// The jitter fraction of each retry delay (in [0, 1)); fixed in tests.
+    jitter: fn() -> f64,
 }
 
 impl fmt::Debug for SyncRunner {
@@ -152,10 +283,11 @@ impl fmt::Debug for SyncRunner {
 
 impl SyncRunner {
     /// A runner called `name` (in logs). A `max_interval` below `min_interval` is
-    /// raised to it.
+    /// raised to it, and a `retry_max_interval` below `retry_interval` to that.
     pub fn new(name: impl Into<String>, bounds: Bounds) -> Self {
         let bounds = Bounds {
             max_interval: bounds.max_interval.max(bounds.min_interval),
+            retry_max_interval: bounds.retry_max_interval.max(bounds.retry_interval),
             ..bounds
         };
         let (trigger, changes) = watch::channel(0);
@@ -168,6 +300,7 @@ impl SyncRunner {
                 name: "trigger".to_string(),
             }],
             health: Health::new(bounds.max_interval),
+            jitter: random_fraction,
         }
     }
 
@@ -194,47 +327,79 @@ impl SyncRunner {
         self.health.clone()
     }
 
-    /// Waits for `gate`, then runs `sync` forever within the bounds. Returns only if
-    /// the gate can never open.
+    /// Waits for `gate`, then runs `sync` forever within the bounds; every error is
+    /// a failure (retried with backoff). Returns only if the gate can never open.
     ///
     /// To spawn the returned future, give `sync` its state by value (`async move ||`
     /// over owned handles): a closure that borrows from its surroundings makes a
     /// future the compiler cannot prove `Send` for every borrow.
     pub async fn run<E: fmt::Display>(
+        self,
+        gate: &Gate,
+        sync: impl AsyncFnMut() -> Result<(), E>,
+    ) -> Result<Infallible, Error> {
+        self.run_inner(gate, sync, SyncError::Failed).await
+    }
+
+    /// Like [`run`](Self::run), for a sync function that says which of its
+    /// errors are to be retried quietly ([`SyncError::Quiet`]).
+    pub async fn run_classified<E: fmt::Display>(
+        self,
+        gate: &Gate,
+        sync: impl AsyncFnMut() -> Result<(), SyncError<E>>,
+    ) -> Result<Infallible, Error> {
+        self.run_inner(gate, sync, |e| e).await
+    }
+
+    async fn run_inner<R, E: fmt::Display>(
         mut self,
         gate: &Gate,
-        mut sync: impl AsyncFnMut() -> Result<(), E>,
+        mut sync: impl AsyncFnMut() -> Result<(), R>,
+        classify: impl Fn(R) -> SyncError<E>,
     ) -> Result<Infallible, Error> {
         gate.wait().await?;
         tracing::debug!(runner = %self.name, "stores listed; first sync");
-        let Bounds {
-            min_interval,
-            max_interval,
-            retry_interval,
-        } = self.bounds;
+        let bounds = self.bounds;
+        let mut log = FailureLog::default();
         loop {
             // Everything that happened so far is covered by this run.
             for source in &mut self.sources {
                 source.changes.borrow_and_update();
             }
-            let result = sync().await;
+            let result = sync().await.map_err(&classify);
             let finished = Instant::now();
-            let next = match result {
+            let delay = match result {
                 Ok(()) => {
-                    self.health.record_success(finished);
-                    finished + max_interval
+                    let failures = self.health.record_success(finished);
+                    if failures > 0 {
+                        tracing::info!(runner = %self.name, failures, "sync succeeded again");
+                    }
+                    log.clear();
+                    bounds.max_interval
                 }
-                Err(e) => {
+                Err(SyncError::Failed(e)) => {
                     let error = format!("{e:#}");
-                    let retry = retry_interval.max(min_interval);
-                    tracing::warn!(runner = %self.name, error = %error, retry_in = ?retry, "sync failed");
-                    self.health.record_failure(finished, error);
-                    finished + retry
+                    let failures = self.health.record_failure(finished, error.clone());
+                    let retry_in = jittered(bounds.backoff(failures), (self.jitter)())
+                        .max(bounds.min_interval);
+                    if log.warn(finished, &error, bounds.retry_max_interval) {
+                        tracing::warn!(runner = %self.name, error = %error, failures, ?retry_in, "sync failed");
+                    } else {
+                        tracing::debug!(runner = %self.name, error = %error, failures, ?retry_in, "sync failed again");
+                    }
+                    retry_in
+                }
+                Err(SyncError::Quiet(e)) => {
+                    self.health.record_quiet_retry();
+                    let retry_in = bounds.retry_interval.max(bounds.min_interval);
+                    tracing::debug!(runner = %self.name, reason = %format!("{e:#}"), ?retry_in, "sync to be retried");
+                    retry_in
                 }
             };
             tokio::select! {
-                () = sleep_until(next) => {}
-                () = any_changed(&mut self.sources) => sleep_until(finished + min_interval).await,
+                () = sleep_until(finished + delay) => {}
+                // Cuts a retry backoff short too (see the module docs).
+                () = any_changed(&mut self.sources) => sleep_until(finished + bounds.min_interval).await,
             }
         }
     }
@@ -270,17 +435,30 @@ mod tests {
     const MIN: Duration = Duration::from_millis(100);
     const MAX: Duration = Duration::from_secs(30);
     const RETRY: Duration = Duration::from_secs(1);
+    const RETRY_MAX: Duration = Duration::from_secs(8);
 
     fn bounds() -> Bounds {
         Bounds {
             min_interval: MIN,
             max_interval: MAX,
             retry_interval: RETRY,
+            retry_max_interval: RETRY_MAX,
         }
+    }
+
+    /// A runner without jitter, so retries come exactly at their backoff.
+    fn exact(bounds: Bounds) -> SyncRunner {
+        let mut runner = SyncRunner::new("t", bounds);
+        runner.jitter = || 0.0;
+        runner
     }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
     }
 
     /// The start times of a spawned runner's runs, relative to the test's start.
@@ -291,6 +469,18 @@ mod tests {
     }
 
     impl Runs {
+        fn new() -> Self {
+            Runs {
+                t0: Instant::now(),
+                starts: Arc::default(),
+            }
+        }
+        /// Records a run starting now; returns its number (from 0).
+        fn record(&self) -> usize {
+            let mut starts = self.starts.lock().unwrap();
+            starts.push(Instant::now() - self.t0);
+            starts.len() - 1
+        }
         fn starts(&self) -> Vec<Duration> {
             self.starts.lock().unwrap().clone()
         }
@@ -299,25 +489,19 @@ mod tests {
         }
     }
 
-    /// Spawns `runner` behind `gate`; run number `n` (from 0) fails when `fails(n)`.
+    /// Spawns `runner` behind `gate` with [`SyncRunner::run`]; run number `n` (from
+    /// 0) fails when `fails(n)`, each with its own error text.
     fn spawn(
         runner: SyncRunner,
         gate: Gate,
         fails: impl Fn(usize) -> bool + Send + Sync + 'static,
     ) -> (Runs, tokio::task::JoinHandle<()>) {
-        let runs = Runs {
-            t0: Instant::now(),
-            starts: Arc::default(),
-        };
+        let runs = Runs::new();
         let recorded = runs.clone();
         let task = tokio::spawn(async move {
             let result = runner
                 .run(&gate, async move || -> Result<(), String> {
-                    let n = {
-                        let mut starts = recorded.starts.lock().unwrap();
-                        starts.push(Instant::now() - recorded.t0);
-                        starts.len() - 1
-                    };
+                    let n = recorded.record();
                     if fails(n) {
                         Err(format!("run {n} failed"))
                     } else {
@@ -330,8 +514,72 @@ mod tests {
         (runs, task)
     }
 
+    /// Spawns `runner` with [`SyncRunner::run_classified`]; run number `n` ends in
+    /// `outcome(n)`.
+    fn spawn_classified(
+        runner: SyncRunner,
+        outcome: impl Fn(usize) -> Result<(), SyncError<String>> + Send + Sync + 'static,
+    ) -> (Runs, tokio::task::JoinHandle<()>) {
+        let runs = Runs::new();
+        let recorded = runs.clone();
+        let task = tokio::spawn(async move {
+            let result = runner
+                .run_classified(&Gate::default(), async move || outcome(recorded.record()))
+                .await;
+            panic!("runner returned: {result:?}");
+        });
+        (runs, task)
+    }
+
+    fn quiet() -> Result<(), SyncError<String>> {
+        Err(SyncError::Quiet("409 Conflict".into()))
+    }
+
+    fn failed(error: &str) -> Result<(), SyncError<String>> {
+        Err(SyncError::Failed(error.into()))
+    }
+
     async fn sleep_to(runs: &Runs, at: Duration) {
         sleep_until(runs.t0 + at).await;
+    }
+
+    /// What the runner logs, as text, while the returned guard lives (the tests'
+    /// current-thread runtime polls the runner on this thread).
+    #[derive(Clone, Default)]
+    struct Logs(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Logs {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Logs {
+        fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
+            let logs = Logs::default();
+            let writer = logs.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(move || writer.clone())
+                .with_max_level(tracing::Level::DEBUG)
+                .with_ansi(false)
+                .without_time()
+                .finish();
+            (logs, tracing::subscriber::set_default(subscriber))
+        }
+        /// The lines at `level` (`WARN`, `DEBUG`) that contain `text`.
+        fn lines(&self, level: &str, text: &str) -> Vec<String> {
+            let bytes = self.0.lock().unwrap().clone();
+            String::from_utf8(bytes)
+                .unwrap()
+                .lines()
+                .filter(|l| l.trim_start().starts_with(level) && l.contains(text))
+                .map(str::to_string)
+                .collect()
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -408,8 +656,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn failed_run_is_retried_after_the_retry_interval() {
-        let runner = SyncRunner::new("t", bounds());
-        let (runs, _task) = spawn(runner, Gate::default(), |n| n == 0);
+        let (runs, _task) = spawn(exact(bounds()), Gate::default(), |n| n == 0);
         sleep_to(&runs, RETRY + ms(1)).await;
         assert_eq!(runs.starts(), [ms(0), RETRY]);
         sleep_to(&runs, RETRY + MAX - ms(1)).await;
@@ -418,6 +665,54 @@ mod tests {
             2,
             "after the retry succeeded, back to the max interval"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn consecutive_failures_double_the_retry_delay() {
+        let (runs, _task) = spawn(exact(bounds()), Gate::default(), |_| true);
+        sleep_to(&runs, secs(7) + ms(1)).await;
+        assert_eq!(runs.starts(), [secs(0), secs(1), secs(3), secs(7)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_delay_stops_growing_at_retry_max_interval() {
+        let (runs, _task) = spawn(exact(bounds()), Gate::default(), |_| true);
+        sleep_to(&runs, secs(31) + ms(1)).await;
+        // 1, 2, 4, 8, then RETRY_MAX (8 s) for good.
+        let starts = [0, 1, 3, 7, 15, 23, 31].map(secs);
+        assert_eq!(runs.starts(), starts);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn success_resets_the_retry_delay() {
+        let (runs, _task) = spawn(exact(bounds()), Gate::default(), |n| n != 3);
+        sleep_to(&runs, secs(38) + ms(1)).await;
+        // Fails at 0, 1, 3; succeeds at 7; the resync at 37 fails and is retried
+        // after RETRY again, not after the 8 s the streak had reached.
+        assert_eq!(runs.starts(), [0, 1, 3, 7, 37, 38].map(secs));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn jitter_shortens_retry_delays_by_at_most_a_quarter() {
+        let b = Bounds {
+            retry_interval: ms(100),
+            retry_max_interval: secs(2),
+            ..bounds()
+        };
+        let (runs, _task) = spawn(SyncRunner::new("t", b), Gate::default(), |_| true);
+        sleep_to(&runs, secs(30)).await;
+        let starts = runs.starts();
+        assert!(starts.len() > 10, "{starts:?}");
+        let mut shortened = 0;
+        for (i, pair) in starts.windows(2).enumerate() {
+            let (delay, backoff) = (pair[1] - pair[0], b.backoff(i as u64 + 1));
+            assert!(
+                delay <= backoff && delay >= backoff.mul_f64(0.75),
+                "retry {i}: {delay:?} for a backoff of {backoff:?}"
+            );
+            shortened += usize::from(delay < backoff);
+        }
+        assert!(shortened > 0, "no delay was jittered: {starts:?}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -432,6 +727,157 @@ mod tests {
         let (runs, _task) = spawn(runner, Gate::default(), |n| n == 0);
         sleep_to(&runs, MIN + ms(1)).await;
         assert_eq!(runs.starts(), [ms(0), MIN]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn trigger_cuts_a_backoff_short_without_resetting_it() {
+        let runner = exact(Bounds {
+            retry_max_interval: secs(64),
+            ..bounds()
+        });
+        let trigger = runner.trigger();
+        let (runs, _task) = spawn(runner, Gate::default(), |_| true);
+        // Failures at 0, 1, 3, 7: the next retry is due at 15.
+        sleep_to(&runs, ms(7500)).await;
+        trigger.trigger();
+        sleep_to(&runs, ms(7501)).await;
+        assert_eq!(
+            runs.count(),
+            5,
+            "the trigger ran at once: {:?}",
+            runs.starts()
+        );
+        // The triggered run was the 5th failure: 16 s to the next retry.
+        sleep_to(&runs, ms(7500) + secs(16) - ms(1)).await;
+        assert_eq!(runs.count(), 5);
+        sleep_to(&runs, ms(7500) + secs(16) + ms(1)).await;
+        assert_eq!(runs.count(), 6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn trigger_during_a_backoff_still_waits_for_the_min_interval() {
+        let runner = exact(bounds());
+        let trigger = runner.trigger();
+        let (runs, _task) = spawn(runner, Gate::default(), |_| true);
+        // Failed at 0 and 1 s; the next retry is due at 3 s.
+        sleep_to(&runs, RETRY + ms(10)).await;
+        trigger.trigger();
+        sleep_to(&runs, RETRY + MIN - ms(1)).await;
+        assert_eq!(runs.count(), 2);
+        sleep_to(&runs, RETRY + MIN + ms(1)).await;
+        assert_eq!(runs.starts(), [ms(0), RETRY, RETRY + MIN]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn quiet_retry_runs_again_after_the_retry_interval_without_backoff() {
+        let (runs, _task) =
+            spawn_classified(exact(bounds()), |n| if n < 4 { quiet() } else { Ok(()) });
+        sleep_to(&runs, MAX).await;
+        assert_eq!(runs.starts(), [0, 1, 2, 3, 4].map(secs));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn quiet_retry_is_counted_apart_from_failures() {
+        let runner = exact(bounds());
+        let health = runner.health();
+        let (runs, _task) = spawn_classified(runner, |n| if n < 2 { quiet() } else { Ok(()) });
+        sleep_to(&runs, secs(2) + ms(1)).await;
+        let o = health.outcomes();
+        assert_eq!(
+            (o.runs, o.failures, o.consecutive_failures, o.quiet_retries),
+            (3, 0, 0, 2)
+        );
+        assert_eq!(o.last_error, None);
+        assert_eq!(o.last_success, Some(runs.t0 + secs(2)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn quiet_retry_keeps_the_failure_backoff() {
+        let (runs, _task) = spawn_classified(exact(bounds()), |n| match n {
+            2 => quiet(),
+            _ => failed("down"),
+        });
+        sleep_to(&runs, secs(8) + ms(1)).await;
+        // Failures 1 and 2 (retries after 1 s and 2 s), a quiet retry (1 s), then
+        // failure 3 waits 4 s.
+        assert_eq!(runs.starts(), [0, 1, 3, 4, 8].map(secs));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn quiet_retry_is_logged_at_debug_not_as_a_warning() {
+        let (logs, _guard) = Logs::capture();
+        let (runs, _task) = spawn_classified(exact(bounds()), |_| quiet());
+        sleep_to(&runs, secs(3) + ms(1)).await;
+        assert_eq!(runs.count(), 4);
+        assert_eq!(logs.lines("WARN", ""), Vec::<String>::new());
+        assert_eq!(logs.lines("DEBUG", "sync to be retried").len(), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn repeated_failure_is_warned_once_but_counted_every_time() {
+        let (logs, _guard) = Logs::capture();
+        let runner = exact(bounds());
+        let health = runner.health();
+        let (runs, _task) = spawn_classified(runner, |_| failed("connection refused"));
+        sleep_to(&runs, secs(7) + ms(1)).await;
+        assert_eq!(health.outcomes().failures, 4);
+        let warned = logs.lines("WARN", "sync failed");
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert!(warned[0].contains("connection refused"), "{warned:?}");
+        assert_eq!(logs.lines("DEBUG", "sync failed again").len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn changed_failure_is_warned_again() {
+        let (logs, _guard) = Logs::capture();
+        let (runs, _task) = spawn_classified(exact(bounds()), |n| match n {
+            0 | 1 => failed("connection refused"),
+            _ => failed("403 Forbidden"),
+        });
+        sleep_to(&runs, secs(3) + ms(1)).await;
+        assert_eq!(runs.count(), 3);
+        let warned = logs.lines("WARN", "sync failed");
+        assert_eq!(warned.len(), 2, "{warned:?}");
+        assert!(warned[1].contains("403 Forbidden"), "{warned:?}");
+    }
+
+    #[test]
+    fn same_failure_is_warned_again_after_the_interval() {
+        let mut log = FailureLog::default();
+        let t0 = Instant::now();
+        assert!(log.warn(t0, "down", RETRY_MAX));
+        assert!(!log.warn(t0 + RETRY_MAX - ms(1), "down", RETRY_MAX));
+        assert!(log.warn(t0 + RETRY_MAX, "down", RETRY_MAX));
+        assert!(!log.warn(t0 + RETRY_MAX + ms(1), "down", RETRY_MAX));
+    }
+
+    #[test]
+    fn first_failure_after_a_success_is_warned() {
+        let mut log = FailureLog::default();
+        let t0 = Instant::now();
+        assert!(log.warn(t0, "down", RETRY_MAX));
+        log.clear();
+        assert!(log.warn(t0 + ms(1), "down", RETRY_MAX));
+    }
+
+    #[test]
+    fn backoff_doubles_from_the_retry_interval_up_to_the_cap() {
+        let b = bounds();
+        let delays: Vec<Duration> = (1..=6).map(|n| b.backoff(n)).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 8, 8].map(secs));
+        assert_eq!(b.backoff(u64::MAX), RETRY_MAX, "no overflow");
+    }
+
+    #[test]
+    fn retry_max_interval_below_the_retry_interval_is_raised_to_it() {
+        let runner = SyncRunner::new(
+            "t",
+            Bounds {
+                retry_max_interval: ms(1),
+                ..bounds()
+            },
+        );
+        assert_eq!(runner.bounds().retry_max_interval, RETRY);
     }
 
     #[tokio::test(start_paused = true)]
