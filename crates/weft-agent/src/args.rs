@@ -41,6 +41,9 @@ pub struct AgentArgs {
     /// Prometheus metrics, /healthz and /readyz.
     #[arg(long)]
     pub metrics_addr: Option<SocketAddr>,
+    /// Run the Service proxy (`--proxy=false`: leave Services to another proxy).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub proxy: bool,
 }
 
 impl AgentArgs {
@@ -58,6 +61,7 @@ impl AgentArgs {
                 .parse()
                 .expect("CLUSTER_CIDR is a valid prefix"),
             metrics_addr: None,
+            proxy: true,
         }
     }
 
@@ -85,6 +89,7 @@ impl AgentArgs {
         if let Some(m) = &self.metrics_addr {
             args.extend(["--metrics-addr".into(), m.to_string()]);
         }
+        args.push(format!("--proxy={}", self.proxy));
         args
     }
 
@@ -101,6 +106,7 @@ impl AgentArgs {
             ipam_dir: self.ipam_dir.clone(),
             cluster_cidr: self.cluster_cidr,
             metrics_addr: self.metrics_addr,
+            proxy: self.proxy,
         }
     }
 

@@ -3,11 +3,15 @@
 //! flannel writes its subnet file, and keeps the cross-node datapath
 //! (weft-overlay) equal to what the Nodes say. The Nodes come from the
 //! process's shared weft-kube store; the sync runs behind its readiness gate
-//! on a bounded-frequency runner, and converges from any state.
+//! on a bounded-frequency runner, and converges from any state. Next to it,
+//! on the same stores layer, runs the Service proxy ([`proxy`]).
 
 pub mod args;
+pub mod healthcheck;
+pub mod http;
 pub mod metrics;
 pub mod peers;
+pub mod proxy;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -39,14 +43,18 @@ pub struct AgentConfig {
     pub cluster_cidr: Ipv4Net,
     /// Prometheus metrics and /healthz, /readyz.
     pub metrics_addr: Option<SocketAddr>,
+    /// Run the Service proxy (table `inet weft-proxy`).
+    pub proxy: bool,
 }
 
 /// The overlay sync: at most every 100 ms (bursts of Node changes coalesce), at
-/// least every 30 s (repairs drift), 1 s after a failure.
+/// least every 30 s (repairs drift), 1 s after a failure, doubling up to 30 s
+/// while failures go on.
 const OVERLAY_SYNC: Bounds = Bounds {
     min_interval: Duration::from_millis(100),
     max_interval: Duration::from_secs(30),
     retry_interval: Duration::from_secs(1),
+    retry_max_interval: Duration::from_secs(30),
 };
 
 /// The underlay: the interface holding the node's IP, its prefix and MTU.
@@ -119,16 +127,29 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<()> {
         nodes: nodes.clone(),
         api: Api::all(client),
         datapath: Arc::new(Mutex::new(Datapath::new(handle))),
-        metrics,
+        metrics: metrics.clone(),
         last_problems: Vec::new(),
     };
     // The CNI config first: pods can start as soon as it is there.
     overlay.write_cni_config()?;
 
+    let metrics_for_proxy = metrics.clone();
     let mut runner = SyncRunner::new("overlay", OVERLAY_SYNC);
     runner.follow(nodes.changes());
-    let Err(e) = runner.run(&gate, async move || overlay.sync().await).await;
-    Err(e).context("overlay sync")
+    metrics.watch_runner("overlay", runner.health());
+    let overlay_task = async move {
+        let Err(e) = runner.run(&gate, async move || overlay.sync().await).await;
+        Err::<(), _>(e).context("overlay sync")
+    };
+    if !config.proxy {
+        return overlay_task.await;
+    }
+    let node = proxy::ProxyNode {
+        name: config.node_name.clone(),
+        ips: vec![std::net::IpAddr::V4(node_ip)],
+        cluster_cidrs: vec![IpNet::V4(config.cluster_cidr)],
+    };
+    tokio::try_join!(overlay_task, proxy::run(&watches, node, metrics_for_proxy)).map(|_| ())
 }
 
 /// This node's address and pod CIDR, once its Node is registered with both.

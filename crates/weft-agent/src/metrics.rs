@@ -1,23 +1,31 @@
 //! Prometheus metrics (prometheus-client) and health endpoints of the agent,
-//! served by hyper: `/metrics`, `/healthz`, `/livez`, `/readyz` (ready after
-//! the first successful sync).
+//! served by the agent's HTTP server ([`crate::http`]): `/metrics`,
+//! `/healthz` (every sync runner has succeeded within twice its maximum
+//! interval; JSON body), `/livez`, `/readyz` (every feature synced once).
 
-use std::convert::Infallible;
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use http::{Method, StatusCode};
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use tokio::time::Instant;
+use weft_kube::Health;
+
+use crate::http::{Handler, Reply};
+
+/// Label of the proxy's sync counter: what a sync wrote.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SyncKindLabel {
+    /// `full` (whole table), `diff` (changed chains and elements), `unchanged`.
+    pub kind: &'static str,
+}
 
 /// The agent's metrics, registered once in their own registry.
 #[derive(Debug)]
@@ -31,6 +39,29 @@ pub struct Metrics {
     routes: Gauge,
     problems: Gauge,
     ready: Gauge,
+    proxy_syncs: Family<SyncKindLabel, Counter>,
+    proxy_errors: Counter,
+    proxy_sync_seconds: Histogram,
+    proxy_services: Gauge,
+    proxy_service_ports: Gauge,
+    proxy_endpoints: Gauge,
+    proxy_health_check_ports: Gauge,
+    proxy_conntrack_deleted: Counter,
+    proxy_last_sync: Gauge<f64, AtomicU64>,
+    proxy_last_error: Gauge<f64, AtomicU64>,
+    /// The sync runners /healthz and /readyz look at, by feature name.
+    runners: Mutex<Vec<(&'static str, Health)>>,
+}
+
+fn gauge(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 impl Default for Metrics {
@@ -71,6 +102,71 @@ impl Default for Metrics {
             "1 once the datapath has been synced",
             ready.clone(),
         );
+
+        let proxy_syncs = Family::<SyncKindLabel, Counter>::default();
+        let proxy_errors = Counter::default();
+        // 1 ms … ~65 s: a full sync of tens of thousands of Services takes seconds.
+        let proxy_sync_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 17));
+        let (proxy_services, proxy_service_ports, proxy_endpoints, proxy_health_check_ports) = (
+            Gauge::default(),
+            Gauge::default(),
+            Gauge::default(),
+            Gauge::default(),
+        );
+        let proxy_conntrack_deleted = Counter::default();
+        let proxy_last_sync = Gauge::<f64, AtomicU64>::default();
+        let proxy_last_error = Gauge::<f64, AtomicU64>::default();
+        let proxy = registry.sub_registry_with_prefix("proxy");
+        proxy.register(
+            "syncs",
+            "Service proxy syncs that succeeded, by what they wrote",
+            proxy_syncs.clone(),
+        );
+        proxy.register(
+            "sync_errors",
+            "Service proxy syncs that failed",
+            proxy_errors.clone(),
+        );
+        proxy.register(
+            "sync_duration_seconds",
+            "Duration of successful Service proxy syncs (compile and write)",
+            proxy_sync_seconds.clone(),
+        );
+        proxy.register(
+            "services",
+            "Services with at least one programmed port",
+            proxy_services.clone(),
+        );
+        proxy.register(
+            "service_ports",
+            "Service ports programmed (per port, protocol and IP family)",
+            proxy_service_ports.clone(),
+        );
+        proxy.register(
+            "endpoints",
+            "Endpoint chains programmed (an endpoint of a service port)",
+            proxy_endpoints.clone(),
+        );
+        proxy.register(
+            "health_check_ports",
+            "healthCheckNodePorts served",
+            proxy_health_check_ports.clone(),
+        );
+        proxy.register(
+            "conntrack_deleted",
+            "Stale UDP conntrack entries deleted",
+            proxy_conntrack_deleted.clone(),
+        );
+        proxy.register(
+            "last_sync_timestamp_seconds",
+            "Unix time of the last successful sync",
+            proxy_last_sync.clone(),
+        );
+        proxy.register(
+            "last_error_timestamp_seconds",
+            "Unix time of the last failed sync (0: none)",
+            proxy_last_error.clone(),
+        );
         Metrics {
             registry,
             syncs,
@@ -81,8 +177,30 @@ impl Default for Metrics {
             routes,
             problems,
             ready,
+            proxy_syncs,
+            proxy_errors,
+            proxy_sync_seconds,
+            proxy_services,
+            proxy_service_ports,
+            proxy_endpoints,
+            proxy_health_check_ports,
+            proxy_conntrack_deleted,
+            proxy_last_sync,
+            proxy_last_error,
+            runners: Mutex::new(Vec::new()),
         }
     }
+}
+
+/// What one successful proxy sync did, for the metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct ProxySyncReport {
+    pub kind: &'static str,
+    pub took: Duration,
+    pub services: usize,
+    pub service_ports: usize,
+    pub endpoints: usize,
+    pub health_check_ports: usize,
 }
 
 impl Metrics {
@@ -90,21 +208,90 @@ impl Metrics {
         self.syncs.inc();
         self.sync_seconds.observe(took.as_secs_f64());
         self.last_sync_seconds.set(took.as_secs_f64());
-        self.peers.set(i64::try_from(peers).unwrap_or(i64::MAX));
-        self.routes.set(i64::try_from(routes).unwrap_or(i64::MAX));
+        self.peers.set(gauge(peers));
+        self.routes.set(gauge(routes));
         self.ready.set(1);
     }
 
     pub fn record_problems(&self, n: usize) {
-        self.problems.set(i64::try_from(n).unwrap_or(i64::MAX));
+        self.problems.set(gauge(n));
     }
 
     pub fn record_error(&self) {
         self.errors.inc();
     }
 
+    pub fn record_proxy_sync(&self, r: &ProxySyncReport) {
+        self.proxy_syncs
+            .get_or_create(&SyncKindLabel { kind: r.kind })
+            .inc();
+        self.proxy_sync_seconds.observe(r.took.as_secs_f64());
+        self.proxy_services.set(gauge(r.services));
+        self.proxy_service_ports.set(gauge(r.service_ports));
+        self.proxy_endpoints.set(gauge(r.endpoints));
+        self.proxy_health_check_ports
+            .set(gauge(r.health_check_ports));
+        self.proxy_last_sync.set(unix_now());
+    }
+
+    pub fn record_proxy_error(&self) {
+        self.proxy_errors.inc();
+        self.proxy_last_error.set(unix_now());
+    }
+
+    pub fn record_conntrack_deleted(&self, n: usize) {
+        self.proxy_conntrack_deleted
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+    }
+
+    /// Adds a feature's sync runner to /healthz and /readyz.
+    pub fn watch_runner(&self, feature: &'static str, health: Health) {
+        self.lock_runners().push((feature, health));
+    }
+
+    fn lock_runners(&self) -> std::sync::MutexGuard<'_, Vec<(&'static str, Health)>> {
+        // The list is only pushed to; a panic cannot leave it half-written.
+        self.runners
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Every feature has synced at least once.
     pub fn ready(&self) -> bool {
-        self.syncs.get() > 0
+        let runners = self.lock_runners();
+        !runners.is_empty()
+            && runners
+                .iter()
+                .all(|(_, h)| h.outcomes().last_success.is_some())
+    }
+
+    /// /healthz: per feature, healthy or not, and the last error.
+    pub fn health(&self, now: Instant) -> (bool, serde_json::Value) {
+        let runners = self.lock_runners();
+        let mut all = true;
+        let mut features = serde_json::Map::new();
+        for (name, h) in runners.iter() {
+            let healthy = h.healthy(now);
+            all &= healthy;
+            let o = h.outcomes();
+            let ago = |t: Instant| now.saturating_duration_since(t).as_secs_f64();
+            features.insert(
+                (*name).to_string(),
+                serde_json::json!({
+                    "healthy": healthy,
+                    "syncs": o.runs,
+                    "failures": o.failures,
+                    "consecutiveFailures": o.consecutive_failures,
+                    "lastSuccessSecondsAgo": o.last_success.map(ago),
+                    "lastError": o.last_error.as_ref().map(|(_, e)| e.clone()),
+                    "lastErrorSecondsAgo": o.last_error.as_ref().map(|(t, _)| ago(*t)),
+                }),
+            );
+        }
+        (
+            all,
+            serde_json::json!({"healthy": all, "features": features}),
+        )
     }
 
     /// OpenMetrics text exposition.
@@ -114,86 +301,85 @@ impl Metrics {
         let _ = encode(&mut out, &self.registry);
         out
     }
+
+    /// The handler of the metrics server.
+    pub fn handler(self: &Arc<Self>) -> Handler {
+        let m = self.clone();
+        Arc::new(move |method, path| respond(method, path, &m, Instant::now()))
+    }
 }
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The answer to one request (pure): status, content type, body.
-pub fn respond(
-    method: &Method,
-    path: &str,
-    metrics: &Metrics,
-) -> (StatusCode, &'static str, String) {
+/// The answer to one request (pure but for `now`).
+pub fn respond(method: &Method, path: &str, metrics: &Metrics, now: Instant) -> Reply {
     if method != Method::GET && method != Method::HEAD {
-        return (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "text/plain",
-            "only GET\n".into(),
-        );
+        return Reply::text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
     }
     match path {
-        "/metrics" => (StatusCode::OK, OPENMETRICS, metrics.render()),
-        "/healthz" | "/livez" => (StatusCode::OK, "text/plain", "ok\n".into()),
-        "/readyz" if metrics.ready() => (StatusCode::OK, "text/plain", "ok\n".into()),
-        "/readyz" => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "text/plain",
-            "datapath not synced yet\n".into(),
-        ),
-        _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+        "/metrics" => Reply::new(StatusCode::OK, OPENMETRICS, metrics.render()),
+        "/healthz" => {
+            let (healthy, body) = metrics.health(now);
+            let status = if healthy {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            Reply::new(status, "application/json", format!("{body}\n"))
+        }
+        "/livez" => Reply::text(StatusCode::OK, "ok\n"),
+        "/readyz" if metrics.ready() => Reply::text(StatusCode::OK, "ok\n"),
+        "/readyz" => Reply::text(StatusCode::SERVICE_UNAVAILABLE, "not synced yet\n"),
+        _ => Reply::text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
 
-fn handle(req: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {
-    let (code, ctype, body) = respond(req.method(), req.uri().path(), metrics);
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() = code;
-    if let Ok(v) = http::HeaderValue::from_str(ctype) {
-        resp.headers_mut().insert(http::header::CONTENT_TYPE, v);
-    }
-    resp
-}
-
-/// Serves the endpoints until the task is dropped; one task per connection,
-/// each bounded by a header-read timeout.
+/// Serves the endpoints until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
-    loop {
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(error = %e, "metrics accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req: Request<Incoming>| {
-                let resp = handle(&req, &metrics);
-                async move { Ok::<_, Infallible>(resp) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(5))
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "metrics connection ended with an error");
-            }
-        });
-    }
+    crate::http::serve(listener, metrics.handler(), "metrics").await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use weft_kube::{Bounds, SyncRunner};
+
+    fn now() -> Instant {
+        Instant::now()
+    }
+
+    fn runner(max: Duration) -> SyncRunner {
+        SyncRunner::new(
+            "t",
+            Bounds {
+                max_interval: max,
+                ..Bounds::default()
+            },
+        )
+    }
 
     #[test]
-    fn readiness_follows_the_first_sync() {
+    fn readiness_waits_for_every_runner_to_succeed_once() {
         let m = Metrics::default();
-        assert_eq!(respond(&Method::GET, "/readyz", &m).0, 503);
-        m.record_sync(Duration::from_millis(3), 2, 2);
-        assert_eq!(respond(&Method::GET, "/readyz", &m).0, 200);
+        assert_eq!(respond(&Method::GET, "/readyz", &m, now()).status, 503);
+        // A registered runner that has not run: still not ready.
+        m.watch_runner("overlay", runner(Duration::from_secs(30)).health());
+        assert_eq!(respond(&Method::GET, "/readyz", &m, now()).status, 503);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn healthz_is_503_when_a_runner_had_no_success_in_twice_its_max_interval() {
+        let m = Metrics::default();
+        m.watch_runner("proxy", runner(Duration::from_secs(1)).health());
+        let r = respond(&Method::GET, "/healthz", &m, now());
+        assert_eq!(r.status, 200, "{}", r.body);
+        tokio::time::advance(Duration::from_millis(2100)).await;
+        let r = respond(&Method::GET, "/healthz", &m, now());
+        assert_eq!(r.status, 503, "{}", r.body);
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["healthy"], false);
+        assert_eq!(body["features"]["proxy"]["healthy"], false);
+        assert_eq!(r.content_type, "application/json");
     }
 
     #[test]
@@ -202,9 +388,10 @@ mod tests {
         m.record_sync(Duration::from_millis(3), 2, 2);
         m.record_error();
         m.record_problems(1);
-        let (code, ctype, body) = respond(&Method::GET, "/metrics", &m);
-        assert_eq!(code, 200);
-        assert!(ctype.starts_with("application/openmetrics-text"));
+        let r = respond(&Method::GET, "/metrics", &m, now());
+        let body = r.body;
+        assert_eq!(r.status, 200);
+        assert!(r.content_type.starts_with("application/openmetrics-text"));
         assert!(body.contains("weft_agent_syncs_total 1\n"), "{body}");
         assert!(body.contains("weft_agent_sync_errors_total 1\n"), "{body}");
         assert!(body.contains("weft_agent_routes 2\n"), "{body}");
@@ -219,11 +406,49 @@ mod tests {
     }
 
     #[test]
+    fn proxy_metrics_count_syncs_by_kind_and_what_is_programmed() {
+        let m = Metrics::default();
+        let report = ProxySyncReport {
+            kind: "full",
+            took: Duration::from_millis(5),
+            services: 3,
+            service_ports: 4,
+            endpoints: 7,
+            health_check_ports: 1,
+        };
+        m.record_proxy_sync(&report);
+        m.record_proxy_sync(&ProxySyncReport {
+            kind: "diff",
+            ..report
+        });
+        m.record_proxy_error();
+        m.record_conntrack_deleted(2);
+        let body = m.render();
+        for want in [
+            "weft_agent_proxy_syncs_total{kind=\"full\"} 1\n",
+            "weft_agent_proxy_syncs_total{kind=\"diff\"} 1\n",
+            "weft_agent_proxy_sync_errors_total 1\n",
+            "weft_agent_proxy_sync_duration_seconds_count 2\n",
+            "weft_agent_proxy_services 3\n",
+            "weft_agent_proxy_service_ports 4\n",
+            "weft_agent_proxy_endpoints 7\n",
+            "weft_agent_proxy_health_check_ports 1\n",
+            "weft_agent_proxy_conntrack_deleted_total 2\n",
+        ] {
+            assert!(body.contains(want), "missing {want:?} in\n{body}");
+        }
+        assert!(
+            !body.contains("weft_agent_proxy_last_error_timestamp_seconds 0.0"),
+            "{body}"
+        );
+    }
+
+    #[test]
     fn only_get_on_known_paths() {
         let m = Metrics::default();
-        assert_eq!(respond(&Method::POST, "/metrics", &m).0, 405);
-        assert_eq!(respond(&Method::GET, "/nope", &m).0, 404);
-        assert_eq!(respond(&Method::GET, "/livez", &m).0, 200);
+        assert_eq!(respond(&Method::POST, "/metrics", &m, now()).status, 405);
+        assert_eq!(respond(&Method::GET, "/nope", &m, now()).status, 404);
+        assert_eq!(respond(&Method::GET, "/livez", &m, now()).status, 200);
     }
 
     #[tokio::test]
@@ -231,7 +456,6 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let m = Arc::new(Metrics::default());
-        m.record_sync(Duration::from_millis(1), 0, 0);
         let server = tokio::spawn(serve(listener, m));
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         // A malformed request gets an error response, not a dead server.
@@ -240,7 +464,7 @@ mod tests {
         let mut junk = Vec::new();
         let _ = bad.read_to_end(&mut junk).await;
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        s.write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .await
             .unwrap();
         let mut out = String::new();
