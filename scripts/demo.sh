@@ -41,6 +41,26 @@ if ((${#pods[@]} >= 4)); then
     "$WEFT" exec --node node-1 -- python3 -c "import urllib.request; print(urllib.request.urlopen('http://${pods[1]}:8080/dial?request=clientip&protocol=http&host=${pods[3]}&port=8080&tries=1', timeout=10).read().decode())"
 fi
 
+# Services: every node's agent programs table inet weft-proxy (kube-proxy's job).
+backend_ip=$("$WEFT" get svc backend -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["spec"]["clusterIP"])')
+frontend=$("$WEFT" get pods -o json | python3 -c '
+import json, sys
+print(next(p["metadata"]["name"] for p in json.load(sys.stdin)["items"] if p["metadata"]["labels"].get("app") == "frontend"))')
+step "pod $frontend → Service backend (ClusterIP $backend_ip:80), 6 new connections, DNATed to the 3 backends"
+"$WEFT" exec "$frontend" -- python3 -c "
+import urllib.request
+for _ in range(6): print(urllib.request.urlopen('http://$backend_ip/hostname', timeout=5).read().decode())"
+step "external client 198.51.100.5 → NodePort 30080 (Service frontend) on every node"
+for ip in $("$WEFT" get nodes -o json | python3 -c '
+import json, sys
+for n in json.load(sys.stdin)["items"]:
+    print(next(a["address"] for a in n["status"]["addresses"] if a["type"] == "InternalIP"))'); do
+    echo -n "$ip:30080 → "
+    "$WEFT" exec --external -- python3 -c "import urllib.request; print(urllib.request.urlopen('http://$ip:30080/hostname', timeout=5).read().decode())"
+done
+step "node-1: where a packet to $backend_ip:80 goes (nft list map inet weft-proxy service-ips)"
+"$WEFT" exec --node node-1 -- nft list map inet weft-proxy service-ips
+
 step "inside pod database-0: hostname and /etc/resolv.conf"
 "$WEFT" exec database-0 -- hostname
 "$WEFT" exec database-0 -- cat /etc/resolv.conf

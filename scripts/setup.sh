@@ -18,6 +18,7 @@ declare -A need=(
     [flock]=util-linux
     [cc]=gcc
     [ethtool]=ethtool
+    [conntrack]=conntrack
 )
 missing=()
 for cmd in "${!need[@]}"; do

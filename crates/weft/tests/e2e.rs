@@ -146,6 +146,9 @@ fn embedded_cluster_end_to_end() {
         .sum();
     assert_eq!(backend_eps, 3, "{slices:#}");
 
+    // --- the README's Services walk-through holds on the demo cluster -------------------------
+    readme_services_walk_through(c, &demo_pods, field(&svc, "/spec/clusterIP"));
+
     // --- kubectl works unchanged ---------------------------------------------------------------
     if weft_linux::testns::tool_or_skip("embedded_cluster_end_to_end (kubectl checks)", "kubectl") {
         let out = c.kubectl(&["get", "pods", "-o", "json"]);
@@ -318,4 +321,125 @@ fn crashes_are_recovered_and_down_cleans_after_kill_9() {
     assert!(netns_with_prefix(&format!("weft-{}-", c.name)).is_empty());
     assert!(!c.state.exists());
     let _ = std::fs::remove_file(manifest);
+}
+
+/// The commands of the README's "A packet to a Service" section, on the demo
+/// cluster: a frontend pod reaches Service backend's ClusterIP; the external
+/// client reaches NodePort 30080 on every node; the listed chains, map and
+/// conntrack entry have the shape the README shows.
+fn readme_services_walk_through(c: &Cluster, demo_pods: &[&Value], backend_ip: &str) {
+    let on = |pod: &&&Value, app: &str, node: &str| {
+        field(pod, "/metadata/labels/app") == app && field(pod, "/spec/nodeName") == node
+    };
+    let frontend = demo_pods
+        .iter()
+        .find(|p| on(p, "frontend", "node-1"))
+        .map(|p| field(p, "/metadata/name").to_string())
+        .expect("a frontend pod on node-1");
+    let backends: Vec<(String, String)> = demo_pods
+        .iter()
+        .filter(|p| field(p, "/metadata/labels/app") == "backend")
+        .map(|p| {
+            (
+                field(p, "/metadata/name").to_string(),
+                field(p, "/status/podIP").to_string(),
+            )
+        })
+        .collect();
+    let nft = |args: &[&str]| -> String {
+        let mut all = vec!["exec", "--node", "node-1", "--", "nft", "list"];
+        all.extend_from_slice(args);
+        c.ok(&all)
+    };
+    // The proxy has programmed all three backends on node-1.
+    wait_until("node-1 to program Service backend's endpoints", 60, || {
+        let t = c.weft(&[
+            "exec",
+            "--node",
+            "node-1",
+            "--",
+            "nft",
+            "list",
+            "table",
+            "inet",
+            "weft-proxy",
+        ]);
+        let t = String::from_utf8_lossy(&t.stdout);
+        backends
+            .iter()
+            .all(|(_, ip)| t.contains(&format!("dnat ip to {ip}:8080")))
+    });
+    let answer = c.ok(&[
+        "exec",
+        &frontend,
+        "--",
+        "python3",
+        "-c",
+        &format!("import urllib.request; print(urllib.request.urlopen('http://{backend_ip}/hostname', timeout=5).read().decode())"),
+    ]);
+    assert!(
+        backends.iter().any(|(name, _)| answer.trim() == name),
+        "ClusterIP {backend_ip} answered {answer:?}"
+    );
+    for node_ip in ["192.168.1.10", "192.168.1.11"] {
+        let out = c.ok(&[
+            "exec",
+            "--external",
+            "--",
+            "python3",
+            "-c",
+            &format!("import urllib.request; print(urllib.request.urlopen('http://{node_ip}:30080/hostname', timeout=5).read().decode())"),
+        ]);
+        assert!(
+            out.trim().starts_with("frontend-"),
+            "NodePort 30080 on {node_ip}: {out:?}"
+        );
+    }
+    let services = nft(&["chain", "inet", "weft-proxy", "services"]);
+    assert!(
+        services.contains("ip daddr . meta l4proto . th dport vmap @service-ips"),
+        "{services}"
+    );
+    let map = nft(&["map", "inet", "weft-proxy", "service-ips"]);
+    let key = format!("{backend_ip} . tcp . 80 comment \"default/backend:http\" : goto service-");
+    assert!(map.contains(&key), "{map}");
+    let chain_name = map
+        .split(&key)
+        .nth(1)
+        .and_then(|rest| rest.split([',', ' ', '\n']).next())
+        .map(|suffix| format!("service-{suffix}"))
+        .expect("the backend's service chain");
+    let chain = nft(&["chain", "inet", "weft-proxy", &chain_name]);
+    assert!(chain.contains("numgen random mod 3 vmap"), "{chain}");
+    assert!(chain.contains("jump mark-for-masquerade"), "{chain}");
+    let table = nft(&["table", "inet", "weft-proxy"]);
+    for (_, ip) in &backends {
+        assert!(
+            table.contains(&format!(
+                "ip saddr {ip} jump mark-for-masquerade comment \"hairpin"
+            )),
+            "{table}"
+        );
+    }
+    if weft_linux::testns::tool_or_skip("embedded_cluster_end_to_end (conntrack -L)", "conntrack") {
+        let ct = c.ok(&[
+            "exec",
+            "--node",
+            "node-1",
+            "--",
+            "conntrack",
+            "-L",
+            "-p",
+            "tcp",
+            "--orig-dst",
+            backend_ip,
+        ]);
+        assert!(
+            ct.lines().any(|l| l.contains(&format!("dst={backend_ip}"))
+                && backends
+                    .iter()
+                    .any(|(_, ip)| l.contains(&format!("src={ip} ")) && l.contains("sport=8080"))),
+            "no conntrack entry from a frontend to {backend_ip} reversed from a backend: {ct}"
+        );
+    }
 }
