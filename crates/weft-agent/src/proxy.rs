@@ -6,7 +6,11 @@
 //! conntrack keeps established connections on their backends), otherwise
 //! only the chains and elements that changed, planned from the in-memory
 //! mirror — the table is never read back. After the write, the
-//! health-check node ports follow the compiled state.
+//! health-check node ports follow the compiled state, and when what is
+//! served over UDP changed, the conntrack entries that still send a Service
+//! address or NodePort to a backend no longer serving it are deleted (UDP has
+//! no connection end; without this a client keeps sending to a dead pod for
+//! as long as it keeps sending).
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -18,6 +22,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use weft_kube::{Bounds, Gate, Selector, Store, SyncRunner, Watches};
 use weft_nft::{NftBackend, SyncKind, Syncer};
+use weft_proxy::conntrack::UdpServing;
 use weft_proxy::{NodeCtx, Snapshot};
 
 use crate::healthcheck::HealthServer;
@@ -65,6 +70,7 @@ pub async fn run(watches: &Watches, node: ProxyNode, metrics: Arc<Metrics>) -> R
         metrics,
         last_skipped: Vec::new(),
         last_problems: Vec::new(),
+        udp_cleaned: None,
     };
     let Err(e) = runner.run(&gate, async move || sync.sync().await).await;
     Err(e).context("proxy sync")
@@ -81,6 +87,9 @@ struct ProxySync {
     /// Reported again only when they change.
     last_skipped: Vec<String>,
     last_problems: Vec<String>,
+    /// What was served over UDP when conntrack was last cleaned (`None`: not
+    /// yet since the start: the first sync cleans whatever is stale).
+    udp_cleaned: Option<UdpServing>,
 }
 
 impl ProxySync {
@@ -113,7 +122,11 @@ impl ProxySync {
         .await
         .context("proxy sync task")??;
         self.report_skipped(&compiled.skipped);
-        let problems = self.health.update(&compiled.health_checks).await;
+        let mut problems = self.health.update(&compiled.health_checks).await;
+        if let Err(e) = self.clean_conntrack(&compiled.udp_serving).await {
+            // Not a failed sync (the table is right); tried again next sync.
+            problems.push(format!("deleting stale UDP conntrack entries: {e:#}"));
+        }
         self.report_problems(problems);
         let kind = match kind {
             SyncKind::Full => "full",
@@ -143,6 +156,35 @@ impl ProxySync {
         Ok(())
     }
 
+    /// Deletes the UDP conntrack entries `serving` makes stale, when it
+    /// differs from what was served at the last cleaning.
+    async fn clean_conntrack(&mut self, serving: &UdpServing) -> Result<()> {
+        if self.udp_cleaned.as_ref() == Some(serving) {
+            return Ok(());
+        }
+        let now = serving.clone();
+        let previously = self.udp_cleaned.clone().unwrap_or_default();
+        let deleted = tokio::task::spawn_blocking(move || -> Result<usize> {
+            let mut ct = weft_linux::conntrack::Conntrack::new()?;
+            let mut deleted = 0;
+            for flow in ct.udp_flows()? {
+                if now.is_stale(&previously, &proxy_flow(&flow)) && ct.delete(&flow)? {
+                    tracing::debug!(%flow, "deleted stale UDP conntrack entry");
+                    deleted += 1;
+                }
+            }
+            Ok(deleted)
+        })
+        .await
+        .context("conntrack task")??;
+        if deleted > 0 {
+            tracing::info!(deleted, "deleted stale UDP conntrack entries");
+        }
+        self.metrics.record_conntrack_deleted(deleted);
+        self.udp_cleaned = Some(serving.clone());
+        Ok(())
+    }
+
     /// Services or fields compile left out: logged when the set changes.
     fn report_skipped(&mut self, skipped: &[weft_proxy::Skipped]) {
         let now: Vec<String> = skipped
@@ -164,5 +206,18 @@ impl ProxySync {
             }
             self.last_problems = problems;
         }
+    }
+}
+
+/// weft-linux's flow as weft-proxy's pure filter reads it.
+fn proxy_flow(f: &weft_linux::conntrack::Flow) -> weft_proxy::conntrack::Flow {
+    let tuple = |t: &weft_linux::conntrack::Tuple| weft_proxy::conntrack::Tuple {
+        src: t.src,
+        dst: t.dst,
+    };
+    weft_proxy::conntrack::Flow {
+        proto: f.proto,
+        original: tuple(&f.original),
+        reply: tuple(&f.reply),
     }
 }

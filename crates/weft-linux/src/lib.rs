@@ -1,10 +1,12 @@
 //! Linux plumbing for weft: network namespaces, and a small synchronous
 //! rtnetlink client for links (bridge, veth, vxlan), addresses, routes,
-//! neighbours and FDB entries; and the daemons' one retry/backoff policy.
+//! neighbours and FDB entries; the conntrack table (ctnetlink); and the
+//! daemons' one retry/backoff policy.
 //!
 //! Everything here acts on whatever namespace its handle was opened in; nothing
 //! reads Kubernetes objects or decides policy.
 
+pub mod conntrack;
 mod error;
 pub mod ethtool;
 pub mod netlink;

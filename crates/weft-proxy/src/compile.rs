@@ -4,7 +4,7 @@
 //! deterministic: the same snapshot always gives the same value.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -14,8 +14,10 @@ use weft_nft::{
     Ruleset, Set, SetFlag, Table,
 };
 
+use crate::conntrack::UdpServing;
 use crate::input::{
-    service_ports, Endpoint, Family, NodeCtx, ServicePort, Skipped, Snapshot, TrafficPolicy,
+    service_ports, Endpoint, Family, NodeCtx, Protocol, ServicePort, Skipped, Snapshot,
+    TrafficPolicy,
 };
 use crate::names::{comment, endpoint_base, service_port_base};
 
@@ -44,6 +46,9 @@ pub struct Compiled {
     pub counts: Counts,
     /// Services or fields left out, and why.
     pub skipped: Vec<Skipped>,
+    /// UDP Service addresses and NodePorts with their serving endpoints:
+    /// what [`crate::conntrack::stale_flows`] keeps conntrack entries to.
+    pub udp_serving: UdpServing,
 }
 
 /// What the health-check server answers for one Service on this node.
@@ -93,7 +98,12 @@ pub fn compile(snap: &Snapshot, node: &NodeCtx) -> Result<Compiled, CompileError
     let mut counts = Counts::default();
     let mut services = BTreeSet::new();
     let mut health: BTreeMap<String, (u16, BTreeSet<IpAddr>)> = BTreeMap::new();
+    let mut udp = UdpServing {
+        node_ips: node.node_ips.iter().copied().collect(),
+        ..UdpServing::default()
+    };
     for sp in &ports {
+        add_udp_serving(&mut udp, sp);
         services.insert(sp.service());
         counts.service_ports += 1;
         counts.endpoints += add_service_port(&mut rs, sp, node);
@@ -132,7 +142,38 @@ pub fn compile(snap: &Snapshot, node: &NodeCtx) -> Result<Compiled, CompileError
             .collect(),
         counts,
         skipped,
+        udp_serving: udp,
     })
+}
+
+/// Records a UDP service port's addresses and NodePort with the endpoints
+/// serving it — serving as the slice says, whatever the policies pick, so
+/// that a policy change never cuts existing flows (kube-proxy's reading).
+fn add_udp_serving(udp: &mut UdpServing, sp: &ServicePort) {
+    if sp.protocol != Protocol::Udp {
+        return;
+    }
+    let serving: BTreeSet<SocketAddr> = sp
+        .endpoints
+        .iter()
+        .filter(|e| e.serving || e.ready)
+        .map(|e| SocketAddr::new(e.ip, e.port))
+        .collect();
+    let addrs = std::iter::once(&sp.cluster_ip)
+        .chain(&sp.external_ips)
+        .chain(&sp.lb_ips);
+    for a in addrs {
+        udp.service_ports
+            .entry(SocketAddr::new(*a, sp.port))
+            .or_default()
+            .extend(serving.iter().copied());
+    }
+    if let Some(np) = sp.node_port {
+        udp.node_ports
+            .entry(np)
+            .or_default()
+            .extend(serving.iter().copied());
+    }
 }
 
 fn base(name: &str, kind: ChainType, hook: Hook, priority: Priority) -> Chain {

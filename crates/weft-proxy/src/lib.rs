@@ -62,8 +62,12 @@
 //! every address of the port to `reject-chain` (TCP reset, else ICMP port
 //! unreachable); when endpoints exist but none fits a Local policy, the
 //! verdict is `drop`.
+//!
+//! UDP conntrack entries that still lead to a backend no longer serving are
+//! found by [`conntrack::stale_flows`] from [`Compiled::udp_serving`].
 
 pub mod compile;
+pub mod conntrack;
 pub mod input;
 pub mod names;
 

@@ -11,6 +11,7 @@ mod endpoints;
 mod external;
 mod misc;
 mod policy;
+mod sync;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
