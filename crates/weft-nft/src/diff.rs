@@ -181,8 +181,8 @@ pub fn diff(written: &Ruleset, desired: &Ruleset) -> Result<Transaction, ModelEr
     }
     // 6. elements.
     for s in &created_sets {
-        for e in s.elements.values() {
-            tx.push(s.add_element_statement(t, e));
+        for st in s.add_elements_statements(t) {
+            tx.push(st);
         }
     }
     for e in element_adds {

@@ -410,13 +410,17 @@ fn delete_chain(rs: &mut Ruleset, name: &str) -> Result<(), String> {
 fn add_set(rs: &mut Ruleset, kind: &str, name: &str, body: &str) -> Result<(), String> {
     let mut set = Set::new(name, "");
     for clause in body_clauses(body)? {
-        if let Some(ty) = clause.strip_prefix("type ") {
+        let typed = clause
+            .strip_prefix("type ")
+            .map(|ty| (ty, ""))
+            .or_else(|| clause.strip_prefix("typeof ").map(|ty| (ty, "typeof ")));
+        if let Some((ty, declare)) = typed {
             match (kind, ty.split_once(" : ")) {
                 ("map", Some((k, v))) => {
-                    set.key_type = k.trim().to_string();
+                    set.key_type = format!("{declare}{}", k.trim());
                     set.value_type = Some(v.trim().to_string());
                 }
-                ("set", None) => set.key_type = ty.trim().to_string(),
+                ("set", None) => set.key_type = format!("{declare}{}", ty.trim()),
                 _ => return Err(format!("a {kind} cannot have type {ty:?}")),
             }
         } else if let Some(flags) = clause.strip_prefix("flags ") {
@@ -503,7 +507,37 @@ fn parse_element(body: &str) -> Result<Element, String> {
     })
 }
 
+/// The elements of `{ e1, e2, … }`, split at commas outside quotes.
+fn split_elements(body: &str) -> Result<Vec<String>, String> {
+    let inner = body
+        .trim()
+        .strip_prefix('{')
+        .and_then(|b| b.strip_suffix('}'))
+        .ok_or_else(|| format!("expected {{ element, … }}, got {body:?}"))?;
+    let mut out = Vec::new();
+    let (mut cur, mut quoted) = (String::new(), false);
+    for ch in inner.chars() {
+        match ch {
+            '"' => {
+                quoted = !quoted;
+                cur.push(ch);
+            }
+            ',' if !quoted => out.push(format!("{{ {} }}", std::mem::take(&mut cur).trim())),
+            _ => cur.push(ch),
+        }
+    }
+    out.push(format!("{{ {} }}", cur.trim()));
+    Ok(out)
+}
+
 fn add_element(rs: &mut Ruleset, set: &str, body: &str) -> Result<(), String> {
+    for e in split_elements(body)? {
+        add_one_element(rs, set, &e)?;
+    }
+    Ok(())
+}
+
+fn add_one_element(rs: &mut Ruleset, set: &str, body: &str) -> Result<(), String> {
     let e = parse_element(body)?;
     let s = rs
         .sets

@@ -488,8 +488,15 @@ impl Set {
 
     /// `add set …` / `add map …` (no elements).
     pub fn add_statement(&self, table: &Table) -> String {
+        // `typeof EXPR` (e.g. `typeof numgen random mod 1`) declares the key
+        // by an expression, for keys that have no named type.
+        let declare = if self.key_type.starts_with("typeof ") {
+            ""
+        } else {
+            "type "
+        };
         let mut s = format!(
-            "add {} {} {} {{ type {}",
+            "add {} {} {} {{ {declare}{}",
             self.keyword(),
             table.spec(),
             self.name,
@@ -512,6 +519,26 @@ impl Set {
         }
         s.push_str(" }");
         s
+    }
+
+    /// `add element … { e1, e2, … }`: every element of the set, at most
+    /// [`ELEMENTS_PER_STATEMENT`] a statement. The kernel looks the set up
+    /// by name once a statement, comparing with every set of the table: one
+    /// statement an element made a big table's full sync quadratic.
+    pub fn add_elements_statements(&self, table: &Table) -> Vec<String> {
+        let items: Vec<&Element> = self.elements.values().collect();
+        items
+            .chunks(ELEMENTS_PER_STATEMENT)
+            .map(|chunk| {
+                let body: Vec<String> = chunk.iter().map(|e| element_text(e)).collect();
+                format!(
+                    "add element {} {} {{ {} }}",
+                    table.spec(),
+                    self.name,
+                    body.join(", ")
+                )
+            })
+            .collect()
     }
 
     /// `add element …` for one element.
@@ -614,7 +641,7 @@ impl Ruleset {
         out.extend(self.chains.values().map(|c| c.add_statement(t)));
         out.extend(self.sets.values().map(|s| s.add_statement(t)));
         for s in self.sets.values() {
-            out.extend(s.elements.values().map(|e| s.add_element_statement(t, e)));
+            out.extend(s.add_elements_statements(t));
         }
         for c in self.chains.values() {
             out.extend(c.rules.iter().map(|r| c.rule_statement(t, r)));
@@ -830,8 +857,46 @@ fn check_expr(object: &str, expr: &str) -> Result<(), ModelError> {
     Ok(())
 }
 
+/// Elements written by one `add element` statement of a full sync.
+pub const ELEMENTS_PER_STATEMENT: usize = 1000;
+
+/// `KEY [comment "…"] [: VALUE]`, one element inside `{ … }`.
+fn element_text(e: &Element) -> String {
+    let mut s = e.key.clone();
+    if let Some(c) = &e.comment {
+        s.push_str(&format!(" comment {}", quote(c)));
+    }
+    if let Some(v) = &e.value {
+        s.push_str(" : ");
+        s.push_str(v);
+    }
+    s
+}
+
 /// A data type, possibly concatenated; returns how many parts it has.
 fn check_type(object: &str, what: &'static str, ty: &str) -> Result<usize, ModelError> {
+    // `typeof EXPR . EXPR …` for keys without a named type; the expressions
+    // weft writes there.
+    if let Some(expr) = ty.strip_prefix("typeof ") {
+        let parts: Vec<&str> = expr.split(" . ").collect();
+        for p in &parts {
+            let w: Vec<&str> = p.split_whitespace().collect();
+            let ok = match w.as_slice() {
+                ["ip" | "ip6", "saddr" | "daddr"] | ["meta", "l4proto"] | ["th", "dport"] => true,
+                ["numgen", "random", "mod", n] => n.parse::<u32>().is_ok_and(|n| n >= 1),
+                _ => false,
+            };
+            if !ok {
+                return Err(field(
+                    object,
+                    what,
+                    ty,
+                    "typeof keys may use ip/ip6 saddr/daddr, meta l4proto, th dport and numgen random mod N",
+                ));
+            }
+        }
+        return Ok(parts.len());
+    }
     let parts: Vec<&str> = ty.split(" . ").collect();
     for p in &parts {
         if p.is_empty() || !p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {

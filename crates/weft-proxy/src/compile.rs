@@ -403,6 +403,11 @@ fn categorize(sp: &ServicePort) -> Categorized<'_> {
 struct Names {
     cluster: String,
     local: String,
+    /// The endpoint-choice maps of the `cluster` and `local` chains. Short
+    /// (the hash only): the kernel finds a set by comparing its name with
+    /// every set's of the table, for every element statement.
+    pick_cluster: String,
+    pick_local: String,
     external: String,
     firewall: String,
     source_ranges: String,
@@ -412,9 +417,12 @@ impl Names {
     fn new(sp: &ServicePort) -> Names {
         let b = service_port_base(&sp.namespace, &sp.name, sp.protocol.as_str(), &sp.port_name);
         let s = sp.family.suffix();
+        let hash = b.split('-').next().unwrap_or(&b);
         Names {
             cluster: format!("service{s}-{b}"),
             local: format!("local{s}-{b}"),
+            pick_cluster: format!("pick{s}-{hash}"),
+            pick_local: format!("pick-local{s}-{hash}"),
             external: format!("external{s}-{b}"),
             firewall: format!("firewall{s}-{b}"),
             source_ranges: format!("source-ranges{s}-{b}"),
@@ -604,7 +612,13 @@ fn add_service_port(rs: &mut Ruleset, sp: &ServicePort, node: &NodeCtx) -> usize
         ))
         .with_comment("masquerade off-cluster traffic to the ClusterIP")
     });
-    let policy_chain = |name: &str, eps: &[&Endpoint], internal: bool| {
+    // Endpoint choice: `numgen random mod N vmap @pick-HASH`, a named map
+    // per policy chain. Not an inline `vmap { … }`: each is an anonymous
+    // set, and the kernel scans the whole transaction for every anonymous set
+    // it binds (`__nft_set_trans_bind`), which made a full sync quadratic in
+    // the number of Services. Not one map shared by all Services either: the
+    // kernel walks a map's elements for every rule that binds it.
+    let policy_chain = |name: &str, pick: &str, eps: &[&Endpoint], internal: bool| {
         let mut c = Chain::regular(name);
         if internal {
             if let Some(r) = &masq_off_cluster {
@@ -618,25 +632,31 @@ fn add_service_port(rs: &mut Ruleset, sp: &ServicePort, node: &NodeCtx) -> usize
                     .push(Rule::new(format!("{ip} saddr @{set} goto {chain}")));
             }
         }
-        let arms: Vec<String> = eps
-            .iter()
-            .enumerate()
-            .map(|(i, e)| format!("{i} : goto {}", endpoint_names(sp, e).0))
-            .collect();
+        let mut map = Set::map(pick, "typeof numgen random mod 1", "verdict")
+            .with_comment(comment(&format!("endpoint choice of {}", sp.display())));
+        for (i, e) in eps.iter().enumerate() {
+            map.insert(Element::map(
+                i.to_string(),
+                format!("goto {}", endpoint_names(sp, e).0),
+            ));
+        }
         c.rules.push(Rule::new(format!(
-            "numgen random mod {} vmap {{ {} }}",
-            eps.len(),
-            arms.join(", ")
+            "numgen random mod {} vmap @{pick}",
+            eps.len()
         )));
-        c
+        (c, map)
     };
     if uses_cluster_chain {
         let internal = sp.internal_policy == TrafficPolicy::Cluster;
-        rs.add_chain(policy_chain(&names.cluster, &cat.cluster, internal));
+        let (c, map) = policy_chain(&names.cluster, &names.pick_cluster, &cat.cluster, internal);
+        rs.add_set(map);
+        rs.add_chain(c);
     }
     if uses_local_chain {
         let internal = sp.internal_policy == TrafficPolicy::Local;
-        rs.add_chain(policy_chain(&names.local, &cat.local, internal));
+        let (c, map) = policy_chain(&names.local, &names.pick_local, &cat.local, internal);
+        rs.add_set(map);
+        rs.add_chain(c);
     }
     // External chain: masquerade (Cluster) or keep the client address (Local).
     if uses_external_chain {

@@ -25,8 +25,7 @@ add set inet weft-proxy lb-source-ranges { type ipv4_addr ; flags interval ; }
 add map inet weft-proxy no-endpoint-services { type ipv4_addr . inet_proto . inet_service : verdict ; }
 add map inet weft-proxy service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; comment "ClusterIP, external IP and LB IP traffic" ; }
 add map inet weft-proxy service-nodeports { type inet_proto . inet_service : verdict ; }
-add element inet weft-proxy lb-source-ranges { 198.51.100.0/24 }
-add element inet weft-proxy lb-source-ranges { 203.0.113.0/25 }
+add element inet weft-proxy lb-source-ranges { 198.51.100.0/24, 203.0.113.0/25 }
 add element inet weft-proxy no-endpoint-services { 10.96.0.20 . tcp . 80 comment "default/empty:http" : goto reject-chain }
 add element inet weft-proxy service-ips { 10.96.0.10 . tcp . 80 comment "default/web:http" : goto service-web }
 add element inet weft-proxy service-nodeports { tcp . 30080 : goto external-web }
