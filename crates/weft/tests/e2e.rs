@@ -410,7 +410,16 @@ fn readme_services_walk_through(c: &Cluster, demo_pods: &[&Value], backend_ip: &
         .map(|suffix| format!("service-{suffix}"))
         .expect("the backend's service chain");
     let chain = nft(&["chain", "inet", "weft-proxy", &chain_name]);
-    assert!(chain.contains("numgen random mod 3 vmap"), "{chain}");
+    assert!(chain.contains("numgen random mod 3 vmap @pick-"), "{chain}");
+    let pick = chain
+        .split("vmap @")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the endpoint-choice map");
+    let map = nft(&["map", "inet", "weft-proxy", pick]);
+    assert!(map.contains("typeof numgen random mod 1 : verdict"), "{map}");
+    assert!(map.contains("comment \"endpoint choice of default/backend:http\""), "{map}");
+    assert_eq!(map.matches(": goto endpoint-").count(), 3, "{map}");
     assert!(chain.contains("jump mark-for-masquerade"), "{chain}");
     let table = nft(&["table", "inet", "weft-proxy"]);
     for (_, ip) in &backends {
