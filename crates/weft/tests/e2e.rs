@@ -417,8 +417,14 @@ fn readme_services_walk_through(c: &Cluster, demo_pods: &[&Value], backend_ip: &
         .and_then(|rest| rest.split_whitespace().next())
         .expect("the endpoint-choice map");
     let map = nft(&["map", "inet", "weft-proxy", pick]);
-    assert!(map.contains("typeof numgen random mod 1 : verdict"), "{map}");
-    assert!(map.contains("comment \"endpoint choice of default/backend:http\""), "{map}");
+    assert!(
+        map.contains("typeof numgen random mod 1 : verdict"),
+        "{map}"
+    );
+    assert!(
+        map.contains("comment \"endpoint choice of default/backend:http\""),
+        "{map}"
+    );
     assert_eq!(map.matches(": goto endpoint-").count(), 3, "{map}");
     assert!(chain.contains("jump mark-for-masquerade"), "{chain}");
     let table = nft(&["table", "inet", "weft-proxy"]);
