@@ -403,11 +403,6 @@ fn categorize(sp: &ServicePort) -> Categorized<'_> {
 struct Names {
     cluster: String,
     local: String,
-    /// The endpoint-choice maps of the `cluster` and `local` chains. Short
-    /// (the hash only): the kernel finds a set by comparing its name with
-    /// every set's of the table, for every element statement.
-    pick_cluster: String,
-    pick_local: String,
     external: String,
     firewall: String,
     source_ranges: String,
@@ -417,12 +412,9 @@ impl Names {
     fn new(sp: &ServicePort) -> Names {
         let b = service_port_base(&sp.namespace, &sp.name, sp.protocol.as_str(), &sp.port_name);
         let s = sp.family.suffix();
-        let hash = b.split('-').next().unwrap_or(&b);
         Names {
             cluster: format!("service{s}-{b}"),
             local: format!("local{s}-{b}"),
-            pick_cluster: format!("pick{s}-{hash}"),
-            pick_local: format!("pick-local{s}-{hash}"),
             external: format!("external{s}-{b}"),
             firewall: format!("firewall{s}-{b}"),
             source_ranges: format!("source-ranges{s}-{b}"),
@@ -612,13 +604,18 @@ fn add_service_port(rs: &mut Ruleset, sp: &ServicePort, node: &NodeCtx) -> usize
         ))
         .with_comment("masquerade off-cluster traffic to the ClusterIP")
     });
-    // Endpoint choice: `numgen random mod N vmap @pick-HASH`, a named map
-    // per policy chain. Not an inline `vmap { … }`: each is an anonymous
-    // set, and the kernel scans the whole transaction for every anonymous set
-    // it binds (`__nft_set_trans_bind`), which made a full sync quadratic in
-    // the number of Services. Not one map shared by all Services either: the
-    // kernel walks a map's elements for every rule that binds it.
-    let policy_chain = |name: &str, pick: &str, eps: &[&Endpoint], internal: bool| {
+    // Endpoint choice, uniform over N endpoints, without any set: endpoint
+    // i of N is taken with probability 1/(N-i) among those left
+    // (`numgen random mod N-i 0 goto …`, the last unconditionally) — the
+    // cascade kube-proxy's iptables mode builds with `statistic`. Sets were
+    // tried and cost more than the few rules a new connection walks: an
+    // inline `vmap { … }` is an anonymous set, and the kernel scans the whole
+    // transaction for every anonymous set it binds (`__nft_set_trans_bind`);
+    // a named map per Service makes the kernel walk the table's list of sets
+    // for each new set and each lookup by name; one map shared by all
+    // Services is walked whole for every rule that binds it. Each made a full
+    // sync quadratic in the number of Services (docs/benchmarks.md).
+    let policy_chain = |name: &str, eps: &[&Endpoint], internal: bool| {
         let mut c = Chain::regular(name);
         if internal {
             if let Some(r) = &masq_off_cluster {
@@ -632,31 +629,25 @@ fn add_service_port(rs: &mut Ruleset, sp: &ServicePort, node: &NodeCtx) -> usize
                     .push(Rule::new(format!("{ip} saddr @{set} goto {chain}")));
             }
         }
-        let mut map = Set::map(pick, "typeof numgen random mod 1", "verdict")
-            .with_comment(comment(&format!("endpoint choice of {}", sp.display())));
+        let n = eps.len();
         for (i, e) in eps.iter().enumerate() {
-            map.insert(Element::map(
-                i.to_string(),
-                format!("goto {}", endpoint_names(sp, e).0),
-            ));
+            let chain = endpoint_names(sp, e).0;
+            let left = n - i;
+            c.rules.push(Rule::new(if left > 1 {
+                format!("numgen random mod {left} 0 goto {chain}")
+            } else {
+                format!("goto {chain}")
+            }));
         }
-        c.rules.push(Rule::new(format!(
-            "numgen random mod {} vmap @{pick}",
-            eps.len()
-        )));
-        (c, map)
+        c
     };
     if uses_cluster_chain {
         let internal = sp.internal_policy == TrafficPolicy::Cluster;
-        let (c, map) = policy_chain(&names.cluster, &names.pick_cluster, &cat.cluster, internal);
-        rs.add_set(map);
-        rs.add_chain(c);
+        rs.add_chain(policy_chain(&names.cluster, &cat.cluster, internal));
     }
     if uses_local_chain {
         let internal = sp.internal_policy == TrafficPolicy::Local;
-        let (c, map) = policy_chain(&names.local, &names.pick_local, &cat.local, internal);
-        rs.add_set(map);
-        rs.add_chain(c);
+        rs.add_chain(policy_chain(&names.local, &cat.local, internal));
     }
     // External chain: masquerade (Cluster) or keep the client address (Local).
     if uses_external_chain {

@@ -45,10 +45,9 @@
 //! the client address and goes to the `local-…` chain (Local; pod and node
 //! sources still go to `service-…`). Policy chains pick an endpoint: first
 //! a ClientIP affinity hit (`ip saddr @affinity-… goto endpoint-…`), else
-//! `numgen random mod N vmap @pick-HASH` uniformly over the chosen endpoints
-//! (a named map per policy chain: inline `vmap { … }` maps are anonymous
-//! sets, and the kernel's cost of binding those grows with the whole
-//! transaction, which made full syncs quadratic). An
+//! uniformly over the chosen endpoints by kube-proxy's cascade: endpoint i
+//! of N with probability 1/(N−i) (`numgen random mod N-i 0 goto endpoint-…`),
+//! no set per Service (the kernel's per-set costs made full syncs quadratic). An
 //! `endpoint-HASH-…__ip/port` chain marks hairpin traffic for masquerade,
 //! records affinity (`update @affinity-… { ip saddr }`, timeout per Service)
 //! and DNATs.

@@ -410,22 +410,16 @@ fn readme_services_walk_through(c: &Cluster, demo_pods: &[&Value], backend_ip: &
         .map(|suffix| format!("service-{suffix}"))
         .expect("the backend's service chain");
     let chain = nft(&["chain", "inet", "weft-proxy", &chain_name]);
-    assert!(chain.contains("numgen random mod 3 vmap @pick-"), "{chain}");
-    let pick = chain
-        .split("vmap @")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("the endpoint-choice map");
-    let map = nft(&["map", "inet", "weft-proxy", pick]);
+    // The cascade: 1/3, then 1/2, then the rest.
     assert!(
-        map.contains("typeof numgen random mod 1 : verdict"),
-        "{map}"
+        chain.contains("numgen random mod 3 0 goto endpoint-"),
+        "{chain}"
     );
     assert!(
-        map.contains("comment \"endpoint choice of default/backend:http\""),
-        "{map}"
+        chain.contains("numgen random mod 2 0 goto endpoint-"),
+        "{chain}"
     );
-    assert_eq!(map.matches(": goto endpoint-").count(), 3, "{map}");
+    assert_eq!(chain.matches("goto endpoint-").count(), 3, "{chain}");
     assert!(chain.contains("jump mark-for-masquerade"), "{chain}");
     let table = nft(&["table", "inet", "weft-proxy"]);
     for (_, ip) in &backends {

@@ -248,3 +248,44 @@ fn references_finds_jumps_gotos_and_sets() {
         ]
     );
 }
+
+#[test]
+fn typeof_keys_render_as_typeof_and_only_known_expressions_validate() {
+    let mut rs = small();
+    let m = Set::map(
+        "pick",
+        "typeof ip daddr . th dport . numgen random mod 1",
+        "verdict",
+    );
+    assert_eq!(
+        m.add_statement(&rs.table),
+        "add map inet t pick { typeof ip daddr . th dport . numgen random mod 1 : verdict ; }"
+    );
+    rs.add_set(m);
+    rs.validate().unwrap();
+    rs.add_set(Set::map("bad", "typeof ct original saddr", "verdict"));
+    let e = rs.validate().unwrap_err().to_string();
+    assert!(e.contains("bad") && e.contains("typeof"), "{e}");
+}
+
+#[test]
+fn a_full_sync_writes_a_sets_elements_in_batches() {
+    let mut rs = small();
+    let mut s = Set::new("many", "ipv4_addr");
+    for i in 0..(ELEMENTS_PER_STATEMENT + 1) {
+        s.insert(Element::key(format!("10.0.{}.{}", i / 250, i % 250)));
+    }
+    rs.add_set(s);
+    let adds: Vec<String> = rs
+        .create_statements()
+        .into_iter()
+        .filter(|st| st.starts_with("add element inet t many"))
+        .collect();
+    assert_eq!(
+        adds.len(),
+        2,
+        "{} elements in two statements",
+        ELEMENTS_PER_STATEMENT + 1
+    );
+    assert_eq!(adds[0].matches(", ").count(), ELEMENTS_PER_STATEMENT - 1);
+}

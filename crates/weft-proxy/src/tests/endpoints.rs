@@ -135,3 +135,61 @@ fn client_recorded_in_an_affinity_set_goes_back_to_its_endpoint() {
         2
     );
 }
+
+/// The probability of each endpoint chain, read from the policy chain's
+/// cascade (`numgen random mod K 0 goto X` … `goto Y`).
+fn cascade_probabilities(c: &Compiled, chain: &str) -> Vec<(String, f64)> {
+    let mut left = 1.0;
+    let mut out = Vec::new();
+    for r in &c.ruleset.chains[chain].rules {
+        let w: Vec<&str> = r.expr.split_whitespace().collect();
+        match w.as_slice() {
+            ["numgen", "random", "mod", k, "0", "goto", x] => {
+                let p = left / k.parse::<f64>().unwrap();
+                out.push((x.to_string(), p));
+                left -= p;
+            }
+            ["goto", x] => {
+                out.push((x.to_string(), left));
+                left = 0.0;
+            }
+            _ => {}
+        }
+    }
+    assert!(left.abs() < 1e-12, "the cascade leaves {left} unassigned");
+    out
+}
+
+#[test]
+fn the_endpoint_cascade_gives_every_endpoint_the_same_probability() {
+    for n in [1usize, 2, 3, 7] {
+        let eps: Vec<Value> = (0..n)
+            .map(|i| ready(&format!("10.244.1.{}", i + 10), "node-2"))
+            .collect();
+        let c = web_with(eps, json!({}));
+        let chain = c
+            .ruleset
+            .chains
+            .keys()
+            .find(|k| k.starts_with("service-"))
+            .unwrap()
+            .clone();
+        let probs = cascade_probabilities(&c, &chain);
+        assert_eq!(probs.len(), n, "{probs:?}");
+        let chains: std::collections::BTreeSet<&String> = probs.iter().map(|(x, _)| x).collect();
+        assert_eq!(chains.len(), n, "each endpoint once: {probs:?}");
+        for (x, p) in &probs {
+            assert!(
+                (p - 1.0 / n as f64).abs() < 1e-12,
+                "{x}: {p} with {n} endpoints"
+            );
+        }
+        // No set of any kind per Service: the kernel's per-set costs grow
+        // with the table (docs/benchmarks.md).
+        assert!(
+            c.ruleset.sets.keys().all(|s| !s.contains("default/web")),
+            "{:?}",
+            c.ruleset.sets.keys()
+        );
+    }
+}
