@@ -80,11 +80,13 @@ fn py_external(c: &Cluster, code: &str) -> String {
     c.ok(&["exec", "--external", "--", "python3", "-c", code])
 }
 
-/// An HTTP GET in Python, printing the body (or `ERR <exception class>`).
+/// An HTTP GET in Python, printing the body; an HTTP error prints `ERR
+/// HTTPError <code> <body>`, any other failure `ERR <exception class> <text>`.
 fn get_code(url: &str, timeout: f64) -> String {
     format!(
-        "import urllib.request,sys\ntry:\n  sys.stdout.write(urllib.request.urlopen('{url}', timeout={timeout}).read().decode())\n\
-         except Exception as e:\n  r=getattr(e,'reason',e); sys.stdout.write('ERR '+type(r).__name__+' '+str(getattr(e,'code','')))\n"
+        "import urllib.request,urllib.error,sys\ntry:\n  sys.stdout.write(urllib.request.urlopen('{url}', timeout={timeout}).read().decode())\n\
+         except urllib.error.HTTPError as e:\n  sys.stdout.write('ERR HTTPError '+str(e.code)+' '+e.read().decode())\n\
+         except Exception as e:\n  r=getattr(e,'reason',e); sys.stdout.write('ERR '+type(r).__name__+' '+str(r))\n"
     )
 }
 
@@ -332,7 +334,9 @@ fn external_traffic_policy_local_keeps_the_client_ip_and_only_nodes_with_endpoin
             );
             assert!(started.elapsed() >= Duration::from_millis(1400));
             assert!(
-                health.contains("ERR HTTPError 503"),
+                health.starts_with("ERR HTTPError 503 ")
+                    && health.contains("\"localEndpoints\":0")
+                    && health.contains("\"serviceProxyHealthy\":true"),
                 "health check on {n}: {health:?}"
             );
         }
