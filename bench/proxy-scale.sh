@@ -21,7 +21,9 @@
 #      STEP_TIMEOUT (seconds per step; default 900), ANCHOR (legacy or nft:
 #      the iptables backend; default legacy when iptables-legacy-restore
 #      exists), BIN (a built proxy_scale example: skip the cargo build),
-#      CARGO_TARGET_DIR (default /var/tmp/weft-target).
+#      CARGO_TARGET_DIR (default /var/tmp/weft-target), ANCHOR_NS (the
+#      Service counts the anchor runs at; default NS — e.g. ANCHOR_NS= to
+#      measure weft alone).
 #
 # Topology, one copy per mode (m = weft, ipt), nothing in the root netns:
 #   weft-bench-px-m-pod  eth0 10.244.0.2/24 (+ one source address per rate
@@ -59,6 +61,7 @@ RUNS=${RUNS:-3}
 RR_SECS=${RR_SECS:-3}
 MAX_CONNS=${MAX_CONNS:-40000}
 STEP_TIMEOUT=${STEP_TIMEOUT:-900}
+ANCHOR_NS=${ANCHOR_NS-$NS}
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/weft-target}
 MODES="weft ipt"
@@ -253,6 +256,10 @@ for n in $NS; do
         fi
     fi
     # anchor: (a) (c).
+    if [[ " $ANCHOR_NS " != *" $n "* ]]; then
+        log "ipt N=$n: not run (ANCHOR_NS=$ANCHOR_NS)"
+        NOTE[ipt,$n]="not run"
+    else
     log "ipt N=$n: generate + iptables-$ANCHOR-restore"
     if step "ipt N=$n" "$TMP/ipt-$n.json" "$BIN" iptables --services "$n" \
         --netns "/run/netns/weft-bench-px-ipt-node" --restore "$IPT_RESTORE" --save "$IPT_SAVE"; then
@@ -260,6 +267,7 @@ for n in $NS; do
         log "ipt N=$n: full $(jq -r '.full.total_s' "$TMP/ipt-$n.json") s"
     else
         NOTE[ipt,$n]="failed or timed out (> $STEP_TIMEOUT s)"
+    fi
     fi
     # (d): a short warm-up run (reachability, ARP), then RUNS rounds that visit both modes.
     active=()
