@@ -184,6 +184,77 @@ fn client_pod(c: &Cluster) -> (String, String, String) {
     app_pods(c, "client").remove(0)
 }
 
+/// `n` new connections from `pod` to `http://ip/hostname`, counted by the
+/// backend that answered.
+fn hostnames(c: &Cluster, pod: &str, ip: &str, n: usize) -> BTreeMap<String, u64> {
+    let out = py(
+        c,
+        pod,
+        &format!(
+            "import urllib.request,collections,json\n\
+             c=collections.Counter(urllib.request.urlopen('http://{ip}/hostname',timeout=5).read().decode() for _ in range({n}))\n\
+             print(json.dumps(c))"
+        ),
+    );
+    serde_json::from_str(out.trim()).unwrap_or_else(|_| panic!("{out:?}"))
+}
+
+/// A Python script running in a pod while the test acts: it prints lines
+/// as it goes and waits for the marker file (`{marker}` in the script) to
+/// exist before its second half. The marker and the process go on drop.
+struct PodScript {
+    child: std::process::Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    marker: std::path::PathBuf,
+}
+
+impl PodScript {
+    fn start(c: &Cluster, pod: &str, what: &str, script: impl Fn(&str) -> String) -> PodScript {
+        let marker = std::env::temp_dir().join(format!("{}-{what}", c.name));
+        let _ = std::fs::remove_file(&marker);
+        let mut child = Command::new(WEFT)
+            .args(["--name", &c.name, "exec", pod, "--", "python3", "-c"])
+            .arg(script(&marker.display().to_string()))
+            .env("WEFT_STATE_DIR", &c.state)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        PodScript {
+            child,
+            lines,
+            marker,
+        }
+    }
+
+    fn line(&mut self) -> String {
+        self.lines
+            .next()
+            .and_then(Result::ok)
+            .unwrap_or_else(|| "<the script ended>".into())
+    }
+
+    /// Lets the script go on past its wait.
+    fn go(&self) {
+        std::fs::write(&self.marker, b"go").unwrap();
+    }
+
+    /// Waits for the script; its exit status and the lines it still printed.
+    fn finish(mut self) -> (bool, Vec<String>) {
+        let status = self.child.wait().unwrap();
+        let rest = self.lines.by_ref().map_while(Result::ok).collect();
+        (status.success(), rest)
+    }
+}
+
+impl Drop for PodScript {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.marker);
+    }
+}
+
 #[test]
 fn cluster_ip_spreads_300_connections_over_3_endpoints() {
     if !root_or_skip("cluster_ip_spreads_300_connections_over_3_endpoints") {
@@ -194,16 +265,7 @@ fn cluster_ip_spreads_300_connections_over_3_endpoints() {
     let web = web_ready(&c);
     let (client, _, _) = client_pod(&c);
     let ip = cluster_ip(&c, "web");
-    let out = py(
-        &c,
-        &client,
-        &format!(
-            "import urllib.request,collections,json\n\
-             c=collections.Counter(urllib.request.urlopen('http://{ip}/hostname',timeout=5).read().decode() for _ in range(300))\n\
-             print(json.dumps(c))"
-        ),
-    );
-    let counts: BTreeMap<String, u64> = serde_json::from_str(out.trim()).unwrap();
+    let counts = hostnames(&c, &client, &ip, 300);
     assert_eq!(counts.values().sum::<u64>(), 300, "{counts:?}");
     for (name, _, _) in &web {
         let n = counts.get(name).copied().unwrap_or(0);
@@ -359,19 +421,7 @@ fn client_ip_affinity_pins_a_client_to_one_backend() {
     let c = cluster("sva", &manifest);
     web_ready(&c);
     let (client, _, _) = client_pod(&c);
-    let count = |svc: &str| -> BTreeMap<String, u64> {
-        let ip = cluster_ip(&c, svc);
-        let out = py(
-            &c,
-            &client,
-            &format!(
-                "import urllib.request,collections,json\n\
-                 c=collections.Counter(urllib.request.urlopen('http://{ip}/hostname',timeout=5).read().decode() for _ in range(40))\n\
-                 print(json.dumps(c))"
-            ),
-        );
-        serde_json::from_str(out.trim()).unwrap()
-    };
+    let count = |svc: &str| hostnames(&c, &client, &cluster_ip(&c, svc), 40);
     let sticky = count("web-sticky");
     assert_eq!(sticky.len(), 1, "affinity broken: {sticky:?}");
     // The same backends without affinity: more than one answers.
@@ -445,16 +495,7 @@ fn a_deleted_backend_gets_no_new_connections() {
     let ips: BTreeSet<String> = app_pods(&c, "web").into_iter().map(|p| p.1).collect();
     wait_for_endpoints(&c, &client_node, &ips, std::slice::from_ref(&gone_ip));
     let ip = cluster_ip(&c, "web");
-    let out = py(
-        &c,
-        &client,
-        &format!(
-            "import urllib.request,collections,json\n\
-             c=collections.Counter(urllib.request.urlopen('http://{ip}/hostname',timeout=5).read().decode() for _ in range(100))\n\
-             print(json.dumps(c))"
-        ),
-    );
-    let counts: BTreeMap<String, u64> = serde_json::from_str(out.trim()).unwrap();
+    let counts = hostnames(&c, &client, &ip, 100);
     assert_eq!(
         counts.values().sum::<u64>(),
         100,
@@ -476,44 +517,32 @@ fn a_udp_client_keeps_working_through_endpoint_churn() {
     web_ready(&c);
     let (client, _, _) = client_pod(&c);
     let ip = cluster_ip(&c, "web");
-    let marker = std::env::temp_dir().join(format!("{}-udp-churn", c.name));
-    let _ = std::fs::remove_file(&marker);
     // One socket, one source port for the whole run: the conntrack entry is
     // the same one before and after the churn, unless the proxy deletes it.
-    let script = format!(
-        "import socket,time,os,sys\n\
-         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('0.0.0.0',40000)); s.settimeout(0.3)\n\
-         def ask():\n  s.sendto(b'hostname',('{ip}',81))\n  try:\n    return s.recvfrom(100)[0].decode()\n  except socket.timeout:\n    return None\n\
-         first=None\n\
-         while first is None: first=ask()\n\
-         print('FIRST',first,flush=True)\n\
-         while not os.path.exists('{m}'): time.sleep(0.05)\n\
-         end=time.monotonic()+20; lost=0\n\
-         while time.monotonic()<end:\n  a=ask()\n  if a is None: lost+=1; continue\n  if a!=first: print('THEN',a,lost,flush=True); sys.exit(0)\n\
-         print('STUCK',lost,flush=True); sys.exit(1)\n",
-        m = marker.display()
-    );
-    let mut child = Command::new(WEFT)
-        .args([
-            "--name", &c.name, "exec", &client, "--", "python3", "-c", &script,
-        ])
-        .env("WEFT_STATE_DIR", &c.state)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
+    let mut script = PodScript::start(&c, &client, "udp-churn", |m| {
+        format!(
+            "import socket,time,os,sys\n\
+             s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('0.0.0.0',40000)); s.settimeout(0.3)\n\
+             def ask():\n  s.sendto(b'hostname',('{ip}',81))\n  try:\n    return s.recvfrom(100)[0].decode()\n  except socket.timeout:\n    return None\n\
+             first=None\n\
+             while first is None: first=ask()\n\
+             print('FIRST',first,flush=True)\n\
+             while not os.path.exists('{m}'): time.sleep(0.05)\n\
+             end=time.monotonic()+20; lost=0\n\
+             while time.monotonic()<end:\n  a=ask()\n  if a is None: lost+=1; continue\n  if a!=first: print('THEN',a,lost,flush=True); sys.exit(0)\n\
+             print('STUCK',lost,flush=True); sys.exit(1)\n"
+        )
+    });
+    let first = script.line();
     let first_pod = first
         .strip_prefix("FIRST ")
         .unwrap_or_else(|| panic!("{first}"))
         .to_string();
     c.ok(&["delete", "pod", &first_pod]);
-    std::fs::write(&marker, b"go").unwrap();
-    let status = child.wait().unwrap();
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let _ = std::fs::remove_file(&marker);
+    script.go();
+    let (ok, rest) = script.finish();
     assert!(
-        status.success(),
+        ok,
         "after {first_pod} was deleted the client stayed stuck: {rest:?}"
     );
 }
@@ -626,28 +655,18 @@ fn an_agent_restart_keeps_an_open_tcp_connection_through_a_cluster_ip() {
     web_ready(&c);
     let (client, _, node) = client_pod(&c);
     let ip = cluster_ip(&c, "web");
-    let marker = std::env::temp_dir().join(format!("{}-agent-restart", c.name));
-    let _ = std::fs::remove_file(&marker);
-    let script = format!(
-        "import http.client,os,time\n\
-         h=http.client.HTTPConnection('{ip}',80,timeout=10)\n\
-         h.request('GET','/hostname'); a=h.getresponse().read().decode(); print('FIRST',a,flush=True)\n\
-         while not os.path.exists('{m}'): time.sleep(0.05)\n\
-         port=h.sock.getsockname()[1]\n\
-         h.request('GET','/hostname'); b=h.getresponse().read().decode()\n\
-         print('SECOND',b,h.sock.getsockname()[1]==port,flush=True)\n",
-        m = marker.display()
-    );
-    let mut child = Command::new(WEFT)
-        .args([
-            "--name", &c.name, "exec", &client, "--", "python3", "-c", &script,
-        ])
-        .env("WEFT_STATE_DIR", &c.state)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
+    let mut script = PodScript::start(&c, &client, "agent-restart", |m| {
+        format!(
+            "import http.client,os,time\n\
+             h=http.client.HTTPConnection('{ip}',80,timeout=10)\n\
+             h.request('GET','/hostname'); a=h.getresponse().read().decode(); print('FIRST',a,flush=True)\n\
+             while not os.path.exists('{m}'): time.sleep(0.05)\n\
+             port=h.sock.getsockname()[1]\n\
+             h.request('GET','/hostname'); b=h.getresponse().read().decode()\n\
+             print('SECOND',b,h.sock.getsockname()[1]==port,flush=True)\n"
+        )
+    });
+    let first = script.line();
     let backend = first
         .strip_prefix("FIRST ")
         .unwrap_or_else(|| panic!("{first}"))
@@ -675,10 +694,9 @@ fn an_agent_restart_keeps_an_open_tcp_connection_through_a_cluster_ip() {
         String::from_utf8_lossy(&out.stdout)
             .contains("weft_agent_proxy_syncs_total{kind=\"full\"} 1")
     });
-    std::fs::write(&marker, b"go").unwrap();
-    let second = lines.next().unwrap().unwrap();
-    let _ = child.wait();
-    let _ = std::fs::remove_file(&marker);
+    script.go();
+    let second = script.line();
+    let _ = script.finish();
     assert_eq!(
         second,
         format!("SECOND {backend} True"),
