@@ -543,14 +543,20 @@ mod tests {
         sleep_until(runs.t0 + at).await;
     }
 
-    /// What the runner logs, as text, while the returned guard lives (the tests'
-    /// current-thread runtime polls the runner on this thread).
+    /// What runners log, as text: one process-wide subscriber (set once, so
+    /// no test depends on tracing's per-thread dispatch and its callsite
+    /// interest cache, which made thread-local capture flaky under parallel
+    /// tests), read back per runner name — each capturing test names its
+    /// runner uniquely.
     #[derive(Clone, Default)]
     struct Logs(Arc<Mutex<Vec<u8>>>);
 
     impl std::io::Write for Logs {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(buf);
             Ok(buf.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
@@ -558,28 +564,52 @@ mod tests {
         }
     }
 
+    /// The logs of runner `name`.
+    struct RunnerLogs {
+        all: Logs,
+        name: &'static str,
+    }
+
     impl Logs {
-        fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
-            let logs = Logs::default();
-            let writer = logs.clone();
-            let subscriber = tracing_subscriber::fmt()
-                .with_writer(move || writer.clone())
-                .with_max_level(tracing::Level::DEBUG)
-                .with_ansi(false)
-                .without_time()
-                .finish();
-            (logs, tracing::subscriber::set_default(subscriber))
+        fn capture(name: &'static str) -> RunnerLogs {
+            static GLOBAL: std::sync::OnceLock<Logs> = std::sync::OnceLock::new();
+            let all = GLOBAL
+                .get_or_init(|| {
+                    let logs = Logs::default();
+                    let writer = logs.clone();
+                    let subscriber = tracing_subscriber::fmt()
+                        .with_writer(move || writer.clone())
+                        .with_max_level(tracing::Level::DEBUG)
+                        .with_ansi(false)
+                        .without_time()
+                        .finish();
+                    // Only this module sets a global subscriber.
+                    let _ = tracing::subscriber::set_global_default(subscriber);
+                    logs
+                })
+                .clone();
+            RunnerLogs { all, name }
         }
-        /// The lines at `level` (`WARN`, `DEBUG`) that contain `text`.
+    }
+
+    impl RunnerLogs {
+        /// The lines of this runner at `level` (`WARN`, `DEBUG`) that contain `text`.
         fn lines(&self, level: &str, text: &str) -> Vec<String> {
-            let bytes = self.0.lock().unwrap().clone();
-            String::from_utf8(bytes)
-                .unwrap()
+            let bytes = self.all.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let runner = format!("runner={} ", self.name);
+            String::from_utf8_lossy(&bytes)
                 .lines()
                 .filter(|l| l.trim_start().starts_with(level) && l.contains(text))
+                .filter(|l| l.contains(&runner))
                 .map(str::to_string)
                 .collect()
         }
+    }
+
+    fn exact_named(name: &'static str, bounds: Bounds) -> SyncRunner {
+        let mut runner = SyncRunner::new(name, bounds);
+        runner.jitter = || 0.0;
+        runner
     }
 
     #[tokio::test(start_paused = true)]
@@ -805,8 +835,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn quiet_retry_is_logged_at_debug_not_as_a_warning() {
-        let (logs, _guard) = Logs::capture();
-        let (runs, _task) = spawn_classified(exact(bounds()), |_| quiet());
+        let logs = Logs::capture("quiet-debug");
+        let (runs, _task) = spawn_classified(exact_named("quiet-debug", bounds()), |_| quiet());
         sleep_to(&runs, secs(3) + ms(1)).await;
         assert_eq!(runs.count(), 4);
         assert_eq!(logs.lines("WARN", ""), Vec::<String>::new());
@@ -815,8 +845,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn repeated_failure_is_warned_once_but_counted_every_time() {
-        let (logs, _guard) = Logs::capture();
-        let runner = exact(bounds());
+        let logs = Logs::capture("repeated-failure");
+        let runner = exact_named("repeated-failure", bounds());
         let health = runner.health();
         let (runs, _task) = spawn_classified(runner, |_| failed("connection refused"));
         sleep_to(&runs, secs(7) + ms(1)).await;
@@ -829,11 +859,12 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn changed_failure_is_warned_again() {
-        let (logs, _guard) = Logs::capture();
-        let (runs, _task) = spawn_classified(exact(bounds()), |n| match n {
-            0 | 1 => failed("connection refused"),
-            _ => failed("403 Forbidden"),
-        });
+        let logs = Logs::capture("changed-failure");
+        let (runs, _task) =
+            spawn_classified(exact_named("changed-failure", bounds()), |n| match n {
+                0 | 1 => failed("connection refused"),
+                _ => failed("403 Forbidden"),
+            });
         sleep_to(&runs, secs(3) + ms(1)).await;
         assert_eq!(runs.count(), 3);
         let warned = logs.lines("WARN", "sync failed");
