@@ -184,6 +184,31 @@ fn client_pod(c: &Cluster) -> (String, String, String) {
     app_pods(c, "client").remove(0)
 }
 
+/// A 3-node cluster with the 3 web pods programmed on every node and one
+/// client pod: the start of most tests.
+struct WebAndClient {
+    c: Cluster,
+    web: Vec<(String, String, String)>,
+    client: String,
+    client_node: String,
+    /// Service web's ClusterIP.
+    ip: String,
+}
+
+fn web_and_client(prefix: &str) -> WebAndClient {
+    let c = cluster(prefix, &(web_manifest() + &client_manifest()));
+    let web = web_ready(&c);
+    let (client, _, client_node) = client_pod(&c);
+    let ip = cluster_ip(&c, "web");
+    WebAndClient {
+        c,
+        web,
+        client,
+        client_node,
+        ip,
+    }
+}
+
 /// `n` new connections from `pod` to `http://ip/hostname`, counted by the
 /// backend that answered.
 fn hostnames(c: &Cluster, pod: &str, ip: &str, n: usize) -> BTreeMap<String, u64> {
@@ -261,10 +286,9 @@ fn cluster_ip_spreads_300_connections_over_3_endpoints() {
         return;
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let c = cluster("svs", &(web_manifest() + &client_manifest()));
-    let web = web_ready(&c);
-    let (client, _, _) = client_pod(&c);
-    let ip = cluster_ip(&c, "web");
+    let WebAndClient {
+        c, web, client, ip, ..
+    } = web_and_client("svs");
     let counts = hostnames(&c, &client, &ip, 300);
     assert_eq!(counts.values().sum::<u64>(), 300, "{counts:?}");
     for (name, _, _) in &web {
@@ -481,9 +505,13 @@ fn a_deleted_backend_gets_no_new_connections() {
         return;
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let c = cluster("svd", &(web_manifest() + &client_manifest()));
-    let web = web_ready(&c);
-    let (client, _, client_node) = client_pod(&c);
+    let WebAndClient {
+        c,
+        web,
+        client,
+        client_node,
+        ip,
+    } = web_and_client("svd");
     let (gone, gone_ip, _) = web[0].clone();
     c.ok(&["delete", "pod", &gone]);
     // Its replacement is scheduled; wait until the client's node programs
@@ -494,7 +522,6 @@ fn a_deleted_backend_gets_no_new_connections() {
     });
     let ips: BTreeSet<String> = app_pods(&c, "web").into_iter().map(|p| p.1).collect();
     wait_for_endpoints(&c, &client_node, &ips, std::slice::from_ref(&gone_ip));
-    let ip = cluster_ip(&c, "web");
     let counts = hostnames(&c, &client, &ip, 100);
     assert_eq!(
         counts.values().sum::<u64>(),
@@ -513,10 +540,7 @@ fn a_udp_client_keeps_working_through_endpoint_churn() {
         return;
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let c = cluster("svu", &(web_manifest() + &client_manifest()));
-    web_ready(&c);
-    let (client, _, _) = client_pod(&c);
-    let ip = cluster_ip(&c, "web");
+    let WebAndClient { c, client, ip, .. } = web_and_client("svu");
     // One socket, one source port for the whole run: the conntrack entry is
     // the same one before and after the churn, unless the proxy deletes it.
     let mut script = PodScript::start(&c, &client, "udp-churn", |m| {
@@ -651,10 +675,13 @@ fn an_agent_restart_keeps_an_open_tcp_connection_through_a_cluster_ip() {
         return;
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let c = cluster("svg", &(web_manifest() + &client_manifest()));
-    web_ready(&c);
-    let (client, _, node) = client_pod(&c);
-    let ip = cluster_ip(&c, "web");
+    let WebAndClient {
+        c,
+        client,
+        client_node: node,
+        ip,
+        ..
+    } = web_and_client("svg");
     let mut script = PodScript::start(&c, &client, "agent-restart", |m| {
         format!(
             "import http.client,os,time\n\
