@@ -25,6 +25,15 @@ use serde_json::Value;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
+/// Skips `test` without root; otherwise waits for the other tests of this
+/// file to finish and holds them off while the guard lives.
+fn one_at_a_time(test: &str) -> Option<std::sync::MutexGuard<'static, ()>> {
+    if !root_or_skip(test) {
+        return None;
+    }
+    Some(ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
 const NETEXEC: &str = "registry.k8s.io/e2e-test-images/agnhost:2.53";
 
 /// A Deployment of netexec pods (HTTP 8080, UDP 8081) labelled `app: NAME`.
@@ -282,10 +291,9 @@ impl Drop for PodScript {
 
 #[test]
 fn cluster_ip_spreads_300_connections_over_3_endpoints() {
-    if !root_or_skip("cluster_ip_spreads_300_connections_over_3_endpoints") {
+    let Some(_one) = one_at_a_time("cluster_ip_spreads_300_connections_over_3_endpoints") else {
         return;
-    }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    };
     let WebAndClient {
         c, web, client, ip, ..
     } = web_and_client("svs");
@@ -302,10 +310,9 @@ fn cluster_ip_spreads_300_connections_over_3_endpoints() {
 
 #[test]
 fn node_port_answers_the_external_client_on_every_node() {
-    if !root_or_skip("node_port_answers_the_external_client_on_every_node") {
+    let Some(_one) = one_at_a_time("node_port_answers_the_external_client_on_every_node") else {
         return;
-    }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    };
     let manifest = web_manifest()
         + &service(
             "web-np",
@@ -343,10 +350,10 @@ fn node_addresses(c: &Cluster) -> BTreeSet<String> {
 
 #[test]
 fn external_traffic_policy_cluster_masquerades_to_a_node_address() {
-    if !root_or_skip("external_traffic_policy_cluster_masquerades_to_a_node_address") {
+    let Some(_one) = one_at_a_time("external_traffic_policy_cluster_masquerades_to_a_node_address")
+    else {
         return;
-    }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    };
     let manifest = web_manifest()
         + &service(
             "web-np",
@@ -372,12 +379,11 @@ fn external_traffic_policy_cluster_masquerades_to_a_node_address() {
 
 #[test]
 fn external_traffic_policy_local_keeps_the_client_ip_and_only_nodes_with_endpoints_answer() {
-    if !root_or_skip(
+    let Some(_one) = one_at_a_time(
         "external_traffic_policy_local_keeps_the_client_ip_and_only_nodes_with_endpoints_answer",
-    ) {
+    ) else {
         return;
-    }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    };
     let manifest = deployment("solo", 1, READY_ON_HTTP)
         + &service(
             "solo",
@@ -431,10 +437,9 @@ fn external_traffic_policy_local_keeps_the_client_ip_and_only_nodes_with_endpoin
 
 #[test]
 fn client_ip_affinity_pins_a_client_to_one_backend() {
-    if !root_or_skip("client_ip_affinity_pins_a_client_to_one_backend") {
+    let Some(_one) = one_at_a_time("client_ip_affinity_pins_a_client_to_one_backend") else {
         return;
-    }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    };
     let manifest = web_manifest()
         + &client_manifest()
         + &service(
@@ -455,10 +460,9 @@ fn client_ip_affinity_pins_a_client_to_one_backend() {
 
 #[test]
 fn service_without_endpoints_refuses_connections_at_once() {
-    if !root_or_skip("service_without_endpoints_refuses_connections_at_once") {
+    let Some(_one) = one_at_a_time("service_without_endpoints_refuses_connections_at_once") else {
         return;
-    }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    };
     let manifest = client_manifest() + &service("nobody", "nothing-matches", HTTP_PORT);
     let c = cluster("sve", &manifest);
     let (client, _, _) = client_pod(&c);
@@ -501,10 +505,9 @@ fn service_without_endpoints_refuses_connections_at_once() {
 
 #[test]
 fn a_deleted_backend_gets_no_new_connections() {
-    if !root_or_skip("a_deleted_backend_gets_no_new_connections") {
+    let Some(_one) = one_at_a_time("a_deleted_backend_gets_no_new_connections") else {
         return;
-    }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    };
     let WebAndClient {
         c,
         web,
@@ -536,10 +539,9 @@ fn a_deleted_backend_gets_no_new_connections() {
 
 #[test]
 fn a_udp_client_keeps_working_through_endpoint_churn() {
-    if !root_or_skip("a_udp_client_keeps_working_through_endpoint_churn") {
+    let Some(_one) = one_at_a_time("a_udp_client_keeps_working_through_endpoint_churn") else {
         return;
-    }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    };
     let WebAndClient { c, client, ip, .. } = web_and_client("svu");
     // One socket, one source port for the whole run: the conntrack entry is
     // the same one before and after the churn, unless the proxy deletes it.
@@ -573,10 +575,9 @@ fn a_udp_client_keeps_working_through_endpoint_churn() {
 
 #[test]
 fn a_pod_reaches_itself_through_its_service() {
-    if !root_or_skip("a_pod_reaches_itself_through_its_service") {
+    let Some(_one) = one_at_a_time("a_pod_reaches_itself_through_its_service") else {
         return;
-    }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    };
     let c = cluster("svh", &deployment("solo", 1, READY_ON_HTTP));
     wait_until("the solo pod", 120, || {
         app_pods(&c, "solo").iter().any(|p| !p.1.is_empty())
@@ -594,10 +595,9 @@ fn a_pod_reaches_itself_through_its_service() {
 
 #[test]
 fn a_pod_reaches_the_api_server_at_10_96_0_1_port_443() {
-    if !root_or_skip("a_pod_reaches_the_api_server_at_10_96_0_1_port_443") {
+    let Some(_one) = one_at_a_time("a_pod_reaches_the_api_server_at_10_96_0_1_port_443") else {
         return;
-    }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    };
     let c = cluster("svk", &client_manifest());
     let (client, _, node) = client_pod(&c);
     let slices = c.json(&["get", "endpointslices", "-o", "json"]);
@@ -622,10 +622,11 @@ fn a_pod_reaches_the_api_server_at_10_96_0_1_port_443() {
 
 #[test]
 fn unready_pods_get_traffic_only_with_publish_not_ready_addresses() {
-    if !root_or_skip("unready_pods_get_traffic_only_with_publish_not_ready_addresses") {
+    let Some(_one) =
+        one_at_a_time("unready_pods_get_traffic_only_with_publish_not_ready_addresses")
+    else {
         return;
-    }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    };
     let manifest = deployment("unready", 1, NEVER_READY)
         + &service("unready", "unready", HTTP_PORT)
         + &service(
@@ -671,10 +672,11 @@ fn unready_pods_get_traffic_only_with_publish_not_ready_addresses() {
 
 #[test]
 fn an_agent_restart_keeps_an_open_tcp_connection_through_a_cluster_ip() {
-    if !root_or_skip("an_agent_restart_keeps_an_open_tcp_connection_through_a_cluster_ip") {
+    let Some(_one) =
+        one_at_a_time("an_agent_restart_keeps_an_open_tcp_connection_through_a_cluster_ip")
+    else {
         return;
-    }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    };
     let WebAndClient {
         c,
         client,
