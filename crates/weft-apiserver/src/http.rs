@@ -26,6 +26,8 @@ pub type BoxBody = http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>
 
 /// How often watches with allowWatchBookmarks get a BOOKMARK.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(10);
+/// How long a TLS client may take to finish its handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Watch timeout when the client gives none.
 const DEFAULT_WATCH_TIMEOUT: u64 = 1800;
 
@@ -97,6 +99,9 @@ fn parse_body(req: &Request<Bytes>) -> Result<Value, ApiError> {
 pub(crate) fn parse_bytes(ct: &str, body: &[u8]) -> Result<Value, ApiError> {
     if body.is_empty() {
         return Err(ApiError::bad_request("the request body is empty"));
+    }
+    if ct == crate::protobuf::MEDIA_TYPE {
+        return crate::protobuf::decode(body);
     }
     if ct.contains("yaml") {
         serde_yaml::from_slice::<Value>(body)
@@ -201,6 +206,10 @@ fn resource_list(group: &str, version: &str) -> Option<Value> {
             r["categories"] = json!(["all"]);
         }
         resources.push(r);
+        if k.plural == "serviceaccounts" {
+            resources.push(json!({"name": "serviceaccounts/token", "singularName": "", "namespaced": true,
+                                  "group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest", "verbs": ["create"]}));
+        }
         if k.status_sub {
             resources.push(json!({"name": format!("{}/status", k.plural), "singularName": "", "namespaced": k.namespaced,
                                   "kind": k.kind, "verbs": ["get", "patch", "update"]}));
@@ -266,6 +275,23 @@ fn openapi_v3_gv(group: &str, version: &str) -> Value {
         paths.insert(path, json!({"patch": op.clone(), "put": op}));
     }
     json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.33.0"}, "paths": paths})
+}
+
+/// Groups of the access-control endpoints (no stored kinds, create only).
+const REVIEW_GROUPS: [&str; 2] = ["authentication.k8s.io", "authorization.k8s.io"];
+
+/// Discovery of the review endpoints: kubectl needs them listed to use them.
+fn review_resources(group: &str) -> Value {
+    let r = |name: &str, kind: &str, namespaced: bool| json!({"name": name, "singularName": "", "namespaced": namespaced, "kind": kind, "verbs": ["create"]});
+    let resources = if group == "authorization.k8s.io" {
+        vec![
+            r("selfsubjectaccessreviews", "SelfSubjectAccessReview", false),
+            r("selfsubjectrulesreviews", "SelfSubjectRulesReview", false),
+        ]
+    } else {
+        vec![r("selfsubjectreviews", "SelfSubjectReview", false)]
+    };
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": format!("{group}/v1"), "resources": resources})
 }
 
 fn api_group(g: &str) -> Value {
@@ -367,7 +393,19 @@ impl ApiServer {
         }
         let method = req.method().clone();
         let path = req.uri().path().to_string();
-        match self.route(req) {
+        let user = match self.who(&req) {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(%method, %path, error = %e, "unauthenticated");
+                return error_response(&e);
+            }
+        };
+        if let Some(u) = &user {
+            if let Err(e) = self.authorize(&req, u) {
+                return error_response(&e);
+            }
+        }
+        match self.route(req, user.as_ref()) {
             Ok(r) => r,
             Err(e) => {
                 if e.code >= 500 {
@@ -380,11 +418,40 @@ impl ApiServer {
         }
     }
 
-    fn route(&self, req: Request<Bytes>) -> Result<Response<BoxBody>, ApiError> {
+    fn route(
+        &self,
+        req: Request<Bytes>,
+        user: Option<&crate::rbac::UserInfo>,
+    ) -> Result<Response<BoxBody>, ApiError> {
         let path = req.uri().path().to_string();
         let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let get = req.method() == Method::GET;
+        let post = req.method() == Method::POST;
         match segs.as_slice() {
+            ["api", "v1", "namespaces", ns, "serviceaccounts", name, "token"] if post => {
+                let body = parse_body(&req)?;
+                Ok(json_response(201, &self.token_request(ns, name, &body)?))
+            }
+            ["apis", "authorization.k8s.io", "v1", "selfsubjectaccessreviews"] if post => {
+                let body = parse_body(&req)?;
+                Ok(json_response(201, &self.access_review(user, &body)?))
+            }
+            ["apis", "authorization.k8s.io", "v1", "selfsubjectrulesreviews"] if post => {
+                let body = parse_body(&req)?;
+                Ok(json_response(201, &self.rules_review(user, &body)?))
+            }
+            ["apis", "authentication.k8s.io", "v1", "selfsubjectreviews"] if post => {
+                Ok(json_response(201, &self.self_review(user)))
+            }
+            ["apis", g @ ("authorization.k8s.io" | "authentication.k8s.io")] if get => {
+                let mut v = api_group(g);
+                v["kind"] = json!("APIGroup");
+                v["apiVersion"] = json!("v1");
+                Ok(json_response(200, &v))
+            }
+            ["apis", g @ ("authorization.k8s.io" | "authentication.k8s.io"), "v1"] if get => {
+                Ok(json_response(200, &review_resources(g)))
+            }
             ["healthz" | "readyz" | "livez", ..] => Ok(text_response("ok")),
             ["version"] => Ok(json_response(
                 200,
@@ -405,7 +472,11 @@ impl ApiServer {
                         "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": format!("{}:{}", self.config.kubernetes_endpoint.0, self.config.kubernetes_endpoint.1)}]}),
             )),
             ["apis"] if get => {
-                let groups: Vec<Value> = kinds::groups().into_iter().map(api_group).collect();
+                let groups: Vec<Value> = kinds::groups()
+                    .into_iter()
+                    .chain(REVIEW_GROUPS)
+                    .map(api_group)
+                    .collect();
                 Ok(json_response(
                     200,
                     &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
@@ -717,6 +788,7 @@ impl ApiServer {
                     };
                     let api = self.clone();
                     conns.spawn(async move {
+                        let tls = api.security.as_ref().map(|s| s.tls.clone());
                         let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                             let api = api.clone();
                             async move {
@@ -724,12 +796,33 @@ impl ApiServer {
                                 Ok::<_, Infallible>(api.serve_one(parts, body).await)
                             }
                         });
-                        let io = hyper_util::rt::TokioIo::new(stream);
-                        if let Err(e) = hyper::server::conn::http1::Builder::new()
-                            .keep_alive(true)
-                            .serve_connection(io, svc)
-                            .await
-                        {
+                        let http = hyper::server::conn::http1::Builder::new();
+                        let served = match tls {
+                            None => {
+                                let io = hyper_util::rt::TokioIo::new(stream);
+                                http.serve_connection(io, svc).await
+                            }
+                            Some(acceptor) => {
+                                // A client that never finishes the handshake
+                                // must not hold a task forever.
+                                let hs = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                                match hs {
+                                    Ok(Ok(s)) => {
+                                        let io = hyper_util::rt::TokioIo::new(s);
+                                        http.serve_connection(io, svc).await
+                                    }
+                                    Ok(Err(e)) => {
+                                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                        return;
+                                    }
+                                    Err(_) => {
+                                        tracing::debug!(%peer, "TLS handshake timed out");
+                                        return;
+                                    }
+                                }
+                            }
+                        };
+                        if let Err(e) = served {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
                         }
                     });

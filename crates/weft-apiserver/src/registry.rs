@@ -220,6 +220,25 @@ impl ApiServer {
             self.create(&mut st, kind("endpointslices"), "default", obj, false)
                 .map_err(|e| fail("endpointslice default/kubernetes", e))?;
         }
+        let namespaces: Vec<String> = st
+            .list(kind("namespaces"), None)
+            .filter(|n| !has_deletion(n))
+            .filter_map(|n| meta_str(n, "name").map(String::from))
+            .collect();
+        for ns in namespaces {
+            self.namespace_defaults(&mut st, &ns)
+                .map_err(|e| fail(&format!("defaults of namespace {ns}"), e))?;
+        }
+        if self.security.is_some() {
+            for (plural, obj) in crate::rbac::default_objects() {
+                let k = kind(plural);
+                let name = meta_str(&obj, "name").unwrap_or_default().to_string();
+                if st.get(k, "", &name).is_none() {
+                    self.create(&mut st, k, "", obj, false)
+                        .map_err(|e| fail(&format!("{plural} {name}"), e))?;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -250,13 +269,20 @@ impl ApiServer {
             return Err(ApiError::already_exists(kind.plural, &name));
         }
         prepare(&self.config, st, kind, ns, &name, &mut obj, None)?;
+        if kind.plural == "pods" {
+            self.admit_service_account(st, ns, &name, &mut obj)?;
+        }
         // As kube-apiserver's ResourceQuota admission: after validation, and
         // for dry runs too (a dry run answers what the create would).
         st.check_room(kind, ns, &name)?;
         if dry_run {
             return Ok(obj);
         }
-        st.put(kind, ns, &name, obj)
+        let created = st.put(kind, ns, &name, obj)?;
+        if kind.plural == "namespaces" {
+            self.namespace_defaults(st, &name)?;
+        }
+        Ok(created)
     }
 
     /// Replaces an object (main resource or status subresource).

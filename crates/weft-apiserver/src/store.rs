@@ -152,6 +152,8 @@ pub struct State {
     pub max_object_bytes: usize,
     /// Objects of one kind a create may add up to.
     pub caps: ObjectCaps,
+    /// Bumped by every change to an RBAC object (the RBAC index cache key).
+    pub rbac_generation: u64,
     counts: Counts,
 }
 
@@ -264,6 +266,7 @@ impl State {
         State {
             counts: Counts::of(&objects),
             caps: ObjectCaps::default(),
+            rbac_generation: 0,
             objects,
             rv,
             history: VecDeque::new(),
@@ -399,6 +402,9 @@ impl State {
         object_bytes: usize,
     ) {
         let bytes = object_bytes + old.as_ref().map_or(0, encoded_len);
+        if kind.group == crate::rbac::GROUP {
+            self.rbac_generation += 1;
+        }
         let ev = Arc::new(Event {
             rv: self.rv,
             kind,

@@ -77,8 +77,36 @@ fn columns(kind: &Kind) -> Vec<(&'static str, i32)> {
             ("Endpoints", 0),
             ("Age", 0),
         ],
+        "roles" | "clusterroles" => vec![("Name", 0), ("Created At", 0)],
+        "rolebindings" | "clusterrolebindings" => vec![
+            ("Name", 0),
+            ("Role", 0),
+            ("Age", 0),
+            ("Users", 1),
+            ("Groups", 1),
+            ("ServiceAccounts", 1),
+        ],
         _ => vec![("Name", 0), ("Age", 0)],
     }
+}
+
+/// A binding's subjects of one kind, comma-separated as kubectl prints them
+/// (ServiceAccounts as `namespace/name`).
+fn subjects(o: &Value, kind: &str) -> String {
+    let names: Vec<String> = o["subjects"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|sub| sub["kind"] == kind)
+        .map(|sub| {
+            let name = sub["name"].as_str().unwrap_or_default();
+            match sub["namespace"].as_str() {
+                Some(ns) if kind == "ServiceAccount" => format!("{ns}/{name}"),
+                _ => name.to_string(),
+            }
+        })
+        .collect();
+    names.join(", ")
 }
 
 fn cells(kind: &Kind, o: &Value) -> Vec<Value> {
@@ -238,6 +266,19 @@ fn cells(kind: &Kind, o: &Value) -> Vec<Value> {
                 json!(age(o)),
             ]
         }
+        "roles" | "clusterroles" => vec![name, json!(s(o, "/metadata/creationTimestamp"))],
+        "rolebindings" | "clusterrolebindings" => vec![
+            name,
+            json!(format!(
+                "{}/{}",
+                s(o, "/roleRef/kind"),
+                s(o, "/roleRef/name")
+            )),
+            json!(age(o)),
+            json!(subjects(o, "User")),
+            json!(subjects(o, "Group")),
+            json!(subjects(o, "ServiceAccount")),
+        ],
         _ => vec![name, json!(age(o))],
     }
 }

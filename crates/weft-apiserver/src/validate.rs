@@ -28,6 +28,10 @@ pub enum NameRule {
     Dns1035Label,
     /// Dot-separated DNS-1123 label syntax, at most 253 characters in total.
     Dns1123Subdomain,
+    /// Anything usable as one URL path segment: not `.` or `..`, no `/` or
+    /// `%` (upstream's `IsValidPathSegmentName`, the rule for RBAC names
+    /// such as `system:basic-user`).
+    PathSegment,
 }
 
 fn alnum(b: u8) -> bool {
@@ -47,12 +51,16 @@ impl NameRule {
     /// The rule upstream applies to `metadata.name` of a kind: Services are
     /// DNS-1035 labels (their name becomes a DNS label and an env var
     /// prefix, so it must start with a letter), Namespaces DNS-1123 labels
-    /// (a namespace is one label of `<svc>.<ns>.svc.cluster.local`), every
-    /// other served kind a DNS-1123 subdomain.
+    /// (a namespace is one label of `<svc>.<ns>.svc.cluster.local`), RBAC
+    /// objects path segments (`system:basic-user`), every other served kind a
+    /// DNS-1123 subdomain.
     pub fn for_kind(kind: &Kind) -> NameRule {
         match kind.plural {
             "services" => NameRule::Dns1035Label,
             "namespaces" => NameRule::Dns1123Label,
+            "roles" | "clusterroles" | "rolebindings" | "clusterrolebindings" => {
+                NameRule::PathSegment
+            }
             _ => NameRule::Dns1123Subdomain,
         }
     }
@@ -63,6 +71,7 @@ impl NameRule {
             NameRule::Dns1123Label => "a lowercase RFC 1123 label",
             NameRule::Dns1035Label => "a DNS-1035 label",
             NameRule::Dns1123Subdomain => "a lowercase RFC 1123 subdomain",
+            NameRule::PathSegment => "a path segment name",
         }
     }
 
@@ -70,11 +79,15 @@ impl NameRule {
         match self {
             NameRule::Dns1123Label | NameRule::Dns1035Label => 63,
             NameRule::Dns1123Subdomain => 253,
+            NameRule::PathSegment => usize::MAX,
         }
     }
 
     /// Upstream's messages for `s`, empty when it is valid.
     pub fn check(self, s: &str) -> Vec<String> {
+        if self == NameRule::PathSegment {
+            return path_segment_problems(s);
+        }
         let mut out = Vec::new();
         if s.len() > self.max_len() {
             out.push(format!(
@@ -88,16 +101,30 @@ impl NameRule {
                 label_chars_ok(s) && s.as_bytes().first().is_some_and(u8::is_ascii_lowercase)
             }
             NameRule::Dns1123Subdomain => s.split('.').all(label_chars_ok),
+            // Checked by path_segment_problems above.
+            NameRule::PathSegment => true,
         };
         if !ok {
             out.push(match self {
                 NameRule::Dns1123Label => "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
                 NameRule::Dns1035Label => "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')",
-                NameRule::Dns1123Subdomain => "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+                NameRule::Dns1123Subdomain | NameRule::PathSegment => "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
             }.to_string());
         }
         out
     }
+}
+
+/// Upstream's `IsValidPathSegmentName` messages.
+fn path_segment_problems(s: &str) -> Vec<String> {
+    if s == "." || s == ".." {
+        return vec![format!("may not be '{s}'")];
+    }
+    ['/', '%']
+        .into_iter()
+        .filter(|c| s.contains(*c))
+        .map(|c| format!("may not contain '{c}'"))
+        .collect()
 }
 
 /// Shows a value the way upstream's field errors do (quoted, long values cut).
@@ -175,7 +202,7 @@ fn decode<T: DeserializeOwned>(obj: &Value) -> Result<(), Cause> {
 
 /// Checks that the object decodes into the k8s-openapi type of its kind.
 pub fn decode_check(kind: &Kind, obj: &Value) -> Result<(), Cause> {
-    use k8s_openapi::api::{apps, coordination, core, discovery, networking};
+    use k8s_openapi::api::{apps, coordination, core, discovery, networking, rbac};
     match kind.plural {
         "namespaces" => decode::<core::v1::Namespace>(obj),
         "nodes" => decode::<core::v1::Node>(obj),
@@ -194,6 +221,10 @@ pub fn decode_check(kind: &Kind, obj: &Value) -> Result<(), Cause> {
         "ingresses" => decode::<networking::v1::Ingress>(obj),
         "ingressclasses" => decode::<networking::v1::IngressClass>(obj),
         "leases" => decode::<coordination::v1::Lease>(obj),
+        "roles" => decode::<rbac::v1::Role>(obj),
+        "clusterroles" => decode::<rbac::v1::ClusterRole>(obj),
+        "rolebindings" => decode::<rbac::v1::RoleBinding>(obj),
+        "clusterrolebindings" => decode::<rbac::v1::ClusterRoleBinding>(obj),
         _ => Ok(()),
     }
 }
@@ -339,6 +370,9 @@ pub fn prepare(
             set_default(status, "phase", json!("Active"));
         }
         "deployments" | "statefulsets" | "replicasets" => workload(kind, obj, &mut causes),
+        "roles" | "clusterroles" | "rolebindings" | "clusterrolebindings" => {
+            crate::rbac::validation::validate(kind.plural, obj, old, &mut causes);
+        }
         "endpointslices" => {
             let at = obj
                 .get("addressType")

@@ -259,7 +259,18 @@ impl Layout {
 
     /// The API server as node runtimes, agents and pods reach it.
     pub fn fabric_api_url(&self) -> String {
-        format!("http://{API_ADDR}:{API_PORT}")
+        format!("https://{API_ADDR}:{API_PORT}")
+    }
+
+    /// The cluster CA, serving certificate, token signing key and the
+    /// components' tokens (0700).
+    pub fn pki_dir(&self) -> PathBuf {
+        self.state_dir.join("pki")
+    }
+
+    /// The kubeconfig of a node's runtime and agent (their own token).
+    pub fn node_kubeconfig_path(&self, node: &str) -> PathBuf {
+        self.node_dir(node).join("kubeconfig")
     }
 
     /// The control plane's API objects.
@@ -307,7 +318,7 @@ mod tests {
         assert_eq!(n2.pod_cidr.to_string(), "10.244.1.0/24");
         assert_eq!(l.node_netns(2), "weft-weft-node-2");
         assert_eq!(l.state_dir, PathBuf::from("/var/lib/weft/weft"));
-        assert_eq!(l.fabric_api_url(), "http://192.168.1.2:6443");
+        assert_eq!(l.fabric_api_url(), "https://192.168.1.2:6443");
     }
 
     #[test]

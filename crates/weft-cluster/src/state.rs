@@ -39,7 +39,7 @@ impl ClusterState {
 
     /// The API URL on 127.0.0.1, once the control plane wrote its port.
     pub fn local_api_url(&self) -> Option<String> {
-        self.api_port.map(|p| format!("http://127.0.0.1:{p}"))
+        self.api_port.map(|p| format!("https://127.0.0.1:{p}"))
     }
 }
 
@@ -142,7 +142,7 @@ mod tests {
         assert_eq!(files, ["cluster.json"]);
         assert_eq!(
             state().local_api_url().as_deref(),
-            Some("http://127.0.0.1:40123")
+            Some("https://127.0.0.1:40123")
         );
     }
 

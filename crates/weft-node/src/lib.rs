@@ -5,8 +5,11 @@
 //! It registers the Node and heartbeats it, watches the pods bound to the
 //! node, and for each one makes a sandbox (a named network namespace wired
 //! by the CNI plugin exactly as a runtime calls it, plus resolv.conf and
-//! hosts files), runs the containers as processes in that namespace with
-//! their own mount and UTS namespaces, probes them, restarts them per
+//! hosts files, the ServiceAccount token), starts the pod's init (PID 1 of
+//! the pod's own PID, mount, UTS and IPC namespaces: [`podinit`]), runs the
+//! containers as processes in those namespaces as their `securityContext`
+//! says (by default uid/gid 65534 without capabilities: [`security`]),
+//! probes them, restarts them per
 //! `restartPolicy` (backoff 1 s doubling to 30 s, shorter than upstream's
 //! 10 s → 5 min) and reports the pod's status. Deleted pods are stopped
 //! (SIGTERM, grace period, SIGKILL), unwired (CNI DEL) and removed.
@@ -18,6 +21,9 @@
 //! ipam/                                weft-cni's address allocations
 //! pods/<ns>_<name>_<uid8>/sandbox.json what the sandbox is made of (written before each step)
 //!                         resolv.conf, hosts
+//!                         pod.init         "<pid> <start> <pid 1> <start>" of the pod's init
+//!                         serviceaccount/  token, ca.crt, namespace (bind-mounted read-only
+//!                                          on /var/run/secrets/kubernetes.io/serviceaccount)
 //!                         <container>.log  stdout+stderr (`weft logs`)
 //!                         <container>.pid  "<pid> <start time>" of the process group leader
 //! ```
@@ -28,9 +34,12 @@
 pub mod args;
 pub mod node;
 pub mod plan;
+pub mod podinit;
 pub mod probe;
 mod runtime;
 pub mod sandbox;
+pub mod security;
+pub mod serviceaccount;
 pub mod status;
 
 pub use args::NodeRuntimeArgs;
@@ -44,7 +53,8 @@ pub struct NodeConfig {
     /// This node: name, index, ip, pod_cidr, netns.
     pub node: weft_cluster::NodeLayout,
     /// The running `weft` binary (agnhost images run `weft agnhost`; its
-    /// directory leads every container's PATH).
+    /// directory leads every container's PATH; `weft pod-init` is the
+    /// helper of every pod process).
     pub weft_bin: std::path::PathBuf,
     /// Directory holding `weft-cni` (CNI_PATH).
     pub cni_bin_dir: std::path::PathBuf,

@@ -72,6 +72,7 @@ pub async fn run(client: kube::Client, config: NodeConfig) -> anyhow::Result<()>
         node: config.node.clone(),
         cni_bin_dir: config.cni_bin_dir.clone(),
         node_netns: None,
+        helper: config.weft_bin.clone(),
     };
     // The node's CNI config is written by `weft agent` (it knows the MTU the
     // datapath leaves); sandboxes wait for it like kubelet waits for
@@ -588,6 +589,53 @@ async fn pod_worker(ctx: Arc<Ctx>, mut rx: watch::Receiver<Option<Pod>>) {
                 Err(e) => tracing::error!(pod = %label, error = %e, "writing pod files failed"),
             }
         }
+        // The ServiceAccount volume and the pod's init (its PID, mount, UTS
+        // and IPC namespaces), retried until they work or the pod goes; the
+        // containers wait with the reason in their message.
+        let automount = crate::serviceaccount::automount(&pod);
+        let mut failures = 0u32;
+        let projection = loop {
+            match prepare_pod(&ctx, &pod, &sb, automount).await {
+                Ok(p) => break p,
+                Err(msg) => {
+                    failures += 1;
+                    tracing::warn!(pod = %label, error = %msg, "preparing the pod failed");
+                    let waiting: Vec<ContainerRuntime> = fresh
+                        .iter()
+                        .cloned()
+                        .map(|mut c| {
+                            c.state = RunState::Waiting {
+                                reason: "ContainerCreating".into(),
+                                message: Some(msg.clone()),
+                            };
+                            c
+                        })
+                        .collect();
+                    let input = StatusInput {
+                        restart_policy: &policy,
+                        pod_ip: Some(pod_ip.clone()),
+                        host_ip: host_ip.clone(),
+                        start_time,
+                        now: Timestamp::now(),
+                        sandbox_ready: true,
+                        message: None,
+                    };
+                    let status = status::pod_status(&input, &waiting, writer.last.as_ref());
+                    writer.write(status).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(status::restart_delay(failures)) => {}
+                        up = next_update(&mut rx, &pod) => match up {
+                            Ok(p) => pod = p,
+                            Err(end) => break 'life end,
+                        }
+                    }
+                }
+            }
+        };
+        let mut refresher: JoinSet<()> = JoinSet::new();
+        if let Some(p) = projection {
+            refresher.spawn(refresh_token(ctx.clone(), pod.clone(), sb.clone(), p));
+        }
         tracing::info!(pod = %label, ip = %pod_ip, "pod sandbox ready");
 
         let (stop_tx, stop_rx) = watch::channel(None);
@@ -637,6 +685,7 @@ async fn pod_worker(ctx: Arc<Ctx>, mut rx: watch::Receiver<Option<Pod>>) {
         };
         let _ = stop_tx.send(Some(grace));
         while running.join_next().await.is_some() {}
+        refresher.abort_all();
         let st = status::pod_status(
             &input(Timestamp::now()),
             &shared.snapshot(),
@@ -683,6 +732,75 @@ async fn pod_worker(ctx: Arc<Ctx>, mut rx: watch::Receiver<Option<Pod>>) {
     if let End::Deleted(_) = end {
         let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
         delete_object(&api, &label, &pod_name, &pod_uid).await;
+    }
+}
+
+/// Writes the pod's ServiceAccount files (when `automount`) and starts its
+/// init. `Ok` carries the token's projection, for its refresh.
+async fn prepare_pod(
+    ctx: &Arc<Ctx>,
+    pod: &Pod,
+    sb: &Sandbox,
+    automount: bool,
+) -> Result<Option<crate::serviceaccount::Projection>, String> {
+    let projection = if automount {
+        let p = crate::serviceaccount::fetch(&ctx.client, pod).await?;
+        write_projection(pod, sb, &p).await?;
+        Some(p)
+    } else {
+        None
+    };
+    let s = sb.clone();
+    blocking(move || s.start_init(automount))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok(projection)
+}
+
+async fn write_projection(
+    pod: &Pod,
+    sb: &Sandbox,
+    p: &crate::serviceaccount::Projection,
+) -> Result<(), String> {
+    let (owner, mode) = crate::security::token_file_owner(pod);
+    let dir = sb.dir.join(sandbox::SERVICE_ACCOUNT_DIR);
+    let p = p.clone();
+    blocking(move || {
+        crate::serviceaccount::write_files(&dir, &p, owner, mode)
+            .map_err(|e| format!("write the ServiceAccount files in {}: {e}", dir.display()))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// Renews the pod's token when 80% of its life has passed, for as long as
+/// the pod runs; a failed renewal is retried every 10 s while the old token
+/// still holds.
+async fn refresh_token(
+    ctx: Arc<Ctx>,
+    pod: Pod,
+    sb: Sandbox,
+    current: crate::serviceaccount::Projection,
+) {
+    let label = format!("{}/{}", ns(&pod), name(&pod));
+    let mut wait = crate::serviceaccount::refresh_in(&current, Timestamp::now());
+    loop {
+        tokio::time::sleep(wait).await;
+        let renewed = match crate::serviceaccount::fetch(&ctx.client, &pod).await {
+            Ok(p) => write_projection(&pod, &sb, &p).await.map(|()| p),
+            Err(e) => Err(e),
+        };
+        wait = match renewed {
+            Ok(p) => {
+                tracing::debug!(pod = %label, "ServiceAccount token renewed");
+                crate::serviceaccount::refresh_in(&p, Timestamp::now())
+            }
+            Err(e) => {
+                tracing::warn!(pod = %label, error = %e, "renewing the ServiceAccount token failed; retrying");
+                Duration::from_secs(10)
+            }
+        };
     }
 }
 
@@ -839,9 +957,11 @@ async fn container_loop(
         }
         let hostname = sb.record.hostname.clone();
         // Environment and command, from the API's ConfigMaps/Secrets.
+        let identity = crate::security::identity(pod, &container);
         let launch = match fetch_refs(&shared.ctx.client, &sb.record.namespace, &container)
             .await
-            .and_then(|refs| {
+            .and_then(|refs| identity.clone().map(|id| (refs, id)))
+            .and_then(|(refs, identity)| {
                 plan::build_env(
                     pod,
                     &container,
@@ -851,25 +971,29 @@ async fn container_loop(
                     &shared.ctx.weft_bin,
                     &refs,
                 )
+                .map(|env| (env, identity))
             }) {
-            Ok(env) => match plan::resolve_command(&container, &shared.ctx.weft_bin, &env) {
-                Ok(argv) => Launch {
-                    name: cname.clone(),
-                    argv,
-                    env,
-                    working_dir: container.working_dir.clone(),
-                },
-                Err(msg) => {
-                    shared.update(index, |c| {
-                        c.state = RunState::Waiting {
-                            reason: "NoCommand".into(),
-                            message: Some(msg),
-                        }
-                    });
-                    stopped(&mut stop).await;
-                    return;
+            Ok((env, identity)) => {
+                match plan::resolve_command(&container, &shared.ctx.weft_bin, &env) {
+                    Ok(argv) => Launch {
+                        name: cname.clone(),
+                        argv,
+                        env,
+                        working_dir: container.working_dir.clone(),
+                        identity,
+                    },
+                    Err(msg) => {
+                        shared.update(index, |c| {
+                            c.state = RunState::Waiting {
+                                reason: "NoCommand".into(),
+                                message: Some(msg),
+                            }
+                        });
+                        stopped(&mut stop).await;
+                        return;
+                    }
                 }
-            },
+            }
             Err(msg) => {
                 failures += 1;
                 shared.update(index, |c| {
@@ -1074,6 +1198,7 @@ async fn exec_probe(sb: &Sandbox, launch: &Launch, command: &[String], timeout: 
         argv: command.to_vec(),
         env: launch.env.clone(),
         working_dir: launch.working_dir.clone(),
+        identity: launch.identity.clone(),
     };
     let Ok(mut cmd) = sb.command(&probe) else {
         return false;

@@ -1,33 +1,44 @@
 //! Pod sandboxes in the kernel: the pod's named network namespace, the CNI
-//! calls that wire it (libcni's conflist semantics), its files, and the
-//! container processes started inside it (own mount + UTS namespace, own
-//! process group, pid files so a restarted runtime can find them).
+//! calls that wire it (libcni's conflist semantics), its files, the pod's
+//! init (PID 1 of the pod's own PID, mount, UTS and IPC namespaces, see
+//! [`crate::podinit`]) and the container processes started inside those
+//! namespaces (own process group, pid files so a restarted runtime can find
+//! and adopt them; `pod.init` records the pod's init the same way).
 //!
 //! Every call here blocks (it waits for `ip` and the CNI plugin); the
 //! runtime calls it from blocking threads. Namespace changes only ever
-//! happen in child processes (`pre_exec`), never in a runtime thread.
+//! happen in child processes (`pre_exec`, raw system calls on descriptors
+//! opened before the fork, no allocation), never in a runtime thread.
 
-use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sched::{unshare, CloneFlags};
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::{sethostname, setsid, Pid};
+use std::io::{BufRead, BufReader};
+
+use nix::mount::{mount, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::{setsid, Pid};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use weft_cluster::{Layout, NodeLayout};
 
 use crate::plan;
+use crate::security::Identity;
 
 /// Where named network namespaces live (`ip netns add`).
 pub const NETNS_DIR: &str = "/run/netns";
 /// Record of a sandbox in its pod directory, written before anything is created.
 pub const RECORD_FILE: &str = "sandbox.json";
+/// Record of the pod's init in its pod directory:
+/// `<pid> <start time> <pid of PID 1> <its start time>`.
+pub const INIT_FILE: &str = "pod.init";
+/// The pod's ServiceAccount files (token, ca.crt, namespace) in its pod
+/// directory, bind-mounted on [`crate::podinit::SERVICE_ACCOUNT_MOUNT`].
+pub const SERVICE_ACCOUNT_DIR: &str = "serviceaccount";
 const PLUGIN_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// A sandbox operation that failed, naming the pod and the step.
@@ -68,6 +79,9 @@ pub struct NodeEnv {
     /// net probes; `None` means the runtime's own (it runs inside the node's
     /// namespace in production; tests give a `weft-t…` namespace here).
     pub node_netns: Option<PathBuf>,
+    /// The program that runs `pod-init` (the `weft` binary): the pod's init
+    /// and every process started in a pod.
+    pub helper: PathBuf,
 }
 
 impl NodeEnv {
@@ -161,6 +175,19 @@ pub struct Launch {
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
     pub working_dir: Option<String>,
+    /// Who the process runs as (default: nobody, no capabilities).
+    pub identity: Identity,
+}
+
+/// The pod's init as recorded in [`INIT_FILE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InitRecord {
+    /// The process the runtime started (outside the pod's PID namespace).
+    pub pid: u32,
+    pub started: u64,
+    /// PID 1 of the pod (its pid as the machine sees it): the namespaces.
+    pub pid1: u32,
+    pub pid1_started: u64,
 }
 
 fn run_ip(pod: &str, args: &[&str]) -> Result<()> {
@@ -511,50 +538,68 @@ impl Sandbox {
         out
     }
 
-    /// A command that runs `argv` inside the pod: its network namespace (or
-    /// the node's for hostNetwork), a new mount namespace (made private, then
-    /// resolv.conf and hosts bind-mounted over /etc's), a new UTS namespace
-    /// with the pod's hostname, and its own session and process group.
-    pub fn command(&self, launch: &Launch) -> Result<Command> {
-        let pod = self.pod();
-        let failed = |step: &str, msg: String| SandboxError::Failed {
-            pod: pod.clone(),
-            step: step.into(),
-            msg,
+    /// The pod's init, when it is recorded and its PID 1 still runs.
+    pub fn init(&self) -> Option<InitRecord> {
+        let text = std::fs::read_to_string(self.dir.join(INIT_FILE)).ok()?;
+        let n: Vec<u64> = text
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        let [pid, started, pid1, pid1_started] = n[..] else {
+            return None;
         };
-        let Some((prog, args)) = launch.argv.split_first() else {
-            return Err(failed(
-                "start container",
-                format!("container {:?} has an empty command", launch.name),
-            ));
+        let rec = InitRecord {
+            pid: u32::try_from(pid).ok()?,
+            started,
+            pid1: u32::try_from(pid1).ok()?,
+            pid1_started,
+        };
+        alive(rec.pid1, rec.pid1_started).then_some(rec)
+    }
+
+    /// Starts the pod's init unless it runs already ([`crate::podinit`]):
+    /// new mount (private), UTS, IPC and PID namespaces in the pod's network
+    /// namespace (the node's for hostNetwork), with /proc, /sys, resolv.conf,
+    /// hosts, the ServiceAccount directory (when `service_account`) and the
+    /// hostname set up. Blocks until the init says it is ready.
+    pub fn start_init(&self, service_account: bool) -> Result<InitRecord> {
+        if let Some(rec) = self.init() {
+            return Ok(rec);
+        }
+        let pod = self.pod();
+        let failed = |msg: String| SandboxError::Failed {
+            pod: pod.clone(),
+            step: "start the pod's init".into(),
+            msg,
         };
         let netns = match (self.netns_path(), &self.env.node_netns) {
             (Some(p), _) => Some(p),
             (None, node) => node.clone(),
         };
-        let netns_file =
-            match &netns {
-                Some(p) => Some(File::open(p).map_err(|e| {
-                    failed("open network namespace", format!("{}: {e}", p.display()))
-                })?),
-                None => None,
-            };
-        let remount_sys = self.record.netns.is_some();
-        let cstr = |p: &Path| {
-            CString::new(p.as_os_str().as_encoded_bytes())
-                .map_err(|e| failed("path", e.to_string()))
+        let netns_file = match &netns {
+            Some(p) => Some(
+                File::open(p)
+                    .map_err(|e| failed(format!("open network namespace {}: {e}", p.display())))?,
+            ),
+            None => None,
         };
-        let resolv = cstr(&self.dir.join("resolv.conf"))?;
-        let hosts = cstr(&self.dir.join("hosts"))?;
-        let hostname = self.record.hostname.clone();
-        let mut cmd = Command::new(prog);
-        cmd.args(args)
-            .env_clear()
-            .envs(launch.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null());
-        if let Some(dir) = launch.working_dir.as_deref().filter(|d| !d.is_empty()) {
-            cmd.current_dir(dir);
+        let mut cmd = Command::new(&self.env.helper);
+        cmd.args(["pod-init", "sandbox", "--hostname", &self.record.hostname])
+            .arg("--resolv-conf")
+            .arg(self.dir.join("resolv.conf"))
+            .arg("--hosts")
+            .arg(self.dir.join("hosts"));
+        if service_account {
+            cmd.arg("--service-account")
+                .arg(self.dir.join(SERVICE_ACCOUNT_DIR));
         }
+        if self.record.netns.is_some() {
+            cmd.arg("--pod-network");
+        }
+        cmd.env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
         // SAFETY: the closure only makes raw system calls on values prepared
         // before the fork (no allocation, no locks).
         #[allow(unsafe_code)]
@@ -564,8 +609,14 @@ impl Sandbox {
                 if let Some(f) = &netns_file {
                     weft_linux::netns::enter_in_child(f)?;
                 }
-                unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS).map_err(sys)?;
-                // Private first: nothing below may propagate to the machine.
+                unshare(
+                    CloneFlags::CLONE_NEWNS
+                        | CloneFlags::CLONE_NEWUTS
+                        | CloneFlags::CLONE_NEWIPC
+                        | CloneFlags::CLONE_NEWPID,
+                )
+                .map_err(sys)?;
+                // Private first: nothing the init mounts may propagate to the machine.
                 mount(
                     None::<&str>,
                     "/",
@@ -574,36 +625,153 @@ impl Sandbox {
                     None::<&str>,
                 )
                 .map_err(sys)?;
-                if remount_sys {
-                    // /sys shows the interfaces of the namespace that mounted
-                    // it; remount as `ip netns exec` does (best effort).
-                    if umount2("/sys", MntFlags::MNT_DETACH).is_ok() {
-                        let _ = mount(
-                            Some("sysfs"),
-                            "/sys",
-                            Some("sysfs"),
-                            MsFlags::empty(),
-                            None::<&str>,
-                        );
+                setsid().map_err(sys)?;
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|e| {
+            failed(format!(
+                "run {} pod-init sandbox: {e}",
+                self.env.helper.display()
+            ))
+        })?;
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            let _ = BufReader::new(out).read_line(&mut line);
+        }
+        let line = line.trim();
+        let pid1 = line
+            .strip_prefix("ready ")
+            .and_then(|p| p.parse::<u32>().ok());
+        let Some(pid1) = pid1 else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(failed(
+                line.strip_prefix("error ")
+                    .unwrap_or(if line.is_empty() {
+                        "the pod's init ended without a word"
+                    } else {
+                        line
+                    })
+                    .to_string(),
+            ));
+        };
+        let rec = InitRecord {
+            pid: child.id(),
+            started: start_time(child.id()).unwrap_or(0),
+            pid1,
+            pid1_started: start_time(pid1).unwrap_or(0),
+        };
+        // The child handle is dropped without waiting: the init outlives this
+        // call; `kill_init` reaps it.
+        write_atomic(
+            &self.dir.join(INIT_FILE),
+            format!(
+                "{} {} {} {}\n",
+                rec.pid, rec.started, rec.pid1, rec.pid1_started
+            )
+            .as_bytes(),
+        )
+        .map_err(self.io("write the pod's init record"))?;
+        Ok(rec)
+    }
+
+    /// Kills the pod's init (and so every process left in the pod's PID
+    /// namespace) and reaps it when this process started it.
+    pub fn kill_init(&self) {
+        let Ok(text) = std::fs::read_to_string(self.dir.join(INIT_FILE)) else {
+            return;
+        };
+        let n: Vec<u64> = text
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        for pair in n.chunks(2) {
+            if let [pid, started] = *pair {
+                if let Ok(pid) = u32::try_from(pid) {
+                    if alive(pid, started) {
+                        if let Ok(p) = i32::try_from(pid) {
+                            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+                        }
                     }
                 }
-                mount(
-                    Some(resolv.as_c_str()),
-                    "/etc/resolv.conf",
-                    None::<&str>,
-                    MsFlags::MS_BIND,
-                    None::<&str>,
-                )
-                .map_err(sys)?;
-                mount(
-                    Some(hosts.as_c_str()),
-                    "/etc/hosts",
-                    None::<&str>,
-                    MsFlags::MS_BIND,
-                    None::<&str>,
-                )
-                .map_err(sys)?;
-                sethostname(&hostname).map_err(sys)?;
+            }
+        }
+        if let [pid, started, ..] = n[..] {
+            // Ours to reap only if this process started it (ECHILD otherwise);
+            // the start time (a zombie keeps it) rules out a reused pid.
+            if let Ok(p) = u32::try_from(pid) {
+                if start_time(p) == Some(started) {
+                    let _ = nix::sys::wait::waitpid(Pid::from_raw(p as i32), None);
+                }
+            }
+        }
+        let _ = std::fs::remove_file(self.dir.join(INIT_FILE));
+    }
+
+    /// A command that runs `launch` inside the pod: `pod-init run` entered
+    /// into the network, UTS, IPC, mount and PID namespaces of the pod's
+    /// init, its own session and process group, taking `launch.identity`
+    /// before it execs `launch.argv` in the pod's PID namespace. `Err` when
+    /// the pod's init does not run.
+    pub fn command(&self, launch: &Launch) -> Result<Command> {
+        let pod = self.pod();
+        let failed = |step: &str, msg: String| SandboxError::Failed {
+            pod: pod.clone(),
+            step: step.into(),
+            msg,
+        };
+        if launch.argv.is_empty() {
+            return Err(failed(
+                "start container",
+                format!("container {:?} has an empty command", launch.name),
+            ));
+        }
+        let init = self.init().ok_or_else(|| {
+            failed(
+                "enter the pod",
+                "the pod's init (PID 1 of its namespaces) is not running".into(),
+            )
+        })?;
+        let open = |kind: &str| {
+            let path = format!("/proc/{}/ns/{kind}", init.pid1);
+            File::open(&path).map_err(|e| failed("enter the pod", format!("open {path}: {e}")))
+        };
+        // Mount last: after it, paths resolve in the pod's mount namespace.
+        let namespaces = [
+            (open("net")?, CloneFlags::CLONE_NEWNET),
+            (open("uts")?, CloneFlags::CLONE_NEWUTS),
+            (open("ipc")?, CloneFlags::CLONE_NEWIPC),
+            (open("pid")?, CloneFlags::CLONE_NEWPID),
+            (open("mnt")?, CloneFlags::CLONE_NEWNS),
+        ];
+        // The descriptors are the init's, not a later process's with its pid.
+        if !alive(init.pid1, init.pid1_started) {
+            return Err(failed(
+                "enter the pod",
+                "the pod's init ended while its namespaces were opened".into(),
+            ));
+        }
+        let mut cmd = Command::new(&self.env.helper);
+        cmd.args(["pod-init", "run"])
+            .args(launch.identity.to_args());
+        if let Some(dir) = launch.working_dir.as_deref().filter(|d| !d.is_empty()) {
+            cmd.arg(format!("--workdir={dir}"));
+        }
+        cmd.arg("--")
+            .args(&launch.argv)
+            .env_clear()
+            .envs(launch.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null());
+        // SAFETY: the closure only makes raw system calls on values prepared
+        // before the fork (no allocation, no locks).
+        #[allow(unsafe_code)]
+        unsafe {
+            cmd.pre_exec(move || {
+                let sys = |e: nix::errno::Errno| std::io::Error::from_raw_os_error(e as i32);
+                for (f, kind) in &namespaces {
+                    setns(f, *kind).map_err(sys)?;
+                }
                 setsid().map_err(sys)?;
                 Ok(())
             });
@@ -612,7 +780,23 @@ impl Sandbox {
     }
 
     /// A container's command with stdout and stderr appended to its log.
+    /// The program is looked up first (as execvp will, in the container's
+    /// PATH), so a missing one is a start error, not an exit code.
     pub fn container_command(&self, launch: &Launch) -> Result<Command> {
+        if let Some(prog) = launch.argv.first() {
+            let path = launch
+                .env
+                .iter()
+                .rev()
+                .find(|(k, _)| k == "PATH")
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("/usr/local/bin:/usr/bin:/bin");
+            find_program(prog, path).map_err(|msg| SandboxError::Failed {
+                pod: self.pod(),
+                step: format!("start container {:?}", launch.name),
+                msg,
+            })?;
+        }
         let mut cmd = self.command(launch)?;
         let log = plan::log_path(&self.dir, &launch.name);
         let file = OpenOptions::new()
@@ -635,11 +819,13 @@ impl Sandbox {
         .map_err(self.io("write pid file"))
     }
 
-    /// Kills every recorded container process group (SIGKILL).
+    /// Kills every recorded container process group and the pod's init
+    /// (SIGKILL).
     pub fn kill_all(&self) {
         for (_, pid) in self.live_processes() {
             signal_group(pid, Signal::SIGKILL);
         }
+        self.kill_init();
     }
 
     /// Gives the network back (CNI DEL, namespace removed) but keeps the pod
@@ -689,6 +875,31 @@ impl Sandbox {
         }
         many(errors)
     }
+}
+
+/// Where execvp would find `prog` in `path`; `Err` says why it would fail.
+pub fn find_program(prog: &str, path: &str) -> std::result::Result<PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if prog.contains('/') {
+        let p = PathBuf::from(prog);
+        return if runnable(&p) {
+            Ok(p)
+        } else if p.exists() {
+            Err(format!(
+                "exec: {prog:?}: permission denied (not an executable file)"
+            ))
+        } else {
+            Err(format!("exec: {prog:?}: no such file or directory"))
+        };
+    }
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(prog))
+        .find(|p| runnable(p))
+        .ok_or_else(|| format!("exec: {prog:?}: executable file not found in $PATH ({path})"))
 }
 
 fn many(mut errors: Vec<SandboxError>) -> Result<()> {

@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use weft_cluster::Layout;
 use weft_linux::testns::root_or_skip;
 use weft_node::sandbox::{self, Launch, NodeEnv, Sandbox};
+use weft_node::security::Identity;
 use weft_node::{plan, probe};
 
 /// weft-cni, built into this target directory once.
@@ -75,6 +76,7 @@ impl TestNode {
             node,
             cni_bin_dir: cni_bin_dir(),
             node_netns: Some(Path::new(sandbox::NETNS_DIR).join(&ns)),
+            helper: PathBuf::from(env!("CARGO_BIN_EXE_weft-pod-init")),
         };
         assert!(
             env.ensure_conflist().unwrap(),
@@ -154,6 +156,7 @@ fn sh(name: &str, script: &str) -> Launch {
         argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
         env: vec![("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into())],
         working_dir: None,
+        identity: Identity::default(),
     }
 }
 
@@ -205,6 +208,7 @@ fn pod_sandbox_runs_a_container_and_tears_down() {
         &plan::render_hosts(&p, &pod_ip, &hostname),
     )
     .unwrap();
+    sb.start_init(false).unwrap();
     let launch = sh(
         "app",
         "hostname; cat /etc/resolv.conf; cat /etc/hosts; sleep 30",
@@ -305,6 +309,7 @@ fn leftovers_of_a_crashed_runtime_are_found_and_removed() {
         &plan::render_hosts(&p, &pod_ip, "job"),
     )
     .unwrap();
+    let init = sb.start_init(false).unwrap();
     // A process that ignores SIGTERM and has a child in its group.
     let child = start(&sb, &sh("worker", "trap '' TERM; sleep 60 & sleep 60"));
     let pid = child.id();
@@ -320,6 +325,7 @@ fn leftovers_of_a_crashed_runtime_are_found_and_removed() {
         "IP from the recorded result"
     );
     assert_eq!(sb.live_processes(), [("worker".to_string(), pid)]);
+    assert_eq!(sb.init(), Some(init), "the pod's init is found again");
     let (rec_pid, started) = sb.recorded_pid("worker").unwrap();
     assert_eq!(rec_pid, pid);
     assert!(sandbox::alive(pid, started));
@@ -397,6 +403,7 @@ fn gc_releases_addresses_without_a_sandbox_and_hostnetwork_pods_use_the_node() {
         &plan::render_hosts(&p, "192.168.1.10", &hostname),
     )
     .unwrap();
+    hn.start_init(false).unwrap();
     let out = hn
         .command(&sh(
             "c",
@@ -414,4 +421,370 @@ fn gc_releases_addresses_without_a_sandbox_and_hostnetwork_pods_use_the_node() {
     hn.teardown().unwrap();
     keep.teardown().unwrap();
     assert!(node.allocations().is_empty());
+}
+
+/// A running pod (namespace, files, init) on `node`; `sa` mounts its
+/// ServiceAccount directory.
+fn running_pod(node: &TestNode, name: &str, uid: &str, sa: bool) -> Sandbox {
+    let p = pod(name, uid, PodSpec::default());
+    let mut sb = Sandbox::new(&node.env, "default", name, uid, name, false);
+    sb.create(&[]).unwrap();
+    let ip = sb.pod_ip().unwrap();
+    sb.write_files(
+        &plan::render_resolv_conf(&p, ""),
+        &plan::render_hosts(&p, &ip, name),
+    )
+    .unwrap();
+    if sa {
+        write_token(&sb, "token-1");
+    }
+    sb.start_init(sa).unwrap();
+    sb
+}
+
+fn write_token(sb: &Sandbox, token: &str) {
+    let now = jiff::Timestamp::now();
+    let p = weft_node::serviceaccount::Projection {
+        token: token.into(),
+        ca_crt: "CA".into(),
+        namespace: "default".into(),
+        issued: now,
+        expires: now + jiff::SignedDuration::from_secs(3600),
+    };
+    weft_node::serviceaccount::write_files(
+        &sb.dir.join(sandbox::SERVICE_ACCOUNT_DIR),
+        &p,
+        Some(65534),
+        0o600,
+    )
+    .unwrap();
+}
+
+/// Runs `script` in the pod as `identity`: (exit status, stdout + stderr).
+fn run_as(sb: &Sandbox, identity: Identity, script: &str) -> (std::process::ExitStatus, String) {
+    let launch = Launch {
+        identity,
+        ..sh("exec", script)
+    };
+    let out = sb.command(&launch).unwrap().output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status, text)
+}
+
+fn status_field(text: &str, field: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_default_pod_runs_as_nobody_without_any_capability() {
+    if !root_or_skip("a_default_pod_runs_as_nobody_without_any_capability") {
+        return;
+    }
+    let node = TestNode::new();
+    let sb = running_pod(
+        &node,
+        "plain",
+        "6f708192-0000-4000-8000-000000000006",
+        false,
+    );
+    let (st, text) = run_as(&sb, Identity::default(), "cat /proc/self/status");
+    assert!(st.success(), "{text}");
+    assert_eq!(status_field(&text, "Uid"), "65534 65534 65534 65534");
+    assert_eq!(status_field(&text, "Gid"), "65534 65534 65534 65534");
+    for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert_eq!(
+            status_field(&text, set),
+            "0000000000000000",
+            "{set}: {text}"
+        );
+    }
+    assert_eq!(status_field(&text, "NoNewPrivs"), "0");
+}
+
+#[test]
+fn a_pod_sees_only_its_own_processes() {
+    if !root_or_skip("a_pod_sees_only_its_own_processes") {
+        return;
+    }
+    let node = TestNode::new();
+    let sb = running_pod(&node, "ps", "708192a3-0000-4000-8000-000000000007", false);
+    let mut app = start(&sb, &sh("app", "exec sleep 60"));
+    // The app is in the pod's PID namespace: pid 1 is the pod's init, then
+    // the app, then this exec's shell (and whatever it runs): nothing else.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let (st, text) = run_as(
+            &sb,
+            Identity::default(),
+            "for p in /proc/[0-9]*; do echo \"${p#/proc/} $(cat $p/comm)\"; done",
+        );
+        assert!(st.success(), "{text}");
+        if text.contains(" sleep") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let procs: Vec<&str> = text.lines().collect();
+    assert!(procs.contains(&"1 weft-pod-init"), "{text}");
+    assert!(procs.iter().any(|l| l.ends_with(" sleep")), "{text}");
+    assert!(procs.len() <= 4, "only the pod's processes: {text}");
+    let me = std::process::id();
+    let (_, mine) = run_as(&sb, Identity::default(), &format!("cat /proc/{me}/cmdline"));
+    assert!(
+        !mine.contains("sandbox-"),
+        "the test process is not visible: {mine}"
+    );
+    sb.kill_all();
+    let _ = app.wait();
+}
+
+#[test]
+fn a_default_pod_cannot_write_etc() {
+    if !root_or_skip("a_default_pod_cannot_write_etc") {
+        return;
+    }
+    let node = TestNode::new();
+    let sb = running_pod(&node, "etc", "8192a3b4-0000-4000-8000-000000000008", false);
+    let target = format!("/etc/weft-t-{}-probe", std::process::id());
+    let (st, text) = run_as(&sb, Identity::default(), &format!("echo x > {target}"));
+    assert!(!st.success());
+    assert!(text.contains("Permission denied"), "{text}");
+    assert!(!Path::new(&target).exists());
+}
+
+#[test]
+fn a_default_pod_cannot_enter_the_machines_namespaces() {
+    if !root_or_skip("a_default_pod_cannot_enter_the_machines_namespaces") {
+        return;
+    }
+    let node = TestNode::new();
+    let sb = running_pod(
+        &node,
+        "escape",
+        "92a3b4c5-0000-4000-8000-000000000009",
+        false,
+    );
+    let (st, text) = run_as(
+        &sb,
+        Identity::default(),
+        "nsenter -t 1 -n -m true && echo entered",
+    );
+    assert!(!st.success() && !text.contains("entered"), "{text}");
+    assert!(
+        text.contains("Operation not permitted") || text.contains("Permission denied"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_privileged_pod_can_add_a_link_in_its_own_namespace() {
+    if !root_or_skip("a_privileged_pod_can_add_a_link_in_its_own_namespace") {
+        return;
+    }
+    let node = TestNode::new();
+    let sb = running_pod(&node, "priv", "a3b4c5d6-0000-4000-8000-00000000000a", false);
+    let (st, text) = run_as(
+        &sb,
+        Identity::root_all(),
+        // veth: this machine's kernel has no dummy module; any link type proves it.
+        "ip link add d0 type veth peer name d0p && ip -o link show d0",
+    );
+    assert!(st.success(), "{text}");
+    let netns = sb.record.netns.clone().unwrap();
+    assert!(ip(&["-n", &netns, "-o", "link", "show"]).contains("d0"));
+    assert!(!ip(&["-n", &node.ns, "-o", "link", "show"]).contains("d0:"));
+}
+
+#[test]
+fn net_admin_added_to_uid_1000_allows_ip_link_add_and_its_absence_refuses() {
+    if !root_or_skip("net_admin_added_to_uid_1000_allows_ip_link_add_and_its_absence_refuses") {
+        return;
+    }
+    let node = TestNode::new();
+    let sb = running_pod(
+        &node,
+        "netadm",
+        "b4c5d6e7-0000-4000-8000-00000000000b",
+        false,
+    );
+    let user = |caps: &[&str]| Identity {
+        uid: 1000,
+        gid: 1000,
+        caps: caps.iter().map(|c| c.to_string()).collect(),
+        ..Identity::default()
+    };
+    let (st, text) = run_as(
+        &sb,
+        user(&["CAP_NET_ADMIN"]),
+        "ip link add d1 type veth peer name d1p && grep Cap /proc/self/status",
+    );
+    assert!(st.success(), "{text}");
+    // Exactly NET_ADMIN (bit 12), as ambient, so it survived exec.
+    assert_eq!(status_field(&text, "CapEff"), "0000000000001000", "{text}");
+    assert_eq!(status_field(&text, "CapAmb"), "0000000000001000", "{text}");
+    let (st, text) = run_as(&sb, user(&[]), "ip link add d2 type veth peer name d2p");
+    assert!(!st.success(), "{text}");
+    assert!(text.contains("Operation not permitted"), "{text}");
+}
+
+#[test]
+fn no_new_privs_is_set_when_privilege_escalation_is_not_allowed() {
+    if !root_or_skip("no_new_privs_is_set_when_privilege_escalation_is_not_allowed") {
+        return;
+    }
+    let node = TestNode::new();
+    let sb = running_pod(&node, "nnp", "c5d6e7f8-0000-4000-8000-00000000000c", false);
+    let id = Identity {
+        no_new_privs: true,
+        ..Identity::default()
+    };
+    let (st, text) = run_as(&sb, id, "cat /proc/self/status");
+    assert!(st.success(), "{text}");
+    assert_eq!(status_field(&text, "NoNewPrivs"), "1");
+}
+
+#[test]
+fn an_unprivileged_server_binds_port_80_in_the_pod_only() {
+    if !root_or_skip("an_unprivileged_server_binds_port_80_in_the_pod_only") {
+        return;
+    }
+    let node = TestNode::new();
+    let sb = running_pod(
+        &node,
+        "web80",
+        "d6e7f809-0000-4000-8000-00000000000d",
+        false,
+    );
+    let (st, text) = run_as(
+        &sb,
+        Identity::default(),
+        "python3 -c \"import socket; s=socket.socket(); s.bind(('0.0.0.0', 80)); print('bound')\"",
+    );
+    assert!(st.success() && text.contains("bound"), "{text}");
+    // The node's namespace keeps the kernel default.
+    let node_ns = weft_linux::Netns::open(node.env.node_netns.as_ref().unwrap()).unwrap();
+    let port_start = node_ns
+        .run(|| weft_linux::sysctl::read("net/ipv4/ip_unprivileged_port_start"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(port_start, "1024");
+}
+
+/// Waits (polling) for a child to end; None after 10 s.
+fn wait_ended(child: &mut std::process::Child) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return Some(st);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigterm_ends_a_default_container_promptly_and_its_signal_is_reported() {
+    if !root_or_skip("sigterm_ends_a_default_container_promptly_and_its_signal_is_reported") {
+        return;
+    }
+    use std::os::unix::process::ExitStatusExt;
+    let node = TestNode::new();
+    let sb = running_pod(&node, "term", "e7f8091a-0000-4000-8000-00000000000e", false);
+    let mut child = start(&sb, &sh("app", "exec sleep 300"));
+    // Wait until the app runs in the pod (its comm is sleep).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !run_as(&sb, Identity::default(), "cat /proc/[0-9]*/comm")
+        .1
+        .contains("sleep")
+    {
+        assert!(Instant::now() < deadline, "the app never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    sandbox::signal_group(child.id(), nix::sys::signal::Signal::SIGTERM);
+    let st = wait_ended(&mut child).expect("SIGTERM ends the container (it is not PID 1)");
+    assert_eq!(st.signal(), Some(15), "{st:?}");
+}
+
+#[test]
+fn exit_codes_and_signals_of_the_command_pass_through() {
+    if !root_or_skip("exit_codes_and_signals_of_the_command_pass_through") {
+        return;
+    }
+    use std::os::unix::process::ExitStatusExt;
+    let node = TestNode::new();
+    let sb = running_pod(
+        &node,
+        "codes",
+        "f8091a2b-0000-4000-8000-00000000000f",
+        false,
+    );
+    let (st, _) = run_as(&sb, Identity::default(), "exit 7");
+    assert_eq!(st.code(), Some(7));
+    let (st, _) = run_as(&sb, Identity::default(), "kill -KILL $$");
+    assert_eq!(st.signal(), Some(9), "{st:?}");
+    let (st, _) = run_as(&sb, Identity::default(), "true");
+    assert!(st.success());
+}
+
+#[test]
+fn a_missing_program_is_a_start_error_not_an_exit_code() {
+    if !root_or_skip("a_missing_program_is_a_start_error_not_an_exit_code") {
+        return;
+    }
+    let node = TestNode::new();
+    let sb = running_pod(
+        &node,
+        "nocmd",
+        "091a2b3c-0000-4000-8000-000000000010",
+        false,
+    );
+    let launch = Launch {
+        argv: vec!["weft-t-no-such-program".into()],
+        ..sh("app", "")
+    };
+    let err = sb.container_command(&launch).unwrap_err().to_string();
+    assert!(
+        err.contains("weft-t-no-such-program") && err.contains("not found"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_service_account_volume_is_read_only_and_shows_a_renewed_token() {
+    if !root_or_skip("the_service_account_volume_is_read_only_and_shows_a_renewed_token") {
+        return;
+    }
+    let node = TestNode::new();
+    let sb = running_pod(&node, "sa", "1a2b3c4d-5e6f-4000-8000-000000000011", true);
+    let dir = weft_node::podinit::SERVICE_ACCOUNT_MOUNT;
+    let (st, text) = run_as(
+        &sb,
+        Identity::default(),
+        &format!("cat {dir}/token; echo; cat {dir}/namespace"),
+    );
+    assert!(st.success(), "{text}");
+    assert_eq!(text, "token-1\ndefault");
+    let (st, text) = run_as(&sb, Identity::root_all(), &format!("echo x > {dir}/token"));
+    assert!(
+        !st.success() && text.contains("Read-only file system"),
+        "{text}"
+    );
+    write_token(&sb, "token-2");
+    let (_, text) = run_as(&sb, Identity::default(), &format!("cat {dir}/token"));
+    assert_eq!(
+        text, "token-2",
+        "the renewed file is seen through the mount"
+    );
+    // The machine's side of the mount point stays empty.
+    let entries = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(entries, 0);
 }

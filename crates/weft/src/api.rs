@@ -1,8 +1,6 @@
 //! Clients of an embedded cluster's API: from a URL, or from the port the
 //! control plane recorded in the cluster's state file.
 
-use std::time::Duration;
-
 use anyhow::{bail, Context, Result};
 use kube::Client;
 use weft_cluster::Layout;
@@ -22,17 +20,9 @@ pub fn local_api_url(layout: &Layout) -> Result<Option<String>> {
     Ok(layout.read_state()?.and_then(|s| s.local_api_url()))
 }
 
-/// A client of the API at `url` (plain HTTP), with a read timeout long
-/// enough for watches.
-pub fn client_for(url: &str) -> Result<Client> {
-    let uri: http::Uri = url.parse().with_context(|| format!("API URL {url}"))?;
-    let mut config = kube::Config::new(uri);
-    config.read_timeout = Some(Duration::from_secs(300));
-    Ok(Client::try_from(config)?)
-}
-
-/// A client of a running cluster's API on 127.0.0.1; an error that says how
-/// to start the cluster when it does not run. Call inside a tokio runtime.
+/// A client of a running cluster's API on 127.0.0.1 with the admin's
+/// credentials (the cluster's kubeconfig); an error that says how to start
+/// the cluster when it does not run. Call inside a tokio runtime.
 pub fn client(layout: &Layout) -> Result<Client> {
     if procs::control_plane_pid(layout).is_none() {
         bail!(
@@ -41,9 +31,8 @@ pub fn client(layout: &Layout) -> Result<Client> {
             layout.name
         );
     }
-    let url =
-        local_api_url(layout)?.context("the control plane has not written its API port yet")?;
-    client_for(&url)
+    local_api_url(layout)?.context("the control plane has not written its API port yet")?;
+    crate::credentials::Credentials::read_kubeconfig(&layout.kubeconfig_path())?.client()
 }
 
 /// Runs `f` with a client of the cluster's API on a short-lived runtime

@@ -124,6 +124,12 @@ pub fn up(layout: &Layout, args: &UpArgs) -> Result<ExitCode> {
     ] {
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     }
+    // The state holds the CA key and every token: its owner only.
+    std::fs::set_permissions(
+        &layout.state_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .with_context(|| format!("chmod 0700 {}", layout.state_dir.display()))?;
     layout.write_state(&ClusterState {
         nodes: args.nodes,
         subnets: args.subnets,
@@ -240,7 +246,7 @@ fn wait_for_api(layout: &Layout, pid: i32, deadline: Instant) -> Result<String> 
     loop {
         if let Some(url) = crate::api::local_api_url(layout)? {
             let ready = std::net::TcpStream::connect_timeout(
-                &url.trim_start_matches("http://")
+                &url.trim_start_matches("https://")
                     .parse()
                     .context("API address")?,
                 Duration::from_millis(200),
@@ -759,6 +765,15 @@ pub fn exec(
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default(),
+        helper: std::env::current_exe()?,
+    };
+    // As kubectl exec: in the first container's identity (uid, groups, capabilities).
+    let typed: k8s_openapi::api::core::v1::Pod = serde_json::from_value(p.clone())
+        .with_context(|| format!("pod {ns}/{name}: read its spec"))?;
+    let identity = match typed.spec.as_ref().and_then(|s| s.containers.first()) {
+        Some(c) => weft_node::security::identity(&typed, c)
+            .map_err(|e| anyhow::anyhow!("pod {ns}/{name}: {e}"))?,
+        None => weft_node::security::Identity::default(),
     };
     let sandbox = weft_node::sandbox::Sandbox::load(&env, &dir).with_context(|| {
         format!(
@@ -780,11 +795,28 @@ pub fn exec(
         vars.retain(|(k, _)| k != "PATH");
         vars.push(("PATH".into(), format!("{}:{path}", dir.display())));
     }
+    // As kubectl exec, the container's environment: what every container
+    // gets, then its literal `env` values (references to ConfigMaps and
+    // Secrets are resolved by the node runtime only; not repeated here).
+    vars.push((
+        "KUBERNETES_SERVICE_HOST".into(),
+        weft_cluster::KUBERNETES_SERVICE_IP.to_string(),
+    ));
+    vars.push(("KUBERNETES_SERVICE_PORT".into(), "443".into()));
+    if let Some(c) = typed.spec.as_ref().and_then(|s| s.containers.first()) {
+        for e in c.env.iter().flatten() {
+            if let Some(v) = &e.value {
+                vars.retain(|(k, _)| k != &e.name);
+                vars.push((e.name.clone(), v.clone()));
+            }
+        }
+    }
     let launch = weft_node::sandbox::Launch {
         name: "exec".into(),
         argv: command.to_vec(),
         env: vars,
         working_dir: None,
+        identity,
     };
     let mut cmd = sandbox
         .command(&launch)

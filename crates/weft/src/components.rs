@@ -44,7 +44,10 @@ pub fn node_runtime(layout: &Layout, args: weft_node::NodeRuntimeArgs) -> Result
         cni_bin_dir.display()
     );
     multi_thread()?.block_on(async {
-        let client = crate::api::client_for(&layout.fabric_api_url())?;
+        let client = crate::credentials::Credentials::read_kubeconfig(
+            &layout.node_kubeconfig_path(&args.node),
+        )?
+        .client()?;
         weft_node::run(
             client,
             weft_node::NodeConfig {

@@ -14,7 +14,29 @@ use anyhow::{Context, Result};
 use weft_cluster::{Layout, API_ADDR, API_PORT};
 use weft_linux::Netns;
 
+use crate::credentials::{Credentials, Tokens};
 use crate::supervise::{Daemon, Supervisor};
+
+/// The names and addresses the serving certificate covers: the machine's
+/// loopback, the fabric address, the `kubernetes` Service's ClusterIP and
+/// its DNS names.
+fn serving_names() -> Vec<String> {
+    let mut v = vec![
+        "127.0.0.1".to_string(),
+        API_ADDR.to_string(),
+        weft_cluster::KUBERNETES_SERVICE_IP.to_string(),
+        "localhost".to_string(),
+    ];
+    for n in [
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+    ] {
+        v.push(n.to_string());
+    }
+    v
+}
 
 /// Flags of `weft control-plane` (internal: `weft up` starts it).
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -29,44 +51,6 @@ pub struct ControlPlane {
     pub layout: Layout,
     /// The `weft` binary the node runtimes and agents run.
     pub weft_bin: PathBuf,
-}
-
-/// The admin kubeconfig for the API at `url` (no credentials yet: the
-/// embedded API does not authenticate).
-pub fn kubeconfig(cluster: &str, url: &str) -> kube::config::Kubeconfig {
-    use kube::config::{
-        Context as KContext, Kubeconfig, NamedAuthInfo, NamedCluster, NamedContext,
-    };
-    let id = format!("weft-{cluster}");
-    Kubeconfig {
-        api_version: Some("v1".into()),
-        kind: Some("Config".into()),
-        clusters: vec![NamedCluster {
-            name: id.clone(),
-            cluster: Some(kube::config::Cluster {
-                server: Some(url.to_string()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }],
-        contexts: vec![NamedContext {
-            name: id.clone(),
-            context: Some(KContext {
-                cluster: id.clone(),
-                user: Some(id.clone()),
-                namespace: Some("default".into()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }],
-        auth_infos: vec![NamedAuthInfo {
-            name: id.clone(),
-            auth_info: Some(Default::default()),
-            ..Default::default()
-        }],
-        current_context: Some(id),
-        ..Default::default()
-    }
 }
 
 /// Binds a listener inside a network namespace (the socket stays there).
@@ -102,25 +86,50 @@ impl ControlPlane {
             std::process::id().to_string(),
         )?;
 
-        let api = weft_apiserver::ApiServer::open(weft_apiserver::ApiServerConfig {
-            state_dir: layout.api_dir(),
-            service_cidr: weft_cluster::SERVICE_CIDR.parse()?,
-            cluster_cidr: weft_cluster::CLUSTER_CIDR.parse()?,
-            node_port_range: weft_cluster::NODE_PORT_RANGE,
-            kubernetes_endpoint: (API_ADDR, API_PORT),
-        })?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&layout.state_dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("chmod 0700 {}", layout.state_dir.display()))?;
+        let nodes = layout.nodes_in(&placement)?;
+        let node_names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+        let pki = weft_apiserver::pki::Pki::load_or_create(&layout.pki_dir(), &serving_names())?;
+        let tokens = Tokens::load_or_create(&layout.pki_dir(), &node_names)?;
+        let api = weft_apiserver::ApiServer::open_secured(
+            weft_apiserver::ApiServerConfig {
+                state_dir: layout.api_dir(),
+                service_cidr: weft_cluster::SERVICE_CIDR.parse()?,
+                cluster_cidr: weft_cluster::CLUSTER_CIDR.parse()?,
+                node_port_range: weft_cluster::NODE_PORT_RANGE,
+                kubernetes_endpoint: (API_ADDR, API_PORT),
+            },
+            weft_apiserver::Limits::default(),
+            &pki,
+            tokens.users(),
+        )?;
         let local = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let port = local.local_addr()?.port();
-        let url = format!("http://127.0.0.1:{port}");
+        let url = format!("https://127.0.0.1:{port}");
         let fabric = tokio::net::TcpListener::from_std(bind_in(
             &layout.fabric_netns(),
             (API_ADDR, API_PORT).into(),
         )?)?;
         tokio::spawn(api.clone().serve(fabric));
         tokio::spawn(api.clone().serve(local));
-        let kubeconfig = serde_yaml::to_string(&kubeconfig(&layout.name, &url))?;
-        std::fs::write(layout.kubeconfig_path(), kubeconfig)
-            .with_context(|| format!("write {}", layout.kubeconfig_path().display()))?;
+        let admin = Credentials {
+            server: url.clone(),
+            ca_pem: pki.ca_cert_pem.clone(),
+            token: tokens.admin.clone(),
+        };
+        admin.write_kubeconfig(&layout.name, &layout.kubeconfig_path())?;
+        for n in &nodes {
+            std::fs::create_dir_all(layout.node_dir(&n.name))?;
+            Credentials {
+                server: layout.fabric_api_url(),
+                ca_pem: pki.ca_cert_pem.clone(),
+                token: tokens.nodes.get(&n.name).cloned().unwrap_or_default(),
+            }
+            .write_kubeconfig(&layout.name, &layout.node_kubeconfig_path(&n.name))?;
+        }
+        crate::credentials::apply_component_rbac(&admin.client()?).await?;
         // Last: `weft up` waits for the port to appear.
         layout.write_state(&weft_cluster::ClusterState {
             api_port: Some(port),
@@ -128,7 +137,11 @@ impl ControlPlane {
         })?;
         tracing::info!(%url, fabric = %layout.fabric_api_url(), "API server listening");
 
-        let client = crate::api::client_for(&url)?;
+        let client = Credentials {
+            token: tokens.controllers.clone(),
+            ..admin
+        }
+        .client()?;
         let controllers = tokio::spawn(async move {
             if let Err(e) = weft_controllers::run(client).await {
                 tracing::error!(error = %e, "controllers stopped");
@@ -137,7 +150,7 @@ impl ControlPlane {
 
         let supervisor = Supervisor::new(layout.clone(), self.weft_bin.clone());
         let mut tasks = Vec::new();
-        for node in layout.nodes_in(&placement)? {
+        for node in nodes {
             tasks.push(supervisor.keep(node.clone(), Daemon::node_runtime(&node)));
             tasks.push(supervisor.keep(node.clone(), Daemon::agent(layout, &node, backend)));
         }
@@ -186,15 +199,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kubeconfig_names_the_server_and_reads_back_with_kube() {
-        let text = serde_yaml::to_string(&kubeconfig("demo", "http://127.0.0.1:4321")).unwrap();
-        let back = kube::config::Kubeconfig::from_yaml(&text).unwrap();
-        assert_eq!(back.current_context.as_deref(), Some("weft-demo"));
-        let cluster = back.clusters[0].cluster.as_ref().unwrap();
-        assert_eq!(cluster.server.as_deref(), Some("http://127.0.0.1:4321"));
-        let ctx = back.contexts[0].context.as_ref().unwrap();
-        assert_eq!(ctx.namespace.as_deref(), Some("default"));
-        assert_eq!(ctx.user.as_deref(), Some("weft-demo"));
-        assert!(text.contains("kind: Config"), "{text}");
+    fn the_serving_certificate_covers_what_clients_dial() {
+        let names = serving_names();
+        for n in [
+            "127.0.0.1",
+            "192.168.1.2",
+            "10.96.0.1",
+            "kubernetes.default.svc.cluster.local",
+        ] {
+            assert!(names.iter().any(|x| x == n), "{n}");
+        }
     }
 }

@@ -112,6 +112,46 @@ pub const KINDS: &[Kind] = &[
         namespaced: false,
         aliases: &["ingressclass"],
     },
+    Kind {
+        kind: "ServiceAccount",
+        group: "",
+        version: "v1",
+        plural: "serviceaccounts",
+        namespaced: true,
+        aliases: &["serviceaccount", "sa"],
+    },
+    Kind {
+        kind: "Role",
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        plural: "roles",
+        namespaced: true,
+        aliases: &["role"],
+    },
+    Kind {
+        kind: "RoleBinding",
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        plural: "rolebindings",
+        namespaced: true,
+        aliases: &["rolebinding"],
+    },
+    Kind {
+        kind: "ClusterRole",
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        plural: "clusterroles",
+        namespaced: false,
+        aliases: &["clusterrole"],
+    },
+    Kind {
+        kind: "ClusterRoleBinding",
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        plural: "clusterrolebindings",
+        namespaced: false,
+        aliases: &["clusterrolebinding"],
+    },
 ];
 
 impl Kind {

@@ -13,6 +13,7 @@ pub mod api;
 pub mod cluster;
 pub mod components;
 pub mod control_plane;
+pub mod credentials;
 mod kinds;
 mod manifests;
 pub mod procs;

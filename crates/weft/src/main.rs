@@ -105,6 +105,9 @@ enum Cmd {
     /// (internal) A node runtime, run inside the node's namespace.
     #[command(hide = true)]
     NodeRuntime(weft_node::NodeRuntimeArgs),
+    /// (internal) A pod's init, or the init of one process in a pod (run by the node runtime).
+    #[command(hide = true)]
+    PodInit(weft_node::podinit::PodInitArgs),
 }
 
 fn main() -> ExitCode {
@@ -127,6 +130,8 @@ fn main() -> ExitCode {
             return exit_code(weft_agnhost::main(all));
         }
         Cmd::Agent(args) => components::agent(args),
+        // Single-threaded and before anything else: it forks.
+        Cmd::PodInit(args) => return exit_code(weft_node::podinit::main(args)),
         command => run(&cli.name, command),
     };
     match result {
@@ -197,8 +202,8 @@ fn run(name: &str, command: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Status => cluster::status(&layout),
         Cmd::ControlPlane(args) => control_plane::main(&layout, args),
         Cmd::NodeRuntime(args) => components::node_runtime(&layout, args),
-        Cmd::Agnhost { .. } | Cmd::Netexec { .. } | Cmd::Agent(_) => {
-            anyhow::bail!("agnhost and agent are dispatched before the cluster commands")
+        Cmd::Agnhost { .. } | Cmd::Netexec { .. } | Cmd::Agent(_) | Cmd::PodInit(_) => {
+            anyhow::bail!("agnhost, agent and pod-init are dispatched before the cluster commands")
         }
     }
 }

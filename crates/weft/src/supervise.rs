@@ -86,12 +86,13 @@ impl Daemon {
         })
     }
 
-    /// The embedded cluster's agent on `node`: API in the fabric, CNI and
+    /// The embedded cluster's agent on `node`: API in the fabric (with the
+    /// node's kubeconfig), CNI and
     /// IPAM files in the node's state dir, metrics on the node's IP.
     pub fn agent(layout: &Layout, node: &NodeLayout, backend: weft_overlay::Backend) -> Daemon {
         let dir = layout.node_dir(&node.name);
         let mut args = AgentArgs::new(&node.name);
-        args.server = Some(layout.fabric_api_url());
+        args.kubeconfig = Some(layout.node_kubeconfig_path(&node.name));
         args.backend = backend;
         args.cni_conf_dir = dir.join("cni");
         args.ipam_dir = dir.join("ipam");

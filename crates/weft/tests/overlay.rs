@@ -23,13 +23,16 @@ const PODS: &[(&str, &str)] = &[
     ("n3", "node-3"),
 ];
 
+/// The pods ping across nodes: `ping` carries the file capability
+/// cap_net_raw, which a pod without NET_RAW in its bounding set cannot exec.
 fn manifest() -> String {
     PODS.iter()
         .map(|(name, node)| {
             format!(
                 "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{app: net}}\nspec:\n  nodeName: {node}\n  \
                  containers:\n  - name: netexec\n    image: registry.k8s.io/e2e-test-images/agnhost:2.53\n    \
-                 args: [netexec, --http-port=8080, --udp-port=8081]\n    readinessProbe:\n      tcpSocket: {{port: 8080}}\n      periodSeconds: 1\n"
+                 args: [netexec, --http-port=8080, --udp-port=8081]\n    \
+                 securityContext:\n      capabilities: {{add: [NET_RAW]}}\n    readinessProbe:\n      tcpSocket: {{port: 8080}}\n      periodSeconds: 1\n"
             )
         })
         .collect::<Vec<_>>()

@@ -91,9 +91,10 @@ fn py_external(c: &Cluster, code: &str) -> String {
 
 /// An HTTP GET in Python, printing the body; an HTTP error prints `ERR
 /// HTTPError <code> <body>`, any other failure `ERR <exception class> <text>`.
+/// HTTPS URLs are verified with the pod's ServiceAccount CA.
 fn get_code(url: &str, timeout: f64) -> String {
     format!(
-        "import urllib.request,urllib.error,sys\ntry:\n  sys.stdout.write(urllib.request.urlopen('{url}', timeout={timeout}).read().decode())\n\
+        "import urllib.request,urllib.error,sys,ssl\nctx=ssl.create_default_context(cafile='/var/run/secrets/kubernetes.io/serviceaccount/ca.crt') if '{url}'.startswith('https') else None\ntry:\n  sys.stdout.write(urllib.request.urlopen('{url}', timeout={timeout}, context=ctx).read().decode())\n\
          except urllib.error.HTTPError as e:\n  sys.stdout.write('ERR HTTPError '+str(e.code)+' '+e.read().decode())\n\
          except Exception as e:\n  r=getattr(e,'reason',e); sys.stdout.write('ERR '+type(r).__name__+' '+str(r))\n"
     )
@@ -611,8 +612,9 @@ fn a_pod_reaches_the_api_server_at_10_96_0_1_port_443() {
         .collect();
     assert!(!api.is_empty(), "no kubernetes EndpointSlice: {slices}");
     wait_for_endpoints(&c, &node, &api, &[]);
-    // The embedded API serves plain HTTP until the secured cluster (TLS) lands.
-    let out = py(&c, &client, &get_code("http://10.96.0.1:443/version", 5.0));
+    // TLS verified against the CA mounted in the pod: the serving
+    // certificate covers the ClusterIP.
+    let out = py(&c, &client, &get_code("https://10.96.0.1:443/version", 5.0));
     let v: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out:?}"));
     assert!(
         v["gitVersion"].as_str().is_some_and(|s| s.starts_with('v')),

@@ -1,0 +1,476 @@
+//! `weft pod-init`: the two small processes every pod is made of besides
+//! its containers — the pod's init (the pause container) and the init of
+//! each container process (what tini is to a container).
+//!
+//! Why a helper program and not only `pre_exec`: a process that calls
+//! `setns(CLONE_NEWPID)` or `unshare(CLONE_NEWPID)` stays in its own PID
+//! namespace; only its children are born in the new one, and a fresh
+//! `/proc` must be mounted by a process inside it. So the runtime's
+//! `pre_exec` (raw system calls only, see [`crate::sandbox`]) enters or
+//! creates the namespaces and execs this program, which forks once:
+//!
+//! - `pod-init sandbox` is exec'd after `unshare(NEWNS|NEWUTS|NEWIPC|NEWPID)`
+//!   (and `setns` into the pod's network namespace). Its child is PID 1 of
+//!   the pod's new PID namespace: it mounts a fresh procfs on /proc in the
+//!   pod's private mount namespace, remounts /sys for the pod's network,
+//!   bind-mounts resolv.conf, hosts and the ServiceAccount directory, sets
+//!   the hostname and, in the pod's own network namespace only, the sysctls
+//!   container runtimes set (`ip_unprivileged_port_start=0`,
+//!   `ping_group_range=0 2147483647`); hostNetwork pods leave the node's
+//!   namespace alone. Then it only holds the namespaces: SIGCHLD is ignored,
+//!   so the kernel reaps every orphan of the pod at once (no zombies), and
+//!   SIGTERM/SIGINT end it. The parent prints `ready <pid of the child>`
+//!   (or `error <why>`) on stdout and waits for it; killing the pod's init
+//!   (or its parent: `PR_SET_PDEATHSIG`) kills every process of the pod.
+//! - `pod-init run` is exec'd after `setns` into the pod init's network,
+//!   UTS, IPC, mount and PID namespaces, for a container, an exec probe or
+//!   `weft exec`. Its child is born in the pod's PID namespace (so it is
+//!   never PID 1 and SIGTERM without a handler still ends it), takes the
+//!   container's identity ([`crate::security::Identity`]: setgroups, setgid,
+//!   setuid in that order; capabilities through the `caps` crate, which
+//!   wraps capset/prctl without pulling in libcap; no_new_privs) and execs
+//!   the command. The parent stays outside the pod's PID namespace as the
+//!   process the runtime started, waits, and ends exactly as the command
+//!   did: the same exit code, or killed by the same signal. The runtime
+//!   signals the process group, which both share, so the command gets each
+//!   signal once; the parent relays a signal itself only when the command
+//!   has left that group (a shell with job control).
+
+use std::collections::BTreeSet;
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use caps::{CapSet, Capability, CapsHashSet};
+use nix::libc;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, pipe, setgid, setgroups, sethostname, setuid, ForkResult, Gid, Uid};
+
+/// Where every container finds its ServiceAccount token, CA and namespace.
+pub const SERVICE_ACCOUNT_MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// `weft pod-init …` (hidden): the pod's init or a container's init.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PodInitArgs {
+    #[command(subcommand)]
+    pub mode: Mode,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Mode {
+    /// Hold a new pod's namespaces (PID 1 of its PID namespace).
+    Sandbox(SandboxArgs),
+    /// Run one command in the pod with a container's identity.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SandboxArgs {
+    #[arg(long)]
+    pub hostname: String,
+    /// Bind-mounted over /etc/resolv.conf.
+    #[arg(long)]
+    pub resolv_conf: PathBuf,
+    /// Bind-mounted over /etc/hosts.
+    #[arg(long)]
+    pub hosts: PathBuf,
+    /// Bind-mounted read-only on [`SERVICE_ACCOUNT_MOUNT`].
+    #[arg(long)]
+    pub service_account: Option<PathBuf>,
+    /// The pod has its own network namespace (not hostNetwork): remount
+    /// /sys and set the pod's network sysctls.
+    #[arg(long)]
+    pub pod_network: bool,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    #[arg(long)]
+    pub uid: u32,
+    #[arg(long)]
+    pub gid: u32,
+    #[arg(long, value_delimiter = ',')]
+    pub groups: Vec<u32>,
+    /// Canonical capability names the command keeps.
+    #[arg(long, value_delimiter = ',')]
+    pub caps: Vec<String>,
+    #[arg(long)]
+    pub no_new_privs: bool,
+    #[arg(long)]
+    pub workdir: Option<String>,
+    #[arg(last = true, required = true)]
+    pub argv: Vec<String>,
+}
+
+/// Runs `weft pod-init`; the return value is the exit code (a command
+/// killed by a signal kills this process with the same signal instead).
+pub fn main(args: PodInitArgs) -> i32 {
+    match args.mode {
+        Mode::Sandbox(a) => sandbox(&a),
+        Mode::Run(a) => run(&a),
+    }
+}
+
+fn sandbox(a: &SandboxArgs) -> i32 {
+    let (rd, wr) = match pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            println!("error create a pipe: {e}");
+            return 1;
+        }
+    };
+    // SAFETY: this process is single-threaded (pod-init starts no threads),
+    // so the child may run any code.
+    #[allow(unsafe_code)]
+    match unsafe { fork() } {
+        Err(e) => {
+            println!("error fork the pod's init: {e}");
+            1
+        }
+        Ok(ForkResult::Child) => {
+            drop(rd);
+            let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+            let result = setup_pod(a);
+            let msg = match &result {
+                Ok(()) => "ok".to_string(),
+                Err(e) => format!("error {e}"),
+            };
+            let mut w = File::from(wr);
+            let _ = w.write_all(msg.as_bytes());
+            drop(w);
+            if result.is_err() {
+                std::process::exit(1);
+            }
+            hold()
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(wr);
+            let mut msg = String::new();
+            let _ = File::from(rd).read_to_string(&mut msg);
+            let line = if msg == "ok" {
+                format!("ready {child}")
+            } else if msg.is_empty() {
+                "error the pod's init ended before it was ready".to_string()
+            } else {
+                msg
+            };
+            let mut out = std::io::stdout();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+            quiet_stdio();
+            loop {
+                match waitpid(child, None) {
+                    Ok(WaitStatus::Exited(_, code)) => return code,
+                    Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => return 1,
+                }
+            }
+        }
+    }
+}
+
+/// Points stdin and stdout at /dev/null, so whoever reads the pod init's
+/// output sees its end.
+fn quiet_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: dup2 onto the standard descriptors; `null` stays valid here.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::dup2(null.as_raw_fd(), 0);
+            libc::dup2(null.as_raw_fd(), 1);
+        }
+    }
+}
+
+fn bind(src: &Path, dst: &str) -> Result<(), String> {
+    mount(Some(src), dst, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(|e| format!("bind-mount {} on {dst}: {e}", src.display()))
+}
+
+/// What PID 1 of a new pod sets up in the pod's (private) mount, UTS and
+/// network namespaces before any container joins.
+fn setup_pod(a: &SandboxArgs) -> Result<(), String> {
+    // A procfs mounted from inside the new PID namespace lists only the pod.
+    mount(
+        Some("proc"),
+        "/proc",
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .map_err(|e| format!("mount a fresh /proc: {e}"))?;
+    if a.pod_network {
+        // /sys shows the interfaces of the namespace that mounted it;
+        // remount as `ip netns exec` does (best effort).
+        if umount2("/sys", MntFlags::MNT_DETACH).is_ok() {
+            let _ = mount(
+                Some("sysfs"),
+                "/sys",
+                Some("sysfs"),
+                MsFlags::empty(),
+                None::<&str>,
+            );
+        }
+    }
+    bind(&a.resolv_conf, "/etc/resolv.conf")?;
+    bind(&a.hosts, "/etc/hosts")?;
+    if let Some(dir) = &a.service_account {
+        // The one directory weft makes outside its state dir: the empty
+        // mount point (under /run, a tmpfs, so gone at reboot). Nothing is
+        // ever written into it on the machine's side.
+        std::fs::create_dir_all(SERVICE_ACCOUNT_MOUNT)
+            .map_err(|e| format!("create the mount point {SERVICE_ACCOUNT_MOUNT}: {e}"))?;
+        bind(dir, SERVICE_ACCOUNT_MOUNT)?;
+        mount(
+            None::<&str>,
+            SERVICE_ACCOUNT_MOUNT,
+            None::<&str>,
+            MsFlags::MS_BIND
+                | MsFlags::MS_REMOUNT
+                | MsFlags::MS_RDONLY
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV
+                | MsFlags::MS_NOEXEC,
+            None::<&str>,
+        )
+        .map_err(|e| format!("make {SERVICE_ACCOUNT_MOUNT} read-only: {e}"))?;
+    }
+    sethostname(&a.hostname).map_err(|e| format!("set hostname {:?}: {e}", a.hostname))?;
+    if a.pod_network {
+        // /proc/sys/net is the opener's network namespace: the pod's own
+        // (only pods with their own namespace get here).
+        for (key, value) in [
+            ("net/ipv4/ip_unprivileged_port_start", "0"),
+            ("net/ipv4/ping_group_range", "0 2147483647"),
+        ] {
+            std::fs::write(format!("/proc/sys/{key}"), value)
+                .map_err(|e| format!("set sysctl {key}={value} in the pod's namespace: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+extern "C" fn exit_now(_: libc::c_int) {
+    // SAFETY: _exit is async-signal-safe.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::_exit(0)
+    }
+}
+
+/// PID 1 of the pod: holds the namespaces until killed.
+fn hold() -> ! {
+    quiet_stdio();
+    // SAFETY: setting dispositions; the handler only calls _exit.
+    #[allow(unsafe_code)]
+    unsafe {
+        // Ignored SIGCHLD: the kernel reaps orphans re-parented here at once.
+        let _ = signal(Signal::SIGCHLD, SigHandler::SigIgn);
+        let _ = signal(Signal::SIGTERM, SigHandler::Handler(exit_now));
+        let _ = signal(Signal::SIGINT, SigHandler::Handler(exit_now));
+    }
+    loop {
+        nix::unistd::pause();
+    }
+}
+
+/// The command's pid, for the relay handler (0 until it exists).
+static CHILD: AtomicI32 = AtomicI32::new(0);
+
+/// Signals the parent of a container relays.
+const RELAYED: [Signal; 8] = [
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGALRM,
+    Signal::SIGTERM,
+    Signal::SIGWINCH,
+];
+
+extern "C" fn relay(sig: libc::c_int) {
+    let child = CHILD.load(Ordering::SeqCst);
+    if child <= 0 {
+        return;
+    }
+    // SAFETY: getpgid, getpgrp and kill are async-signal-safe system calls.
+    #[allow(unsafe_code)]
+    unsafe {
+        // A signal to our process group reached the command already.
+        if libc::getpgid(child) != libc::getpgrp() {
+            libc::kill(child, sig);
+        }
+    }
+}
+
+fn parse_caps(names: &[String]) -> Result<CapsHashSet, String> {
+    names
+        .iter()
+        .map(|n| Capability::from_str(n).map_err(|_| format!("unknown capability {n:?}")))
+        .collect()
+}
+
+fn run(a: &RunArgs) -> i32 {
+    let keep = match parse_caps(&a.caps) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("weft pod-init: {e}");
+            return 126;
+        }
+    };
+    let argv: Result<Vec<CString>, _> = a.argv.iter().map(|s| CString::new(s.as_str())).collect();
+    let Ok(argv) = argv else {
+        eprintln!("weft pod-init: the command has a NUL byte");
+        return 126;
+    };
+    let mut all = SigSet::empty();
+    for s in RELAYED {
+        all.add(s);
+    }
+    // Blocked across fork: a signal that comes before the child's pid is
+    // known waits instead of being lost.
+    let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None);
+    for s in RELAYED {
+        // SAFETY: the handler only makes async-signal-safe system calls.
+        #[allow(unsafe_code)]
+        unsafe {
+            let _ = signal(s, SigHandler::Handler(relay));
+        }
+    }
+    // SAFETY: single-threaded process; the child execs or exits.
+    #[allow(unsafe_code)]
+    match unsafe { fork() } {
+        Err(e) => {
+            eprintln!("weft pod-init: fork: {e}");
+            126
+        }
+        Ok(ForkResult::Child) => {
+            for s in RELAYED {
+                // SAFETY: restoring the default disposition.
+                #[allow(unsafe_code)]
+                unsafe {
+                    let _ = signal(s, SigHandler::SigDfl);
+                }
+            }
+            let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&all), None);
+            if let Err(e) = become_container(a, &keep) {
+                eprintln!("weft pod-init: {e}");
+                std::process::exit(126);
+            }
+            let err = match nix::unistd::execvp(&argv[0], &argv) {
+                Err(e) => e,
+                Ok(never) => match never {},
+            };
+            eprintln!("weft pod-init: exec {:?}: {err}", a.argv[0]);
+            std::process::exit(if err == nix::errno::Errno::ENOENT {
+                127
+            } else {
+                126
+            });
+        }
+        Ok(ForkResult::Parent { child }) => {
+            CHILD.store(child.as_raw(), Ordering::SeqCst);
+            let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&all), None);
+            loop {
+                match waitpid(child, None) {
+                    Ok(WaitStatus::Exited(_, code)) => return code,
+                    Ok(WaitStatus::Signaled(_, sig, _)) => die_by(sig),
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => {
+                        eprintln!("weft pod-init: wait for the command: {e}");
+                        return 255;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Ends this process with the signal that ended the command, so the runtime
+/// sees the same termination (no core file of our own).
+fn die_by(sig: Signal) -> ! {
+    let no_core = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls on values owned here.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+        let _ = signal(sig, SigHandler::SigDfl);
+    }
+    let mut set = SigSet::empty();
+    set.add(sig);
+    let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
+    let _ = nix::sys::signal::raise(sig);
+    // Signals whose default is to be ignored (SIGWINCH) end up here.
+    std::process::exit(128 + sig as i32)
+}
+
+/// Takes the container's identity, in the order the kernel needs: the
+/// bounding set while still root, supplementary groups before gid before
+/// uid, then the capability sets (ambient for a non-root uid so they
+/// survive exec), parent-death signal, no_new_privs, working directory.
+fn become_container(a: &RunArgs, keep: &CapsHashSet) -> Result<(), String> {
+    let supported = caps::runtime::thread_all_supported();
+    // What this process may pass on at all: `privileged` on a machine whose
+    // root lacks a capability gets all the others.
+    let permitted = caps::read(None, CapSet::Permitted)
+        .map_err(|e| format!("read the permitted capabilities: {e}"))?;
+    let keep: CapsHashSet = keep
+        .intersection(&supported)
+        .filter(|c| permitted.contains(c))
+        .copied()
+        .collect();
+    let sorted: BTreeSet<String> = supported
+        .difference(&keep)
+        .map(ToString::to_string)
+        .collect();
+    for name in &sorted {
+        if let Ok(c) = Capability::from_str(name) {
+            caps::drop(None, CapSet::Bounding, c)
+                .map_err(|e| format!("drop {name} from the bounding set: {e}"))?;
+        }
+    }
+    let non_root = a.uid != 0;
+    if non_root && !keep.is_empty() {
+        nix::sys::prctl::set_keepcaps(true).map_err(|e| format!("keep capabilities: {e}"))?;
+    }
+    let groups: Vec<Gid> = a.groups.iter().map(|g| Gid::from_raw(*g)).collect();
+    setgroups(&groups).map_err(|e| format!("setgroups {:?}: {e}", a.groups))?;
+    setgid(Gid::from_raw(a.gid)).map_err(|e| format!("setgid {}: {e}", a.gid))?;
+    setuid(Uid::from_raw(a.uid)).map_err(|e| format!("setuid {}: {e}", a.uid))?;
+    // Effective first (it must stay within permitted), permitted last.
+    for set in [CapSet::Effective, CapSet::Inheritable, CapSet::Permitted] {
+        caps::set(None, set, &keep).map_err(|e| format!("set {set:?} capabilities: {e}"))?;
+    }
+    if non_root {
+        for c in &keep {
+            caps::raise(None, CapSet::Ambient, *c)
+                .map_err(|e| format!("raise ambient {c}: {e}"))?;
+        }
+    }
+    // Set after setuid: a change of credentials clears it.
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    if a.no_new_privs {
+        nix::sys::prctl::set_no_new_privs().map_err(|e| format!("set no_new_privs: {e}"))?;
+    }
+    let dir = a
+        .workdir
+        .as_deref()
+        .filter(|d| !d.is_empty())
+        .unwrap_or("/");
+    std::env::set_current_dir(dir).map_err(|e| format!("change to working directory {dir}: {e}"))
+}
