@@ -418,6 +418,28 @@ async fn kubectl_auth_can_i_answers_for_a_service_account() {
     assert_eq!((code, out.as_str()), (Some(0), "yes"), "{err}");
     let (code, out, err) = can_i(&["list", "secrets", "-n", "b"]).await.unwrap();
     assert_eq!((code, out.as_str()), (Some(1), "no"), "{err}");
+    let kc3 = kc.clone();
+    let who = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kc3)
+            .args([
+                "auth",
+                "whoami",
+                "-o",
+                "jsonpath={.status.userInfo.username}",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&who.stdout).trim(),
+        "system:serviceaccount:a:default",
+        "{}",
+        String::from_utf8_lossy(&who.stderr)
+    );
     // And kubectl itself, with that token, gets the 403 for the rest.
     let kc2 = kc.clone();
     let out = tokio::task::spawn_blocking(move || {
