@@ -17,7 +17,8 @@ pub struct AgentArgs {
     /// This node's name (its Node object).
     #[arg(long)]
     pub node: String,
-    /// API server URL (plain HTTP), e.g. http://192.168.1.2:6443 in the embedded cluster.
+    /// API server URL without credentials (an unauthenticated test server);
+    /// the embedded cluster gives each node a `--kubeconfig` instead.
     #[arg(long, conflicts_with = "kubeconfig")]
     pub server: Option<String>,
     /// A kubeconfig file (default: in-cluster config, then ~/.kube/config).

@@ -44,15 +44,14 @@ const RBAC_PLURALS: [&str; 4] = [
 /// kube's RequestInfo: what a request asks for, as RBAC sees it.
 pub(crate) fn attributes(method: &Method, path: &str, query: Option<&str>) -> Attributes {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let non_resource = || Attributes::NonResource {
+        verb: method.as_str().to_ascii_lowercase(),
+        path: path.to_string(),
+    };
     let (group, rest): (&str, &[&str]) = match segs.as_slice() {
         ["api", _v, rest @ ..] if !rest.is_empty() => ("", rest),
         ["apis", g, _v, rest @ ..] if !rest.is_empty() => (g, rest),
-        _ => {
-            return Attributes::NonResource {
-                verb: method.as_str().to_ascii_lowercase(),
-                path: path.to_string(),
-            }
-        }
+        _ => return non_resource(),
     };
     let (namespace, resource, name, subresource) = match rest {
         ["namespaces", ns, res, tail @ ..] if !matches!(*res, "status" | "finalize") => (
@@ -87,7 +86,9 @@ pub(crate) fn attributes(method: &Method, path: &str, query: Option<&str>) -> At
         Method::PATCH => "patch",
         Method::DELETE if name.is_empty() => "deletecollection",
         Method::DELETE => "delete",
-        _ => return unknown_verb(method, path),
+        // A method the API has no verb for: authorized as its own verb on
+        // the path (no rule grants it but `*`); routing answers 405.
+        _ => return non_resource(),
     };
     Attributes::Resource {
         verb: verb.into(),
@@ -96,15 +97,6 @@ pub(crate) fn attributes(method: &Method, path: &str, query: Option<&str>) -> At
         subresource,
         namespace,
         name: name.into(),
-    }
-}
-
-/// A method the API has no verb for: authorized as its own verb (which no
-/// rule grants unless it says `*`), answered 405 by routing if allowed.
-fn unknown_verb(method: &Method, path: &str) -> Attributes {
-    Attributes::NonResource {
-        verb: method.as_str().to_ascii_lowercase(),
-        path: path.to_string(),
     }
 }
 

@@ -397,61 +397,52 @@ async fn kubectl_auth_can_i_answers_for_a_service_account() {
         ),
     )
     .unwrap();
-    let can_i = |args: &'static [&'static str]| {
+    let kubectl = |args: &'static [&'static str]| {
         let kc = kc.clone();
         tokio::task::spawn_blocking(move || {
-            let out = std::process::Command::new("kubectl")
+            std::process::Command::new("kubectl")
                 .arg("--kubeconfig")
                 .arg(&kc)
-                .args(["auth", "can-i"])
                 .args(args)
                 .output()
-                .unwrap();
-            (
-                out.status.code(),
-                String::from_utf8_lossy(&out.stdout).trim().to_string(),
-                String::from_utf8_lossy(&out.stderr).to_string(),
-            )
+                .unwrap()
         })
     };
-    let (code, out, err) = can_i(&["list", "pods", "-n", "a"]).await.unwrap();
-    assert_eq!((code, out.as_str()), (Some(0), "yes"), "{err}");
-    let (code, out, err) = can_i(&["list", "secrets", "-n", "b"]).await.unwrap();
-    assert_eq!((code, out.as_str()), (Some(1), "no"), "{err}");
-    let kc3 = kc.clone();
-    let who = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&kc3)
-            .args([
-                "auth",
-                "whoami",
-                "-o",
-                "jsonpath={.status.userInfo.username}",
-            ])
-            .output()
-            .unwrap()
-    })
+    let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
+    let o = kubectl(&["auth", "can-i", "list", "pods", "-n", "a"])
+        .await
+        .unwrap();
+    assert_eq!(
+        (o.status.code(), text(&o.stdout).as_str()),
+        (Some(0), "yes"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = kubectl(&["auth", "can-i", "list", "secrets", "-n", "b"])
+        .await
+        .unwrap();
+    assert_eq!(
+        (o.status.code(), text(&o.stdout).as_str()),
+        (Some(1), "no"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = kubectl(&[
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+    ])
     .await
     .unwrap();
     assert_eq!(
-        String::from_utf8_lossy(&who.stdout).trim(),
+        text(&o.stdout),
         "system:serviceaccount:a:default",
         "{}",
-        String::from_utf8_lossy(&who.stderr)
+        text(&o.stderr)
     );
     // And kubectl itself, with that token, gets the 403 for the rest.
-    let kc2 = kc.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&kc2)
-            .args(["get", "secrets", "-n", "b"])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = kubectl(&["get", "secrets", "-n", "b"]).await.unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -452,6 +452,23 @@ async fn next_update(rx: &mut watch::Receiver<Option<Pod>>, last: &Pod) -> Resul
     }
 }
 
+/// Waits out the restart backoff after `failures` failed attempts, or
+/// less when the pod changes (`pod` is then the new one); `Err` when the
+/// pod's life ends meanwhile.
+async fn back_off(
+    rx: &mut watch::Receiver<Option<Pod>>,
+    pod: &mut Pod,
+    failures: u32,
+) -> Result<(), End> {
+    tokio::select! {
+        _ = tokio::time::sleep(status::restart_delay(failures)) => Ok(()),
+        up = next_update(rx, pod) => {
+            *pod = up?;
+            Ok(())
+        }
+    }
+}
+
 struct StatusWriter {
     api: Api<Pod>,
     name: String,
@@ -570,12 +587,8 @@ async fn pod_worker(ctx: Arc<Ctx>, mut rx: watch::Receiver<Option<Pod>>) {
             };
             let status = status::pod_status(&input, &fresh, writer.last.as_ref());
             writer.write(status).await;
-            tokio::select! {
-                _ = tokio::time::sleep(status::restart_delay(failures)) => {}
-                up = next_update(&mut rx, &pod) => match up {
-                    Ok(p) => pod = p,
-                    Err(end) => break 'life end,
-                }
+            if let Err(end) = back_off(&mut rx, &mut pod, failures).await {
+                break 'life end;
             }
         }
         let pod_ip = sb.pod_ip().unwrap_or_default();
@@ -622,12 +635,8 @@ async fn pod_worker(ctx: Arc<Ctx>, mut rx: watch::Receiver<Option<Pod>>) {
                     };
                     let status = status::pod_status(&input, &waiting, writer.last.as_ref());
                     writer.write(status).await;
-                    tokio::select! {
-                        _ = tokio::time::sleep(status::restart_delay(failures)) => {}
-                        up = next_update(&mut rx, &pod) => match up {
-                            Ok(p) => pod = p,
-                            Err(end) => break 'life end,
-                        }
+                    if let Err(end) = back_off(&mut rx, &mut pod, failures).await {
+                        break 'life end;
                     }
                 }
             }

@@ -538,13 +538,19 @@ impl Sandbox {
         out
     }
 
+    /// The numbers of [`INIT_FILE`], if it exists.
+    fn init_numbers(&self) -> Option<Vec<u64>> {
+        let text = std::fs::read_to_string(self.dir.join(INIT_FILE)).ok()?;
+        Some(
+            text.split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect(),
+        )
+    }
+
     /// The pod's init, when it is recorded and its PID 1 still runs.
     pub fn init(&self) -> Option<InitRecord> {
-        let text = std::fs::read_to_string(self.dir.join(INIT_FILE)).ok()?;
-        let n: Vec<u64> = text
-            .split_whitespace()
-            .filter_map(|w| w.parse().ok())
-            .collect();
+        let n = self.init_numbers()?;
         let [pid, started, pid1, pid1_started] = n[..] else {
             return None;
         };
@@ -679,13 +685,9 @@ impl Sandbox {
     /// Kills the pod's init (and so every process left in the pod's PID
     /// namespace) and reaps it when this process started it.
     pub fn kill_init(&self) {
-        let Ok(text) = std::fs::read_to_string(self.dir.join(INIT_FILE)) else {
+        let Some(n) = self.init_numbers() else {
             return;
         };
-        let n: Vec<u64> = text
-            .split_whitespace()
-            .filter_map(|w| w.parse().ok())
-            .collect();
         for pair in n.chunks(2) {
             if let [pid, started] = *pair {
                 if let Ok(pid) = u32::try_from(pid) {

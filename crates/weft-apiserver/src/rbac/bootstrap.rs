@@ -22,6 +22,17 @@ const AGG_ADMIN: &str = "rbac.authorization.k8s.io/aggregate-to-admin";
 
 const READ: &[&str] = &["get", "list", "watch"];
 const WRITE: &[&str] = &["create", "delete", "deletecollection", "patch", "update"];
+/// Every verb of a resource: READ and WRITE together.
+const READ_WRITE: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> Value {
     json!({"apiGroups": groups, "resources": resources, "verbs": verbs})
@@ -162,16 +173,7 @@ fn edit_rules() -> Vec<Value> {
                 "pods/portforward",
                 "pods/proxy",
             ],
-            &[
-                "create",
-                "delete",
-                "deletecollection",
-                "get",
-                "list",
-                "patch",
-                "update",
-                "watch",
-            ],
+            READ_WRITE,
         ),
         rule(&[""], &["pods/eviction"], &["create"]),
         rule(
@@ -222,20 +224,7 @@ fn edit_rules() -> Vec<Value> {
 /// Roles and RoleBindings inside the namespace, and asking what others may do there.
 fn admin_rules() -> Vec<Value> {
     vec![
-        rule(
-            &[GROUP],
-            &["rolebindings", "roles"],
-            &[
-                "create",
-                "delete",
-                "deletecollection",
-                "get",
-                "list",
-                "patch",
-                "update",
-                "watch",
-            ],
-        ),
+        rule(&[GROUP], &["rolebindings", "roles"], READ_WRITE),
         rule(
             &["authorization.k8s.io"],
             &["localsubjectaccessreviews"],
