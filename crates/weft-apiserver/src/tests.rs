@@ -919,3 +919,111 @@ async fn deleting_an_object_frees_room_for_a_create() {
     assert_eq!(c, 201, "{s}");
     let _ = std::fs::remove_dir_all(d);
 }
+
+fn secret_body(v: Value) -> Vec<u8> {
+    serde_json::to_vec(&v).unwrap()
+}
+
+#[test]
+fn secret_string_data_is_stored_as_base64_data_and_type_defaults_to_opaque() {
+    let s = crate::validate_create(
+        "secrets",
+        "application/json",
+        &secret_body(json!({"metadata": {"name": "db"}, "stringData": {"password": "hunter2"}})),
+    )
+    .unwrap();
+    assert_eq!(s["data"]["password"], "aHVudGVyMg==");
+    assert!(s.get("stringData").is_none(), "{s}");
+    assert_eq!(s["type"], "Opaque");
+}
+
+#[test]
+fn a_tls_secret_needs_its_certificate_and_key() {
+    let e = crate::validate_create(
+        "secrets",
+        "application/json",
+        &secret_body(
+            json!({"metadata": {"name": "web"}, "type": "kubernetes.io/tls",
+                            "stringData": {"tls.crt": "x"}}),
+        ),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, 422);
+    assert!(
+        e.message.contains("data[tls.key]: Required value"),
+        "{}",
+        e.message
+    );
+    crate::validate_create(
+        "secrets",
+        "application/json",
+        &secret_body(
+            json!({"metadata": {"name": "web"}, "type": "kubernetes.io/tls",
+                            "stringData": {"tls.crt": "x", "tls.key": "y"}}),
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_secret_key_outside_the_config_key_alphabet_is_invalid() {
+    let e = crate::validate_create(
+        "secrets",
+        "application/json",
+        &secret_body(json!({"metadata": {"name": "s"}, "stringData": {"a/b": "x"}})),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, 422);
+    assert!(e.message.contains("data[a/b]"), "{}", e.message);
+}
+
+#[test]
+fn secret_data_over_one_mebibyte_is_too_long() {
+    let big = "x".repeat((1 << 20) + 1);
+    let e = crate::validate_create(
+        "secrets",
+        "application/json",
+        &secret_body(json!({"metadata": {"name": "s"}, "stringData": {"blob": big}})),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, 422);
+    assert!(
+        e.message.contains("must have at most 1048576 bytes"),
+        "{}",
+        e.message
+    );
+}
+
+#[tokio::test]
+async fn a_secrets_type_cannot_change() {
+    let d = dir("secret-type");
+    let api = ApiServer::open(config(&d)).unwrap();
+    let uri = "/api/v1/namespaces/default/secrets";
+    let (code, _) = call(
+        &api,
+        "POST",
+        uri,
+        Some(json!({"metadata": {"name": "s"}, "stringData": {"k": "v"}})),
+    )
+    .await;
+    assert_eq!(code, 201);
+    let (code, body) = call(
+        &api,
+        "PUT",
+        &format!("{uri}/s"),
+        Some(
+            json!({"metadata": {"name": "s"}, "type": "kubernetes.io/basic-auth",
+                    "stringData": {"username": "u"}}),
+        ),
+    )
+    .await;
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("type: Invalid value"),
+        "{body}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -363,6 +363,7 @@ pub fn prepare(
     let mut causes = Vec::new();
     match kind.plural {
         "services" => service(cfg, st, ns, name, obj, old, &mut causes),
+        "secrets" => secret(obj, old, &mut causes),
         "pods" => pod(obj, &mut causes),
         "nodes" => node(cfg, st, name, obj, old, &mut causes),
         "namespaces" => {
@@ -394,6 +395,86 @@ pub fn prepare(
         Ok(())
     } else {
         Err(invalid(causes))
+    }
+}
+
+/// kube's `MaxSecretSize`: the data of one Secret, decoded.
+const MAX_SECRET_BYTES: usize = 1 << 20;
+
+/// Secrets as kube-apiserver stores them: `stringData` merged into `data`
+/// (base64) and dropped, `type` defaulted to Opaque and immutable, keys
+/// made of `-._a-zA-Z0-9`, at most 1 MiB of data, and the keys a type
+/// requires (`kubernetes.io/tls`: `tls.crt` and `tls.key`;
+/// `kubernetes.io/basic-auth`: `username` or `password`).
+fn secret(obj: &mut Value, old: Option<&Value>, causes: &mut Vec<Cause>) {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let string_data = obj
+        .as_object_mut()
+        .and_then(|m| m.remove("stringData"))
+        .and_then(|v| v.as_object().cloned())
+        .unwrap_or_default();
+    let mut size = 0usize;
+    {
+        let data = ensure_object(obj, "data");
+        for (k, v) in string_data {
+            let text = v.as_str().unwrap_or_default();
+            data[k.as_str()] = json!(b64.encode(text));
+        }
+        if let Some(m) = data.as_object() {
+            for (k, v) in m {
+                let field = format!("data[{k}]");
+                let key_ok = !k.is_empty()
+                    && k.len() <= 253
+                    && k.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+                if !key_ok || k == "." || k == ".." {
+                    causes.push(Cause::invalid(
+                        &field,
+                        k,
+                        "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
+                    ));
+                }
+                size += v
+                    .as_str()
+                    .and_then(|t| b64.decode(t).ok())
+                    .map_or(0, |d| d.len());
+            }
+        }
+        if data.as_object().is_some_and(|m| m.is_empty()) {
+            if let Some(m) = obj.as_object_mut() {
+                m.remove("data");
+            }
+        }
+    }
+    if size > MAX_SECRET_BYTES {
+        causes.push(Cause::invalid(
+            "data",
+            format!("{size} bytes"),
+            &format!("Too long: must have at most {MAX_SECRET_BYTES} bytes"),
+        ));
+    }
+    set_default(obj, "type", json!("Opaque"));
+    let ty = str_field(obj, "type");
+    if let Some(old) = old {
+        let before = old.get("type").and_then(Value::as_str).unwrap_or("Opaque");
+        if before != ty {
+            causes.push(Cause::invalid("type", &ty, "field is immutable"));
+        }
+    }
+    let has = |key: &str| obj.pointer(&format!("/data/{key}")).is_some();
+    match ty.as_str() {
+        "kubernetes.io/tls" => {
+            for key in ["tls.crt", "tls.key"] {
+                if !has(key) {
+                    causes.push(Cause::required(format!("data[{key}]")));
+                }
+            }
+        }
+        "kubernetes.io/basic-auth" if !has("username") && !has("password") => {
+            causes.push(Cause::required("data[username]"));
+        }
+        _ => {}
     }
 }
 

@@ -1,5 +1,6 @@
-//! Request decoding + validation: the first byte picks the resource and
-//! media type, the rest is the body `POST` would receive.
+//! Request decoding + validation: the first byte picks the resource (low 6
+//! bits) and media type (JSON, YAML or kube's protobuf envelope), the rest
+//! is the body `POST` would receive.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -17,17 +18,22 @@ const PLURALS: &[&str] = &[
     "secrets",
     "networkpolicies",
     "ingresses",
+    "serviceaccounts",
+    "roles",
+    "clusterroles",
+    "rolebindings",
+    "clusterrolebindings",
 ];
 
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, body)) = data.split_first() else {
         return;
     };
-    let plural = PLURALS[usize::from(sel & 0x7f) % PLURALS.len()];
-    let ct = if sel & 0x80 != 0 {
-        "application/yaml"
-    } else {
-        "application/json"
+    let plural = PLURALS[usize::from(sel & 0x3f) % PLURALS.len()];
+    let ct = match sel >> 6 {
+        2 => "application/yaml",
+        3 => "application/vnd.kubernetes.protobuf",
+        _ => "application/json",
     };
     let _ = weft_apiserver::validate_create(plural, ct, body);
 });
