@@ -286,8 +286,15 @@ fn node_ready(node: &Value) -> bool {
 async fn wait_nodes(client: &Client, want: usize, deadline: Instant) -> Result<()> {
     let kind = kinds::by_user_name("nodes").context("nodes kind")?;
     let mut progress = Progress::new();
+    let mut last_error = None;
     loop {
-        let nodes = list(client, kind, None, true).await.unwrap_or_default();
+        let nodes = match list(client, kind, None, true).await {
+            Ok(n) => n,
+            Err(e) => {
+                last_error = Some(format!("{e:#}"));
+                Vec::new()
+            }
+        };
         let ready: Vec<String> = nodes
             .iter()
             .filter(|n| node_ready(n))
@@ -303,8 +310,12 @@ async fn wait_nodes(client: &Client, want: usize, deadline: Instant) -> Result<(
             return Ok(());
         }
         if Instant::now() > deadline {
+            let listing = match &last_error {
+                Some(e) if nodes.is_empty() => format!("; listing nodes failed: {e}"),
+                _ => String::new(),
+            };
             bail!(
-                "only {}/{want} nodes Ready ({}); node runtime logs are in the state dir's logs/",
+                "only {}/{want} nodes Ready ({}){listing}; node runtime logs are in the state dir's logs/",
                 ready.len(),
                 if ready.is_empty() {
                     "none".to_string()

@@ -38,13 +38,39 @@ impl Cluster {
         let out = self.weft(args);
         assert!(
             out.status.success(),
-            "weft {}: exit {:?}\nstdout: {}\nstderr: {}",
+            "weft {}: exit {:?}\nstdout: {}\nstderr: {}\n{}",
             args.join(" "),
             out.status.code(),
             String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            String::from_utf8_lossy(&out.stderr),
+            self.log_tails()
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The last lines of every component log (the state dir, logs
+    /// included, is gone once the cluster is dropped).
+    pub fn log_tails(&self) -> String {
+        let mut out = String::new();
+        let mut files: Vec<_> = std::fs::read_dir(self.state.join("logs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(15)..];
+            out.push_str(&format!(
+                "--- {} (last {} lines)\n{}\n",
+                f.display(),
+                tail.len(),
+                tail.join("\n")
+            ));
+        }
+        out
     }
 
     pub fn json(&self, args: &[&str]) -> Value {
