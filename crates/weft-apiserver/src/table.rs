@@ -16,20 +16,95 @@ fn or_none(v: &str) -> String {
     }
 }
 
+fn array<'a>(o: &'a Value, ptr: &str) -> impl Iterator<Item = &'a Value> {
+    o.pointer(ptr)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+}
+
+/// `k=v,k2=v2` of a string map (a selector, a nodeSelector).
+fn pairs(map: Option<&Value>) -> String {
+    map.and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+/// A pod's STATUS column as kubectl prints it: Terminating while deleted,
+/// else the first container's waiting reason (CrashLoopBackOff,
+/// ContainerCreating) or terminated reason (Completed, Error, OOMKilled),
+/// else the phase.
+pub fn pod_status(pod: &Value) -> String {
+    if pod.pointer("/metadata/deletionTimestamp").is_some() {
+        return "Terminating".into();
+    }
+    for cs in array(pod, "/status/containerStatuses") {
+        if let Some(reason) = cs.pointer("/state/waiting/reason").and_then(Value::as_str) {
+            return reason.into();
+        }
+        if let Some(reason) = cs
+            .pointer("/state/terminated/reason")
+            .and_then(Value::as_str)
+        {
+            return reason.into();
+        }
+    }
+    match s(pod, "/status/phase") {
+        "" => "Pending".into(),
+        phase => phase.into(),
+    }
+}
+
 /// `5s`, `3m`, `2h`, `4d` like kubectl.
 fn age(o: &Value) -> String {
-    let Ok(t) = s(o, "/metadata/creationTimestamp").parse::<jiff::Timestamp>() else {
+    age_of(s(o, "/metadata/creationTimestamp"))
+}
+
+fn age_of(time: &str) -> String {
+    let Ok(t) = time.parse::<jiff::Timestamp>() else {
         return "<unknown>".to_string();
     };
-    let secs = jiff::Timestamp::now()
-        .as_second()
-        .saturating_sub(t.as_second())
-        .max(0);
-    match secs {
-        0..120 => format!("{secs}s"),
-        120..7200 => format!("{}m", secs / 60),
-        7200..172_800 => format!("{}h", secs / 3600),
-        _ => format!("{}d", secs / 86400),
+    human_duration(jiff::Timestamp::now().as_second() - t.as_second())
+}
+
+/// apimachinery's `duration.HumanDuration`, which kubectl's AGE columns use:
+/// `45s`, `3m20s`, `2h5m`, `3d4h`, `1y20d`.
+pub fn human_duration(secs: i64) -> String {
+    if secs < -1 {
+        return "<invalid>".into();
+    }
+    let secs = secs.max(0);
+    let (minutes, hours) = (secs / 60, secs / 3600);
+    let with = |big: i64, unit: &str, small: i64, small_unit: &str| {
+        if small == 0 {
+            format!("{big}{unit}")
+        } else {
+            format!("{big}{unit}{small}{small_unit}")
+        }
+    };
+    if secs < 120 {
+        format!("{secs}s")
+    } else if minutes < 10 {
+        with(minutes, "m", secs % 60, "s")
+    } else if minutes < 180 {
+        format!("{minutes}m")
+    } else if hours < 8 {
+        with(hours, "h", minutes % 60, "m")
+    } else if hours < 48 {
+        format!("{hours}h")
+    } else if hours < 24 * 8 {
+        with(hours / 24, "d", hours % 24, "h")
+    } else if hours < 24 * 365 * 2 {
+        format!("{}d", hours / 24)
+    } else if hours < 24 * 365 * 8 {
+        with(hours / 24 / 365, "y", (hours / 24) % 365, "d")
+    } else {
+        format!("{}y", hours / 24 / 365)
     }
 }
 
@@ -77,6 +152,50 @@ fn columns(kind: &Kind) -> Vec<(&'static str, i32)> {
             ("Endpoints", 0),
             ("Age", 0),
         ],
+        "replicasets" => vec![
+            ("Name", 0),
+            ("Desired", 0),
+            ("Current", 0),
+            ("Ready", 0),
+            ("Age", 0),
+        ],
+        "daemonsets" => vec![
+            ("Name", 0),
+            ("Desired", 0),
+            ("Current", 0),
+            ("Ready", 0),
+            ("Up-to-date", 0),
+            ("Available", 0),
+            ("Node Selector", 0),
+            ("Age", 0),
+        ],
+        "networkpolicies" => vec![("Name", 0), ("Pod-Selector", 0), ("Age", 0)],
+        "ingresses" => vec![
+            ("Name", 0),
+            ("Class", 0),
+            ("Hosts", 0),
+            ("Address", 0),
+            ("Ports", 0),
+            ("Age", 0),
+        ],
+        "ingressclasses" => vec![
+            ("Name", 0),
+            ("Controller", 0),
+            ("Parameters", 0),
+            ("Age", 0),
+        ],
+        "configmaps" => vec![("Name", 0), ("Data", 0), ("Age", 0)],
+        "secrets" => vec![("Name", 0), ("Type", 0), ("Data", 0), ("Age", 0)],
+        "serviceaccounts" => vec![("Name", 0), ("Secrets", 0), ("Age", 0)],
+        "endpoints" => vec![("Name", 0), ("Endpoints", 0), ("Age", 0)],
+        "events" => vec![
+            ("Last Seen", 0),
+            ("Type", 0),
+            ("Reason", 0),
+            ("Object", 0),
+            ("Message", 0),
+        ],
+        "leases" => vec![("Name", 0), ("Holder", 0), ("Age", 0)],
         "roles" | "clusterroles" => vec![("Name", 0), ("Created At", 0)],
         "rolebindings" | "clusterrolebindings" => vec![
             ("Name", 0),
@@ -126,15 +245,10 @@ fn cells(kind: &Kind, o: &Value) -> Vec<Value> {
             let restarts: i64 = statuses.map_or(0, |c| {
                 c.iter().filter_map(|c| c["restartCount"].as_i64()).sum()
             });
-            let phase = if o.pointer("/metadata/deletionTimestamp").is_some() {
-                "Terminating"
-            } else {
-                s(o, "/status/phase")
-            };
             vec![
                 name,
                 json!(format!("{ready}/{total}")),
-                json!(phase),
+                json!(pod_status(o)),
                 json!(restarts),
                 json!(age(o)),
                 json!(or_none(s(o, "/status/podIP"))),
@@ -266,6 +380,146 @@ fn cells(kind: &Kind, o: &Value) -> Vec<Value> {
                 json!(age(o)),
             ]
         }
+        "replicasets" => {
+            let n = |p: &str| o.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+            vec![
+                name,
+                json!(o
+                    .pointer("/spec/replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1)),
+                json!(n("/status/replicas")),
+                json!(n("/status/readyReplicas")),
+                json!(age(o)),
+            ]
+        }
+        "daemonsets" => {
+            let n = |p: &str| o.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+            vec![
+                name,
+                json!(n("/status/desiredNumberScheduled")),
+                json!(n("/status/currentNumberScheduled")),
+                json!(n("/status/numberReady")),
+                json!(n("/status/updatedNumberScheduled")),
+                json!(n("/status/numberAvailable")),
+                json!(or_none(&pairs(
+                    o.pointer("/spec/template/spec/nodeSelector")
+                ))),
+                json!(age(o)),
+            ]
+        }
+        "networkpolicies" => vec![
+            name,
+            json!(or_none(&pairs(o.pointer("/spec/podSelector/matchLabels")))),
+            json!(age(o)),
+        ],
+        "ingresses" => {
+            let hosts: Vec<&str> = array(o, "/spec/rules")
+                .filter_map(|r| r["host"].as_str())
+                .filter(|h| !h.is_empty())
+                .collect();
+            let address: Vec<&str> = array(o, "/status/loadBalancer/ingress")
+                .filter_map(|i| i["ip"].as_str().or(i["hostname"].as_str()))
+                .collect();
+            let ports = if array(o, "/spec/tls").next().is_none() {
+                "80"
+            } else {
+                "80, 443"
+            };
+            vec![
+                name,
+                json!(or_none(s(o, "/spec/ingressClassName"))),
+                json!(if hosts.is_empty() {
+                    "*".to_string()
+                } else {
+                    hosts.join(",")
+                }),
+                json!(address.join(",")),
+                json!(ports),
+                json!(age(o)),
+            ]
+        }
+        "ingressclasses" => {
+            let params = o.pointer("/spec/parameters");
+            let params = params.map_or_else(String::new, |p| {
+                let group = p["apiGroup"].as_str().unwrap_or_default();
+                let kind = p["kind"].as_str().unwrap_or_default();
+                let n = p["name"].as_str().unwrap_or_default();
+                if group.is_empty() {
+                    format!("{kind}/{n}")
+                } else {
+                    format!("{kind}.{group}/{n}")
+                }
+            });
+            vec![
+                name,
+                json!(s(o, "/spec/controller")),
+                json!(or_none(&params)),
+                json!(age(o)),
+            ]
+        }
+        "configmaps" => {
+            let count = |k: &str| o[k].as_object().map_or(0, |m| m.len());
+            vec![
+                name,
+                json!(count("data") + count("binaryData")),
+                json!(age(o)),
+            ]
+        }
+        "secrets" => vec![
+            name,
+            json!(s(o, "/type")),
+            json!(o["data"].as_object().map_or(0, |m| m.len())),
+            json!(age(o)),
+        ],
+        "serviceaccounts" => vec![name, json!(array(o, "/secrets").count()), json!(age(o))],
+        "endpoints" => {
+            let mut eps = Vec::new();
+            for subset in array(o, "/subsets") {
+                let ports: Vec<i64> = array(subset, "/ports")
+                    .filter_map(|p| p["port"].as_i64())
+                    .collect();
+                for a in array(subset, "/addresses") {
+                    let ip = a["ip"].as_str().unwrap_or_default();
+                    if ports.is_empty() {
+                        eps.push(ip.to_string());
+                    }
+                    for p in &ports {
+                        eps.push(format!("{ip}:{p}"));
+                    }
+                }
+            }
+            vec![name, json!(or_none(&eps.join(","))), json!(age(o))]
+        }
+        "events" => {
+            let last = [
+                "/lastTimestamp",
+                "/eventTime",
+                "/firstTimestamp",
+                "/metadata/creationTimestamp",
+            ]
+            .iter()
+            .map(|p| s(o, p))
+            .find(|t| !t.is_empty())
+            .unwrap_or_default();
+            let object = format!(
+                "{}/{}",
+                s(o, "/involvedObject/kind").to_ascii_lowercase(),
+                s(o, "/involvedObject/name")
+            );
+            vec![
+                json!(age_of(last)),
+                json!(s(o, "/type")),
+                json!(s(o, "/reason")),
+                json!(object),
+                json!(s(o, "/message")),
+            ]
+        }
+        "leases" => vec![
+            name,
+            json!(or_none(s(o, "/spec/holderIdentity"))),
+            json!(age(o)),
+        ],
         "roles" | "clusterroles" => vec![name, json!(s(o, "/metadata/creationTimestamp"))],
         "rolebindings" | "clusterrolebindings" => vec![
             name,
@@ -300,4 +554,43 @@ pub fn table(kind: &Kind, items: &[&Value], rv: u64) -> Value {
         .collect();
     json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": rv.to_string()},
            "columnDefinitions": cols, "rows": rows})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_as_kubectl_prints_them() {
+        let cases = [
+            (-5, "<invalid>"),
+            (0, "0s"),
+            (119, "119s"),
+            (200, "3m20s"),
+            (180, "3m"),
+            (900, "15m"),
+            (4 * 3600 + 300, "4h5m"),
+            (20 * 3600, "20h"),
+            (3 * 86400 + 4 * 3600, "3d4h"),
+            (30 * 86400, "30d"),
+            (3 * 365 * 86400 + 20 * 86400, "3y20d"),
+            (9 * 365 * 86400, "9y"),
+        ];
+        for (secs, want) in cases {
+            assert_eq!(human_duration(secs), want, "{secs}s");
+        }
+    }
+
+    #[test]
+    fn pod_status_shows_the_waiting_reason_before_the_phase() {
+        let pod = json!({"status": {"phase": "Running", "containerStatuses": [
+            {"state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}});
+        assert_eq!(pod_status(&pod), "CrashLoopBackOff");
+        let done = json!({"status": {"phase": "Succeeded", "containerStatuses": [
+            {"state": {"terminated": {"reason": "Completed"}}}]}});
+        assert_eq!(pod_status(&done), "Completed");
+        let gone = json!({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}});
+        assert_eq!(pod_status(&gone), "Terminating");
+        assert_eq!(pod_status(&json!({})), "Pending");
+    }
 }

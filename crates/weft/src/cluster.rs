@@ -13,8 +13,8 @@ use serde_json::Value;
 use weft_cluster::{ClusterState, Layout, Placement};
 
 use crate::api::{client, runtime, with_client};
-use crate::kinds::{self, Kind};
 use crate::manifests::{self, Manifest};
+use crate::resources::{Catalog, Resource};
 use crate::{procs, supervise, table, topology, Output};
 
 fn step(msg: &str) {
@@ -211,19 +211,10 @@ fn finish_up(
             ));
             wait_workloads(&client, manifests, deadline).await?;
         }
-        let pods = list(
-            &client,
-            kinds::by_user_name("pods").context("pods kind")?,
-            None,
-            true,
-        )
-        .await?;
-        if !pods.is_empty() {
+        let pods = server_table(&client, &Resource::pods(), None, None).await?;
+        if let Some(t) = table::render(&pods, true, true).filter(|_| has_rows(&pods)) {
             println!();
-            print!(
-                "{}",
-                table::render("pods", &pods, true, true, jiff::Timestamp::now())
-            );
+            print!("{t}");
         }
         Ok::<_, anyhow::Error>(())
     })?;
@@ -284,11 +275,11 @@ fn node_ready(node: &Value) -> bool {
 }
 
 async fn wait_nodes(client: &Client, want: usize, deadline: Instant) -> Result<()> {
-    let kind = kinds::by_user_name("nodes").context("nodes kind")?;
+    let kind = Resource::nodes();
     let mut progress = Progress::new();
     let mut last_error = None;
     loop {
-        let nodes = match list(client, kind, None, true).await {
+        let nodes = match list(client, &kind, None, true).await {
             Ok(n) => n,
             Err(e) => {
                 last_error = Some(format!("{e:#}"));
@@ -329,7 +320,7 @@ async fn wait_nodes(client: &Client, want: usize, deadline: Instant) -> Result<(
     }
 }
 
-fn api_for(client: &Client, kind: &Kind, namespace: Option<&str>) -> Api<DynamicObject> {
+fn api_for(client: &Client, kind: &Resource, namespace: Option<&str>) -> Api<DynamicObject> {
     let ar = kind.api_resource();
     match (kind.namespaced, namespace) {
         (true, Some(ns)) => Api::namespaced_with(client.clone(), ns, &ar),
@@ -338,10 +329,62 @@ fn api_for(client: &Client, kind: &Kind, namespace: Option<&str>) -> Api<Dynamic
     }
 }
 
-fn namespace_of(m: &Manifest) -> Option<String> {
-    m.kind
+/// The namespace a manifest's object goes to; an error for a namespace on a
+/// cluster-scoped kind.
+fn namespace_of(m: &Manifest, kind: &Resource) -> Result<Option<String>> {
+    if !kind.namespaced && m.namespace.is_some() {
+        bail!(
+            "{}: {}: metadata.namespace is set but {} is not namespaced",
+            m.source,
+            m.describe(),
+            m.kind
+        );
+    }
+    Ok(kind
         .namespaced
-        .then(|| m.namespace.clone().unwrap_or_else(|| "default".into()))
+        .then(|| m.namespace.clone().unwrap_or_else(|| "default".into())))
+}
+
+/// Each manifest with the resource it names, resolved against what the
+/// server serves; errors name the file and the object.
+fn resolve<'a>(catalog: &'a Catalog, manifests: &[Manifest]) -> Result<Vec<&'a Resource>> {
+    manifests
+        .iter()
+        .map(|m| {
+            let r = catalog
+                .by_manifest(&m.api_version, &m.kind)
+                .map_err(|e| anyhow::anyhow!("{}: {e:#}", m.source))?;
+            namespace_of(m, r)?;
+            Ok(r)
+        })
+        .collect()
+}
+
+/// A Table of `kind` from the server (one object when `name` is given;
+/// every namespace when `namespace` is None).
+async fn server_table(
+    client: &Client,
+    kind: &Resource,
+    namespace: Option<&str>,
+    name: Option<&str>,
+) -> Result<Value> {
+    let mut path = kind.path(namespace);
+    if let Some(n) = name {
+        path = format!("{path}/{n}");
+    }
+    let req = http::Request::get(&path)
+        .header(http::header::ACCEPT, table::ACCEPT_TABLE)
+        .body(Vec::new())
+        .context("build a table request")?;
+    let text = client.request_text(req).await.map_err(|e| match e {
+        kube::Error::Api(s) => anyhow::anyhow!("{}", s.message),
+        other => anyhow::anyhow!("GET {path}: {other}"),
+    })?;
+    serde_json::from_str(&text).with_context(|| format!("GET {path}: the reply is not JSON"))
+}
+
+fn has_rows(table: &Value) -> bool {
+    table["rows"].as_array().is_some_and(|r| !r.is_empty())
 }
 
 /// Explains an API error the way a user needs it: file, object, and the server's message (which names the field).
@@ -355,15 +398,29 @@ fn api_error(m: &Manifest, e: kube::Error) -> anyhow::Error {
 }
 
 async fn apply_all(client: &Client, manifests: &[Manifest]) -> Result<()> {
-    // Namespaces first, so objects in them can be created in the same run.
-    let mut ordered: Vec<&Manifest> = manifests
-        .iter()
-        .filter(|m| m.kind.kind == "Namespace")
-        .collect();
-    ordered.extend(manifests.iter().filter(|m| m.kind.kind != "Namespace"));
+    let mut catalog = Catalog::discover(client).await?;
+    // Namespaces first, so objects in them can be created in the same run;
+    // then CustomResourceDefinitions, whose kinds the rest may use.
+    let rank = |m: &Manifest| match m.kind.as_str() {
+        "Namespace" => 0,
+        "CustomResourceDefinition" => 1,
+        _ => 2,
+    };
+    let mut ordered: Vec<&Manifest> = manifests.iter().collect();
+    ordered.sort_by_key(|m| rank(m));
+    let mut crds_applied = false;
     for m in ordered {
-        let ns = namespace_of(m);
-        let api = api_for(client, m.kind, ns.as_deref());
+        if rank(m) == 2 && crds_applied {
+            // The new kinds are served once the definitions are established.
+            catalog = wait_served(client, m).await?;
+            crds_applied = false;
+        }
+        crds_applied |= rank(m) == 1;
+        let kind = catalog
+            .by_manifest(&m.api_version, &m.kind)
+            .map_err(|e| anyhow::anyhow!("{}: {e:#}", m.source))?;
+        let ns = namespace_of(m, kind)?;
+        let api = api_for(client, kind, ns.as_deref());
         let mut obj = m.object.clone();
         if let Some(ns) = &ns {
             obj["metadata"]["namespace"] = Value::String(ns.clone());
@@ -379,17 +436,32 @@ async fn apply_all(client: &Client, manifests: &[Manifest]) -> Result<()> {
     Ok(())
 }
 
+/// Discovery again, until the kind `m` names is served (a definition
+/// applied just before it is being established); 10 s at most.
+async fn wait_served(client: &Client, m: &Manifest) -> Result<Catalog> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let catalog = Catalog::discover(client).await?;
+        if catalog.by_manifest(&m.api_version, &m.kind).is_ok() || Instant::now() > deadline {
+            return Ok(catalog);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Waits until every Pod, Deployment and StatefulSet among `manifests` is Ready.
 async fn wait_workloads(client: &Client, manifests: &[Manifest], deadline: Instant) -> Result<()> {
+    let catalog = Catalog::discover(client).await?;
+    let kinds = resolve(&catalog, manifests)?;
     let mut progress = Progress::new();
     loop {
         let mut want = 0i64;
         let mut ready = 0i64;
         let mut lagging = Vec::new();
-        for m in manifests {
-            let ns = namespace_of(m);
-            let api = api_for(client, m.kind, ns.as_deref());
-            let (w, r) = match m.kind.kind {
+        for (m, kind) in manifests.iter().zip(&kinds) {
+            let ns = namespace_of(m, kind)?;
+            let api = api_for(client, kind, ns.as_deref());
+            let (w, r) = match m.kind.as_str() {
                 "Pod" => {
                     let pod = api.get_opt(&m.name).await?;
                     let ok = pod
@@ -445,13 +517,8 @@ fn pod_ready(pod: &Value) -> bool {
 
 /// "; pod web-x: CrashLoopBackOff (message)" for every pod that is not Ready.
 async fn not_ready_pods(client: &Client) -> Result<String> {
-    let pods = list(
-        client,
-        kinds::by_user_name("pods").context("pods kind")?,
-        None,
-        true,
-    )
-    .await?;
+    let pods = list(client, &Resource::pods(), None, true).await?;
+    let statuses = pod_statuses(client, None).await;
     let mut out = String::new();
     for p in pods.iter().filter(|p| !pod_ready(p)) {
         let name = p
@@ -466,7 +533,8 @@ async fn not_ready_pods(client: &Client) -> Result<String> {
                     .find_map(|c| c.pointer("/state/waiting/message").and_then(Value::as_str))
             })
             .unwrap_or("");
-        out.push_str(&format!("; pod {name}: {}", table::pod_status(p)));
+        let status = statuses.get(name).map_or("?", String::as_str);
+        out.push_str(&format!("; pod {name}: {status}"));
         if !message.is_empty() {
             out.push_str(&format!(" ({message})"));
         }
@@ -474,9 +542,18 @@ async fn not_ready_pods(client: &Client) -> Result<String> {
     Ok(out)
 }
 
+/// Each pod's STATUS as the server prints it (CrashLoopBackOff, Pending…),
+/// by name; empty when the table cannot be had.
+async fn pod_statuses(client: &Client, namespace: Option<&str>) -> BTreeMap<String, String> {
+    match server_table(client, &Resource::pods(), namespace, None).await {
+        Ok(t) => table::column(&t, "Status").into_iter().collect(),
+        Err(_) => BTreeMap::new(),
+    }
+}
+
 async fn list(
     client: &Client,
-    kind: &Kind,
+    kind: &Resource,
     namespace: Option<&str>,
     all: bool,
 ) -> Result<Vec<Value>> {
@@ -506,7 +583,7 @@ async fn list(
     // them out of list items; fill them for -o json/yaml.
     for item in &mut items {
         item["apiVersion"] = Value::String(kind.api_version());
-        item["kind"] = Value::String(kind.kind.to_string());
+        item["kind"] = Value::String(kind.kind.clone());
     }
     Ok(items)
 }
@@ -567,31 +644,31 @@ pub fn delete(
     object: Option<&str>,
     namespace: Option<&str>,
 ) -> Result<ExitCode> {
-    let targets: Vec<(&'static Kind, String, Option<String>)> = if !files.is_empty() {
-        manifests::read(files)?
-            .iter()
-            .map(|m| (m.kind, m.name.clone(), namespace_of(m)))
-            .collect()
+    let from_files = if files.is_empty() {
+        Vec::new()
     } else {
-        let (Some(kind), Some(object)) = (kind, object) else {
-            bail!("say what to delete: `weft delete -f FILE` or `weft delete KIND NAME [-n NS]`");
-        };
-        let k = kinds::by_user_name(kind).with_context(|| {
-            format!(
-                "unknown kind {kind:?}; supported kinds: {}",
-                kinds::supported()
-            )
-        })?;
-        let ns = k
-            .namespaced
-            .then(|| namespace.unwrap_or("default").to_string());
-        vec![(k, object.to_string(), ns)]
+        manifests::read(files)?
     };
+    if files.is_empty() && (kind.is_none() || object.is_none()) {
+        bail!("say what to delete: `weft delete -f FILE` or `weft delete KIND NAME [-n NS]`");
+    }
     let rt = runtime()?;
     let _in_runtime = rt.enter(); // kube spawns its client tasks on creation
     let client = client(layout)?;
     let mut missing = 0;
     rt.block_on(async {
+        let catalog = Catalog::discover(&client).await?;
+        let mut targets: Vec<(Resource, String, Option<String>)> = Vec::new();
+        for (m, k) in from_files.iter().zip(resolve(&catalog, &from_files)?) {
+            targets.push((k.clone(), m.name.clone(), namespace_of(m, k)?));
+        }
+        if let (Some(kind), Some(object)) = (kind, object) {
+            let k = catalog.by_user_name(kind)?;
+            let ns = k
+                .namespaced
+                .then(|| namespace.unwrap_or("default").to_string());
+            targets.push((k.clone(), object.to_string(), ns));
+        }
         for (kind, name, ns) in &targets {
             let api = api_for(&client, kind, ns.as_deref());
             match api.delete(name, &DeleteParams::default()).await {
@@ -620,77 +697,65 @@ pub fn get(
     all: bool,
     output: Option<Output>,
 ) -> Result<ExitCode> {
-    let k = kinds::by_user_name(kind).with_context(|| {
-        format!(
-            "unknown kind {kind:?}; supported kinds: {}",
-            kinds::supported()
-        )
-    })?;
     let rt = runtime()?;
     let _in_runtime = rt.enter(); // kube spawns its client tasks on creation
     let client = client(layout)?;
     let ns = namespace.unwrap_or("default");
-    let items = rt.block_on(async {
-        match object {
-            Some(name) => {
-                let api = api_for(&client, k, Some(ns));
-                match api.get_opt(name).await? {
-                    Some(o) => {
-                        let mut v = serde_json::to_value(o)?;
-                        v["apiVersion"] = Value::String(k.api_version());
-                        v["kind"] = Value::String(k.kind.to_string());
-                        Ok(vec![v])
-                    }
-                    None => bail!(
-                        "{} {name:?} not found{}",
-                        k.plural,
-                        if k.namespaced {
-                            format!(" in namespace {ns}")
-                        } else {
-                            String::new()
-                        }
-                    ),
+    rt.block_on(async {
+        let catalog = Catalog::discover(&client).await?;
+        let k = catalog.by_user_name(kind)?;
+        let all = all && k.namespaced;
+        if let Some(format @ (Output::Json | Output::Yaml)) = output {
+            let doc = match object {
+                Some(name) => {
+                    let api = api_for(&client, k, Some(ns));
+                    let Some(o) = api.get_opt(name).await? else {
+                        bail!("{}", not_found(k, name, ns));
+                    };
+                    let mut v = serde_json::to_value(o)?;
+                    v["apiVersion"] = Value::String(k.api_version());
+                    v["kind"] = Value::String(k.kind.clone());
+                    v
                 }
-            }
-            None => list(&client, k, Some(ns), all || !k.namespaced).await,
-        }
-    })?;
-    match output {
-        Some(Output::Json) | Some(Output::Yaml) => {
-            let doc = if object.is_some() {
-                items.into_iter().next().unwrap_or_default()
-            } else {
-                serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items})
+                None => {
+                    let items = list(&client, k, Some(ns), all || !k.namespaced).await?;
+                    serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items})
+                }
             };
-            if output == Some(Output::Json) {
+            if format == Output::Json {
                 println!("{}", serde_json::to_string_pretty(&doc)?);
             } else {
                 print!("{}", serde_yaml::to_string(&doc)?);
             }
+            return Ok(());
         }
-        _ => {
-            if items.is_empty() {
-                if k.namespaced && !all {
-                    eprintln!("No resources found in {ns} namespace.");
-                } else {
-                    eprintln!("No resources found");
-                }
+        let scope = (!all).then_some(ns);
+        let t = match server_table(&client, k, scope, object).await {
+            Err(_) if object.is_some() => bail!("{}", not_found(k, object.unwrap_or(""), ns)),
+            other => other?,
+        };
+        if !has_rows(&t) {
+            if k.namespaced && !all {
+                eprintln!("No resources found in {ns} namespace.");
             } else {
-                let wide = output == Some(Output::Wide);
-                print!(
-                    "{}",
-                    table::render(
-                        k.plural,
-                        &items,
-                        wide,
-                        all && k.namespaced,
-                        jiff::Timestamp::now()
-                    )
-                );
+                eprintln!("No resources found");
             }
+            return Ok(());
         }
-    }
+        let rendered = table::render(&t, output == Some(Output::Wide), all)
+            .with_context(|| format!("the server did not answer a Table for {}", k.qualified()))?;
+        print!("{rendered}");
+        Ok(())
+    })?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn not_found(k: &Resource, name: &str, ns: &str) -> String {
+    if k.namespaced {
+        format!("{} {name:?} not found in namespace {ns}", k.plural)
+    } else {
+        format!("{} {name:?} not found", k.plural)
+    }
 }
 
 fn exit_of(status: std::process::ExitStatus) -> ExitCode {
@@ -723,9 +788,8 @@ fn pod(layout: &Layout, name: &str, ns: &str) -> Result<Value> {
     let rt = runtime()?;
     let _in_runtime = rt.enter(); // kube spawns its client tasks on creation
     let client = client(layout)?;
-    let kind = kinds::by_user_name("pods").context("pods kind")?;
     rt.block_on(async {
-        let api = api_for(&client, kind, Some(ns));
+        let api = api_for(&client, &Resource::pods(), Some(ns));
         match api.get_opt(name).await? {
             Some(p) => Ok(serde_json::to_value(p)?),
             None => bail!("pod {name:?} not found in namespace {ns}"),
@@ -759,9 +823,10 @@ pub fn exec(
     };
     let node = s("/spec/nodeName");
     if node.is_empty() || s("/status/phase") == "Pending" && s("/status/podIP").is_empty() {
+        let phase = s("/status/phase");
         bail!(
             "pod {name} is not running yet (phase {})",
-            table::pod_status(&p)
+            if phase.is_empty() { "Pending" } else { &phase }
         );
     }
     let uid = s("/metadata/uid");
@@ -932,16 +997,8 @@ pub fn status(layout: &Layout) -> Result<ExitCode> {
     let rt = runtime()?;
     let _in_runtime = rt.enter(); // kube spawns its client tasks on creation
     let client = client(layout)?;
-    let nodes = rt.block_on(list(
-        &client,
-        kinds::by_user_name("nodes").context("nodes kind")?,
-        None,
-        true,
-    ))?;
+    let nodes = rt.block_on(server_table(&client, &Resource::nodes(), None, None))?;
     println!();
-    print!(
-        "{}",
-        table::render("nodes", &nodes, true, false, jiff::Timestamp::now())
-    );
+    print!("{}", table::render(&nodes, true, false).unwrap_or_default());
     Ok(ExitCode::SUCCESS)
 }

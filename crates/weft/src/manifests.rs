@@ -8,14 +8,14 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::kinds::{self, Kind};
-
-/// One object from a manifest.
+/// One object from a manifest. Its kind is resolved against what the
+/// cluster serves when it is applied ([`crate::resources::Catalog`]).
 #[derive(Debug, Clone)]
 pub struct Manifest {
     /// `file.yaml` or `file.yaml (document 2)`.
     pub source: String,
-    pub kind: &'static Kind,
+    pub api_version: String,
+    pub kind: String,
     pub name: String,
     pub namespace: Option<String>,
     pub object: Value,
@@ -24,7 +24,7 @@ pub struct Manifest {
 impl Manifest {
     /// `Deployment/web` — how errors and progress name it.
     pub fn describe(&self) -> String {
-        format!("{}/{}", self.kind.kind, self.name)
+        format!("{}/{}", self.kind, self.name)
     }
 }
 
@@ -110,12 +110,6 @@ fn object(source: &str, value: Value) -> Result<Manifest> {
     if kind_name.is_empty() {
         bail!("{source}: kind is missing");
     }
-    let kind = kinds::by_manifest(api_version, kind_name).ok_or_else(|| {
-        anyhow::anyhow!(
-            "{source}: kind {kind_name} ({api_version}) is not served by the embedded cluster; supported kinds: {}",
-            kinds::supported()
-        )
-    })?;
     let name = value
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -126,12 +120,10 @@ fn object(source: &str, value: Value) -> Result<Manifest> {
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)
         .map(str::to_string);
-    if !kind.namespaced && namespace.is_some() {
-        bail!("{source}: {kind_name}/{name}: metadata.namespace is set but {kind_name} is not namespaced");
-    }
     Ok(Manifest {
         source: source.to_string(),
-        kind,
+        api_version: api_version.to_string(),
+        kind: kind_name.to_string(),
         name,
         namespace,
         object: value,
@@ -155,16 +147,6 @@ mod tests {
 
     #[test]
     fn errors_name_file_kind_and_field() {
-        let e = parse(
-            "a.yaml",
-            "apiVersion: v1\nkind: Widget\nmetadata: {name: w}\n",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            e.contains("a.yaml") && e.contains("Widget") && e.contains("supported kinds"),
-            "{e}"
-        );
         let e = parse("b.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {}\n")
             .unwrap_err()
             .to_string();
@@ -173,12 +155,5 @@ mod tests {
         assert!(e.contains("apiVersion is missing"), "{e}");
         let e = parse("d.yaml", "a: [1,\n").unwrap_err().to_string();
         assert!(e.contains("d.yaml: not valid YAML"), "{e}");
-        let e = parse(
-            "e.yaml",
-            "apiVersion: v1\nkind: Node\nmetadata: {name: n, namespace: x}\n",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("not namespaced"), "{e}");
     }
 }

@@ -81,6 +81,27 @@ fn embedded_cluster_end_to_end() {
         wide.lines().next().unwrap().contains("IP") && wide.contains("node-2"),
         "{wide}"
     );
+    // `weft get` prints the server's Tables: any served kind, by any of its
+    // names, with the columns kubectl shows; an unknown type is named.
+    let sa = c.ok(&["get", "sa", "-A"]);
+    assert!(
+        sa.lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            == ["NAMESPACE", "NAME", "SECRETS", "AGE"]
+            && sa.contains("kube-system"),
+        "{sa}"
+    );
+    let roles = c.ok(&["get", "clusterroles.rbac.authorization.k8s.io"]);
+    assert!(roles.contains("cluster-admin"), "{roles}");
+    let unknown = c.weft(&["get", "widgets"]);
+    let err = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        !unknown.status.success() && err.contains("\"widgets\"") && err.contains("pods"),
+        "{err}"
+    );
 
     // --- same-node traffic through netexec /dial, TCP and UDP --------------------------------
     let on_node1: Vec<&&Value> = demo_pods
