@@ -62,6 +62,48 @@ pub fn node_runtime(layout: &Layout, args: weft_node::NodeRuntimeArgs) -> Result
     Ok(ExitCode::SUCCESS)
 }
 
+/// `weft install-cni`: what the agent DaemonSet's init container runs.
+#[derive(clap::Args, Debug)]
+pub struct InstallCniArgs {
+    /// The CNI bin directory (the node's /opt/cni/bin, mounted into the container).
+    #[arg(long, default_value = "/opt/cni/bin")]
+    pub bin_dir: std::path::PathBuf,
+    /// The plugin to install (default: weft-cni next to this binary).
+    #[arg(long)]
+    pub plugin: Option<std::path::PathBuf>,
+}
+
+/// Copies weft-cni into the bin directory atomically (a temporary file in the
+/// same directory, then a rename), so a runtime calling the plugin meanwhile
+/// runs the old or the new one, never half a file.
+pub fn install_cni(args: &InstallCniArgs) -> Result<ExitCode> {
+    use std::os::unix::fs::PermissionsExt;
+    let plugin = match &args.plugin {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()
+            .context("find the weft binary")?
+            .with_file_name("weft-cni"),
+    };
+    let data =
+        std::fs::read(&plugin).with_context(|| format!("read the plugin {}", plugin.display()))?;
+    std::fs::create_dir_all(&args.bin_dir)
+        .with_context(|| format!("create {}", args.bin_dir.display()))?;
+    let target = args.bin_dir.join("weft-cni");
+    let tmp = args.bin_dir.join(".weft-cni.tmp");
+    std::fs::write(&tmp, &data).with_context(|| format!("write {}", tmp.display()))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("make {} executable", tmp.display()))?;
+    std::fs::rename(&tmp, &target)
+        .with_context(|| format!("move the plugin into place at {}", target.display()))?;
+    println!(
+        "installed {} ({} bytes) as {}",
+        plugin.display(),
+        data.len(),
+        target.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `weft agent`: the per-node network agent.
 pub fn agent(args: weft_agent::AgentArgs) -> Result<ExitCode> {
     crate::init_logging();

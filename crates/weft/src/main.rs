@@ -44,8 +44,8 @@ enum Cmd {
         #[arg(short = 'n', long)]
         namespace: Option<String>,
     },
-    /// List or show objects: nodes, namespaces, pods, services (svc), endpointslices,
-    /// deployments, statefulsets, networkpolicies (netpol), ingresses.
+    /// List or show objects of any kind the cluster serves, by plural, singular or short
+    /// name (`pods`, `po`, `deploy`, `httproutes`), as the server's tables print them.
     Get {
         kind: String,
         object: Option<String>,
@@ -99,6 +99,9 @@ enum Cmd {
     },
     /// The per-node agent: cross-node routes/overlay and the node's CNI config.
     Agent(weft_agent::AgentArgs),
+    /// Install the weft-cni plugin (found next to this binary) into a CNI bin directory:
+    /// the agent DaemonSet's init container.
+    InstallCni(components::InstallCniArgs),
     /// (internal) The control plane process: API server, controllers, node supervisor.
     #[command(hide = true)]
     ControlPlane(control_plane::Args),
@@ -130,6 +133,7 @@ fn main() -> ExitCode {
             return exit_code(weft_agnhost::main(all));
         }
         Cmd::Agent(args) => components::agent(args),
+        Cmd::InstallCni(args) => components::install_cni(&args),
         // Single-threaded and before anything else: it forks.
         Cmd::PodInit(args) => return exit_code(weft_node::podinit::main(args)),
         command => run(&cli.name, command),
@@ -202,7 +206,11 @@ fn run(name: &str, command: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Status => cluster::status(&layout),
         Cmd::ControlPlane(args) => control_plane::main(&layout, args),
         Cmd::NodeRuntime(args) => components::node_runtime(&layout, args),
-        Cmd::Agnhost { .. } | Cmd::Netexec { .. } | Cmd::Agent(_) | Cmd::PodInit(_) => {
+        Cmd::Agnhost { .. }
+        | Cmd::Netexec { .. }
+        | Cmd::Agent(_)
+        | Cmd::InstallCni(_)
+        | Cmd::PodInit(_) => {
             anyhow::bail!("agnhost, agent and pod-init are dispatched before the cluster commands")
         }
     }

@@ -1,0 +1,162 @@
+//! The manifests in deploy/ (what installs weft on a real cluster, and what
+//! `weft up` installs) are well-formed Kubernetes objects: every document
+//! parses into its k8s-openapi type and serialises back unchanged, so a
+//! misspelt or misplaced field (which a typed client would silently drop)
+//! fails here.
+
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde::Serialize;
+use serde_json::Value;
+
+fn deploy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
+}
+
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(yaml_files(&p));
+        } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn documents(file: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(file).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("{}: {e}", file.display())))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// Parses `doc` as `T` and checks nothing was lost or changed.
+fn round_trip<T: DeserializeOwned + Serialize>(where_: &str, doc: &Value) {
+    let typed: T = serde_json::from_value(doc.clone())
+        .unwrap_or_else(|e| panic!("{where_}: does not parse as its kind: {e}"));
+    let back = serde_json::to_value(&typed).unwrap();
+    assert_eq!(
+        &back, doc,
+        "{where_}: fields were dropped or changed by the typed round trip"
+    );
+}
+
+fn check(where_: &str, doc: &Value) {
+    match (doc["apiVersion"].as_str(), doc["kind"].as_str()) {
+        (Some("v1"), Some("Namespace")) => round_trip::<Namespace>(where_, doc),
+        (Some("v1"), Some("ServiceAccount")) => round_trip::<ServiceAccount>(where_, doc),
+        (Some("rbac.authorization.k8s.io/v1"), Some("ClusterRole")) => {
+            round_trip::<ClusterRole>(where_, doc)
+        }
+        (Some("rbac.authorization.k8s.io/v1"), Some("ClusterRoleBinding")) => {
+            round_trip::<ClusterRoleBinding>(where_, doc)
+        }
+        (Some("apps/v1"), Some("DaemonSet")) => round_trip::<DaemonSet>(where_, doc),
+        (Some("apiextensions.k8s.io/v1"), Some("CustomResourceDefinition")) => {
+            round_trip::<CustomResourceDefinition>(where_, doc)
+        }
+        (v, k) => panic!("{where_}: no typed check for {k:?} ({v:?}); add one here"),
+    }
+}
+
+#[test]
+fn every_deploy_manifest_parses_into_its_typed_kind_unchanged() {
+    let files = yaml_files(&deploy_dir());
+    assert!(!files.is_empty(), "no manifests under deploy/");
+    let mut count = 0;
+    for f in &files {
+        for (i, doc) in documents(f).iter().enumerate() {
+            check(&format!("{} document {}", f.display(), i + 1), doc);
+            count += 1;
+        }
+    }
+    assert!(count >= 5, "only {count} documents");
+}
+
+#[test]
+fn the_agent_daemonset_runs_weft_on_the_host_network_with_the_cni_paths() {
+    let docs = documents(&deploy_dir().join("weft-agent.yaml"));
+    let ds: DaemonSet = docs
+        .iter()
+        .find(|d| d["kind"] == "DaemonSet")
+        .map(|d| serde_json::from_value(d.clone()).unwrap())
+        .expect("a DaemonSet");
+    let spec = ds.spec.unwrap().template.spec.unwrap();
+    assert_eq!(spec.host_network, Some(true));
+    assert_eq!(spec.service_account_name.as_deref(), Some("weft-agent"));
+    let agent = &spec.containers[0];
+    assert_eq!(
+        agent.command.as_deref(),
+        Some(&["weft".to_string(), "agent".to_string()][..])
+    );
+    let node_env = agent
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "NODE_NAME")
+        .and_then(|e| e.value_from.as_ref()?.field_ref.as_ref())
+        .map(|f| f.field_path.clone());
+    assert_eq!(node_env.as_deref(), Some("spec.nodeName"));
+    let init = &spec.init_containers.unwrap()[0];
+    assert_eq!(init.command.as_ref().unwrap()[..2], ["weft", "install-cni"]);
+    let host_paths: Vec<String> = spec
+        .volumes
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.host_path.as_ref().map(|h| h.path.clone()))
+        .collect();
+    for p in ["/etc/cni/net.d", "/opt/cni/bin", "/run/netns"] {
+        assert!(host_paths.iter().any(|h| h == p), "{p} in {host_paths:?}");
+    }
+}
+
+#[test]
+fn install_cni_puts_an_executable_plugin_in_the_bin_dir() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("weft-install-cni-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let plugin = dir.join("plugin-src");
+    std::fs::write(&plugin, b"#!/bin/sh\necho plugin\n").unwrap();
+    let bin = dir.join("opt/cni/bin");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["install-cni", "--bin-dir"])
+        .arg(&bin)
+        .arg("--plugin")
+        .arg(&plugin)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let installed = bin.join("weft-cni");
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        std::fs::read(&plugin).unwrap()
+    );
+    let mode = std::fs::metadata(&installed).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o755);
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["install-cni", "--bin-dir"])
+        .arg(&bin)
+        .arg("--plugin")
+        .arg(dir.join("nope"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success() && err.contains("nope"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
