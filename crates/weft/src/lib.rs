@@ -9,6 +9,7 @@
 //! - [`components`]: the per-node daemons' entry points (agent, node runtime);
 //! - [`topology`], [`procs`]: the cluster's namespaces and processes.
 
+pub mod addons;
 pub mod api;
 pub mod cluster;
 pub mod components;

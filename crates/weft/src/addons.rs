@@ -1,0 +1,134 @@
+//! weft's own components as the embedded cluster installs them: from the
+//! very manifests in `deploy/` that install weft on a real cluster (built
+//! into the binary), adapted where an embedded cluster differs, and applied
+//! through the API like any user's objects.
+//!
+//! The one adaptation for the agent is where it finds the API. A pod's
+//! in-cluster config names the `kubernetes` Service (10.96.0.1:443), but the
+//! agent is what makes ClusterIPs work, so it cannot depend on one: as
+//! Cilium's `k8sServiceHost` does, it is given the API server's own address
+//! (`KUBERNETES_SERVICE_HOST`/`_PORT`: the control plane on the fabric,
+//! 192.168.1.2:6443), and the datapath backend `weft up` was asked for.
+
+use std::net::Ipv4Addr;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// deploy/weft-agent.yaml, as built into this binary.
+pub const AGENT_MANIFEST: &str = include_str!("../../../deploy/weft-agent.yaml");
+
+/// The name of the agent DaemonSet (and its container).
+pub const AGENT_DAEMONSET: &str = "weft-agent";
+pub const AGENT_NAMESPACE: &str = "weft-system";
+
+/// Every document of a multi-document YAML text.
+pub fn documents(text: &str) -> Result<Vec<Value>> {
+    let mut out = Vec::new();
+    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let v = Value::deserialize(doc).with_context(|| format!("document {}", i + 1))?;
+        if !v.is_null() {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+/// The agent's objects for an embedded cluster whose API listens on `api`
+/// inside the fabric, running the `backend` datapath.
+pub fn agent_objects(api: (Ipv4Addr, u16), backend: &str) -> Result<Vec<Value>> {
+    let mut docs = documents(AGENT_MANIFEST).context("deploy/weft-agent.yaml")?;
+    let ds = docs
+        .iter_mut()
+        .find(|d| d["kind"] == "DaemonSet")
+        .context("deploy/weft-agent.yaml has no DaemonSet")?;
+    let Some(containers) = ds
+        .pointer_mut("/spec/template/spec/containers")
+        .and_then(Value::as_array_mut)
+    else {
+        bail!("deploy/weft-agent.yaml: the DaemonSet has no containers");
+    };
+    let Some(agent) = containers.iter_mut().find(|c| c["name"] == "agent") else {
+        bail!("deploy/weft-agent.yaml: the DaemonSet has no container named agent");
+    };
+    let env = agent["env"]
+        .as_array_mut()
+        .context("deploy/weft-agent.yaml: the agent container has no env list")?;
+    env.retain(|e| {
+        e["name"] != "KUBERNETES_SERVICE_HOST" && e["name"] != "KUBERNETES_SERVICE_PORT"
+    });
+    env.push(json!({"name": "KUBERNETES_SERVICE_HOST", "value": api.0.to_string()}));
+    env.push(json!({"name": "KUBERNETES_SERVICE_PORT", "value": api.1.to_string()}));
+    let args = agent["args"]
+        .as_array_mut()
+        .context("deploy/weft-agent.yaml: the agent container has no args list")?;
+    args.retain(|a| !a.as_str().is_some_and(|a| a.starts_with("--backend")));
+    args.push(json!(format!("--backend={backend}")));
+    Ok(docs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(objs: &[Value]) -> Value {
+        objs.iter()
+            .find(|d| d["kind"] == "DaemonSet")
+            .and_then(|d| d.pointer("/spec/template/spec/containers/0"))
+            .cloned()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_embedded_agent_reaches_the_api_server_directly() {
+        let objs = agent_objects((Ipv4Addr::new(192, 168, 1, 2), 6443), "vxlan").unwrap();
+        let env = &agent(&objs)["env"];
+        let value = |n: &str| {
+            env.as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["name"] == n)
+                .map(|e| e["value"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(value("KUBERNETES_SERVICE_HOST"), ["192.168.1.2"]);
+        assert_eq!(value("KUBERNETES_SERVICE_PORT"), ["6443"]);
+        // The downward-API node name is kept.
+        assert!(env
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "NODE_NAME"));
+    }
+
+    #[test]
+    fn the_backend_weft_up_was_given_replaces_the_manifests() {
+        let objs = agent_objects((Ipv4Addr::new(192, 168, 1, 2), 6443), "host-gw").unwrap();
+        let args: Vec<String> = agent(&objs)["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect();
+        let backends: Vec<&String> = args.iter().filter(|a| a.starts_with("--backend")).collect();
+        assert_eq!(backends, ["--backend=host-gw"]);
+        assert!(args.iter().any(|a| a == "--node=$(NODE_NAME)"), "{args:?}");
+    }
+
+    #[test]
+    fn every_object_of_the_manifest_is_installed() {
+        let objs = agent_objects((Ipv4Addr::new(192, 168, 1, 2), 6443), "auto").unwrap();
+        let kinds: Vec<&str> = objs.iter().map(|o| o["kind"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "Namespace",
+                "ServiceAccount",
+                "ClusterRole",
+                "ClusterRoleBinding",
+                "DaemonSet"
+            ]
+        );
+    }
+}
