@@ -7,12 +7,21 @@ pub struct NodeRuntimeArgs {
     /// The node this runtime is (`node-<i>`); it runs inside that node's namespace.
     #[arg(long)]
     pub node: String,
+    /// Who writes the node's CNI config: `wait` for `weft agent` (or the
+    /// agent DaemonSet's init container) to write it, or `write-default`.
+    #[arg(long, value_enum, default_value = "wait")]
+    pub cni_config: crate::CniConfig,
 }
 
 impl NodeRuntimeArgs {
     /// The same flags as command-line arguments.
     pub fn to_args(&self) -> Vec<String> {
-        vec!["--node".to_string(), self.node.clone()]
+        use clap::ValueEnum;
+        let mut v = vec!["--node".to_string(), self.node.clone()];
+        if let Some(value) = self.cni_config.to_possible_value() {
+            v.push(format!("--cni-config={}", value.get_name()));
+        }
+        v
     }
 }
 
@@ -31,6 +40,7 @@ mod tests {
     fn to_args_parses_back_to_the_same_flags() {
         let a = NodeRuntimeArgs {
             node: "node-3".into(),
+            cni_config: crate::CniConfig::WriteDefault,
         };
         let mut argv = vec!["node-runtime".to_string()];
         argv.extend(a.to_args());

@@ -5,14 +5,17 @@
 //! It registers the Node and heartbeats it, watches the pods bound to the
 //! node, and for each one makes a sandbox (a named network namespace wired
 //! by the CNI plugin exactly as a runtime calls it, plus resolv.conf and
-//! hosts files, the ServiceAccount token), starts the pod's init (PID 1 of
-//! the pod's own PID, mount, UTS and IPC namespaces: [`podinit`]), runs the
-//! containers as processes in those namespaces as their `securityContext`
+//! hosts files, the ServiceAccount token, the pod's volumes: [`volumes`]),
+//! starts the pod's init (PID 1 of the pod's own PID, mount, UTS and IPC
+//! namespaces: [`podinit`]), runs the containers as processes in those
+//! namespaces, each with its volume mounts, as their `securityContext`
 //! says (by default uid/gid 65534 without capabilities: [`security`]),
 //! probes them, restarts them per
 //! `restartPolicy` (backoff 1 s doubling to 30 s, shorter than upstream's
-//! 10 s → 5 min) and reports the pod's status. Deleted pods are stopped
-//! (SIGTERM, grace period, SIGKILL), unwired (CNI DEL) and removed.
+//! 10 s → 5 min), reports the pod's status and records kubelet's Events
+//! ([`events`]). Deleted pods are stopped (SIGTERM, grace period, SIGKILL),
+//! unwired (CNI DEL) and removed. The node is Ready once a CNI config exists
+//! ([`CniConfig`]); until then only hostNetwork pods start.
 //!
 //! Layout on disk, under `<state>/nodes/<node>/`:
 //!
@@ -24,6 +27,10 @@
 //!                         pod.init         "<pid> <start> <pid 1> <start>" of the pod's init
 //!                         serviceaccount/  token, ca.crt, namespace (bind-mounted read-only
 //!                                          on /var/run/secrets/kubernetes.io/serviceaccount)
+//!                         volumes/<name>/  emptyDir, or configMap/secret/downwardAPI/projected
+//!                                          files (..data -> ..<timestamp>/)
+//!                         <container>.mounts.json  the container's bind mounts
+//! host/opt/cni/bin/ host/run/weft/ …       node-specific hostPaths (see [`volumes`])
 //!                         <container>.log  stdout+stderr (`weft logs`)
 //!                         <container>.pid  "<pid> <start time>" of the process group leader
 //! ```
@@ -32,6 +39,7 @@
 //! runtime adopts them (or `weft down` kills them by their pid files).
 
 pub mod args;
+pub mod events;
 pub mod node;
 pub mod plan;
 pub mod podinit;
@@ -41,6 +49,7 @@ pub mod sandbox;
 pub mod security;
 pub mod serviceaccount;
 pub mod status;
+pub mod volumes;
 
 pub use args::NodeRuntimeArgs;
 pub use sandbox::{Launch, NodeEnv, Sandbox, SandboxError};
@@ -58,6 +67,22 @@ pub struct NodeConfig {
     pub weft_bin: std::path::PathBuf,
     /// Directory holding `weft-cni` (CNI_PATH).
     pub cni_bin_dir: std::path::PathBuf,
+    /// Who writes the node's CNI network config.
+    pub cni_config: CniConfig,
+}
+
+/// Who writes the node's CNI network config (`cni/10-weft.conflist`).
+/// Until one exists the node is NotReady with kubelet's NetworkReady=false
+/// message and only hostNetwork pods start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CniConfig {
+    /// The runtime writes the default config (MTU 1500, no overlay) at
+    /// start, when it is absent or different.
+    WriteDefault,
+    /// Someone else writes it: `weft agent` (as `weft up` runs it) or the
+    /// agent DaemonSet's init container through the `/etc/cni/net.d`
+    /// hostPath ([`NodeEnv::host_path`]).
+    Wait,
 }
 
 /// Runs the node runtime until the future is dropped: registers and

@@ -1,4 +1,7 @@
-//! The Node object: registration and heartbeat (status with Ready=True).
+//! The Node object: registration and heartbeat. Ready is True once the
+//! node's network is ready; before, False with kubelet's reason and message
+//! for a container runtime whose CNI config is missing (kubelet's
+//! `setNodeReadyCondition` and the CRI runtime's NetworkReady condition).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -54,8 +57,39 @@ fn kernel_version() -> String {
         .unwrap_or_default()
 }
 
+/// The reason kubelet gives while the container runtime has no CNI config.
+pub const NETWORK_NOT_READY: &str = "container runtime network not ready: NetworkReady=false \
+     reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized";
+
+/// The Ready condition: True, or False with kubelet's reason and message
+/// while the network is not ready.
+pub fn ready_condition(network_ready: bool, now: Timestamp, since: Timestamp) -> NodeCondition {
+    let (status, reason, message) = if network_ready {
+        (
+            "True",
+            "KubeletReady",
+            "weft node runtime is posting ready status".to_string(),
+        )
+    } else {
+        ("False", "KubeletNotReady", NETWORK_NOT_READY.to_string())
+    };
+    NodeCondition {
+        type_: "Ready".into(),
+        status: status.into(),
+        reason: Some(reason.into()),
+        message: Some(message),
+        last_heartbeat_time: Some(Time(now)),
+        last_transition_time: Some(Time(since)),
+    }
+}
+
 /// The node's status at `now`; `ready_since` is Ready's transition time.
-pub fn node_status(node: &NodeLayout, now: Timestamp, ready_since: Timestamp) -> NodeStatus {
+pub fn node_status(
+    node: &NodeLayout,
+    now: Timestamp,
+    ready_since: Timestamp,
+    network_ready: bool,
+) -> NodeStatus {
     let pods: BTreeMap<String, Quantity> = [("pods".to_string(), Quantity("110".into()))].into();
     NodeStatus {
         addresses: Some(vec![
@@ -68,14 +102,7 @@ pub fn node_status(node: &NodeLayout, now: Timestamp, ready_since: Timestamp) ->
                 address: node.name.clone(),
             },
         ]),
-        conditions: Some(vec![NodeCondition {
-            type_: "Ready".into(),
-            status: "True".into(),
-            reason: Some("KubeletReady".into()),
-            message: Some("weft node runtime is posting ready status".into()),
-            last_heartbeat_time: Some(Time(now)),
-            last_transition_time: Some(Time(ready_since)),
-        }]),
+        conditions: Some(vec![ready_condition(network_ready, now, ready_since)]),
         capacity: Some(pods.clone()),
         allocatable: Some(pods),
         node_info: Some(NodeSystemInfo {
@@ -118,8 +145,9 @@ pub async fn heartbeat(
     api: &Api<Node>,
     node: &NodeLayout,
     ready_since: Timestamp,
+    network_ready: bool,
 ) -> Result<(), kube::Error> {
-    let status = node_status(node, Timestamp::now(), ready_since);
+    let status = node_status(node, Timestamp::now(), ready_since, network_ready);
     api.patch_status(
         &node.name,
         &PatchParams::default(),
@@ -130,9 +158,15 @@ pub async fn heartbeat(
 }
 
 /// Registers the node and keeps its status fresh, forever; re-registers
-/// when the Node disappears.
-pub async fn keep_registered(api: Api<Node>, node: NodeLayout) {
-    let ready_since = Timestamp::now();
+/// when the Node disappears. `network` says whether the node's network is
+/// ready; a change is posted at once.
+pub async fn keep_registered(
+    api: Api<Node>,
+    node: NodeLayout,
+    mut network: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut ready = *network.borrow_and_update();
+    let mut ready_since = Timestamp::now();
     let mut registered = false;
     let policy = Backoff::new(Duration::from_millis(500), Duration::from_secs(5));
     let mut delays = policy.delays();
@@ -150,7 +184,7 @@ pub async fn keep_registered(api: Api<Node>, node: NodeLayout) {
             }
         }
         if registered {
-            match heartbeat(&api, &node, ready_since).await {
+            match heartbeat(&api, &node, ready_since, ready).await {
                 Ok(()) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 => {
                     registered = false;
@@ -159,12 +193,25 @@ pub async fn keep_registered(api: Api<Node>, node: NodeLayout) {
                 Err(e) => tracing::warn!(node = %node.name, error = %e, "node heartbeat failed"),
             }
         }
-        tokio::time::sleep(if registered {
+        let wait = if registered {
             HEARTBEAT
         } else {
             delays.next().unwrap_or(Duration::from_secs(5))
-        })
-        .await;
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            changed = network.changed() => {
+                if changed.is_err() {
+                    // The runtime stopped watching the network: keep the last word.
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+        let now_ready = *network.borrow_and_update();
+        if now_ready != ready {
+            ready = now_ready;
+            ready_since = Timestamp::now();
+        }
     }
 }
 
@@ -186,7 +233,7 @@ mod tests {
         assert_eq!(spec.pod_cidrs.unwrap(), ["10.244.1.0/24"]);
         let t0 = Timestamp::from_second(1_700_000_000).unwrap();
         let t1 = Timestamp::from_second(1_700_000_010).unwrap();
-        let s = node_status(&n, t1, t0);
+        let s = node_status(&n, t1, t0, true);
         let addrs = s.addresses.unwrap();
         assert_eq!(addrs[0].type_, "InternalIP");
         assert_eq!(addrs[0].address, "192.168.1.11");
@@ -201,5 +248,21 @@ mod tests {
         assert_eq!(ready.last_transition_time, Some(Time(t0)));
         assert_eq!(s.capacity.unwrap()["pods"], Quantity("110".into()));
         assert_eq!(s.node_info.unwrap().operating_system, "linux");
+    }
+
+    #[test]
+    fn a_node_without_a_cni_config_is_not_ready_with_kubelets_message() {
+        let t0 = Timestamp::from_second(1_700_000_000).unwrap();
+        let c = ready_condition(false, t0, t0);
+        assert_eq!((c.type_.as_str(), c.status.as_str()), ("Ready", "False"));
+        assert_eq!(c.reason.as_deref(), Some("KubeletNotReady"));
+        assert_eq!(
+            c.message.as_deref(),
+            Some(
+                "container runtime network not ready: NetworkReady=false \
+                 reason:NetworkPluginNotReady message:Network plugin returns error: \
+                 cni plugin not initialized"
+            )
+        );
     }
 }

@@ -104,6 +104,31 @@ pub fn is_agnhost(image: &str) -> bool {
     last.starts_with("agnhost")
 }
 
+/// Whether `image` is weft's own (`ghcr.io/weft-net/weft:<tag>`,
+/// `weft:<tag>`, `weft@sha256:…`): the repository's last path component is
+/// `weft`. Such containers run the running `weft` binary ([`weft_argv`]).
+pub fn is_weft(image: &str) -> bool {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    last.split([':', '@']).next() == Some("weft")
+}
+
+/// A weft image's command line on this node: its entrypoint is `weft`; a
+/// program named `weft` or `weft-cni` (by name or any path ending so, as
+/// the image would have it) is the running binary or the `weft-cni` next
+/// to it.
+fn weft_argv(argv: Vec<String>, weft_bin: &Path) -> Vec<String> {
+    let mut argv = argv;
+    if let Some(first) = argv.first_mut() {
+        let file = first.rsplit('/').next().unwrap_or(first);
+        if file == "weft" {
+            *first = weft_bin.display().to_string();
+        } else if file == "weft-cni" {
+            *first = weft_bin.with_file_name("weft-cni").display().to_string();
+        }
+    }
+    argv
+}
+
 /// Images with no ENTRYPOINT whose `args` are therefore the whole command
 /// line (`busybox` with `args: [sh, -c, …]`); run with the node's tools.
 fn is_shell_image(image: &str) -> bool {
@@ -153,7 +178,9 @@ pub fn expand(s: &str, env: &[(String, String)]) -> String {
 
 /// The command line of a container (Kubernetes semantics: `command` replaces
 /// the image's entrypoint, `args` are appended; with no `command` an agnhost
-/// image runs `<weft> agnhost <args>` and a shell image runs its `args`).
+/// image runs `<weft> agnhost <args>`, a weft image `<weft> <args>` and a
+/// shell image its `args`; in a weft image `weft` and `weft-cni` are the
+/// node's binaries).
 /// `Err` is the message of the container's `NoCommand` waiting state.
 pub fn resolve_command(
     container: &Container,
@@ -169,7 +196,16 @@ pub fn resolve_command(
         .collect();
     let image = container.image.as_deref().unwrap_or_default();
     let argv = match container.command.as_ref().filter(|c| !c.is_empty()) {
+        Some(command) if is_weft(image) => weft_argv(
+            command.iter().map(|c| expand(c, env)).chain(args).collect(),
+            weft_bin,
+        ),
         Some(command) => command.iter().map(|c| expand(c, env)).chain(args).collect(),
+        None if is_weft(image) => {
+            let mut argv = vec![weft_bin.display().to_string()];
+            argv.extend(args);
+            argv
+        }
         None if is_agnhost(image) => {
             let mut argv = vec![weft_bin.display().to_string(), "agnhost".to_string()];
             argv.extend(args);
@@ -672,6 +708,42 @@ mod tests {
         assert!(
             err.contains("nginx:1.27") && err.contains("command"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn weft_images_run_the_running_weft_and_its_weft_cni() {
+        let bin = Path::new("/opt/weft/bin/weft");
+        assert!(is_weft("ghcr.io/weft-net/weft:0.3.0"));
+        assert!(is_weft("weft:dev"));
+        assert!(is_weft("weft@sha256:abcd"));
+        assert!(!is_weft("ghcr.io/weft-net/weft-cni:1"));
+        assert!(!is_weft("ghcr.io/weft/nginx:1"));
+        let c = container(
+            "ghcr.io/weft-net/weft:0.3.0",
+            None,
+            Some(&["agent", "--node=$(NODE)"]),
+        );
+        let env = vec![("NODE".to_string(), "node-1".to_string())];
+        assert_eq!(
+            resolve_command(&c, bin, &env).unwrap(),
+            ["/opt/weft/bin/weft", "agent", "--node=node-1"]
+        );
+        let c = container("weft:dev", Some(&["/usr/local/bin/weft", "dns"]), None);
+        assert_eq!(
+            resolve_command(&c, bin, &[]).unwrap(),
+            ["/opt/weft/bin/weft", "dns"]
+        );
+        let c = container("weft:dev", Some(&["weft-cni"]), Some(&["--version"]));
+        assert_eq!(
+            resolve_command(&c, bin, &[]).unwrap(),
+            ["/opt/weft/bin/weft-cni", "--version"]
+        );
+        // Other programs of a weft image are left as they are (the node's).
+        let c = container("weft:dev", Some(&["sh", "-c", "cp weft-cni /host"]), None);
+        assert_eq!(
+            resolve_command(&c, bin, &[]).unwrap(),
+            ["sh", "-c", "cp weft-cni /host"]
         );
     }
 

@@ -25,7 +25,10 @@
 //! - `pod-init run` is exec'd after `setns` into the pod init's network,
 //!   UTS, IPC, mount and PID namespaces, for a container, an exec probe or
 //!   `weft exec`. Its child is born in the pod's PID namespace (so it is
-//!   never PID 1 and SIGTERM without a handler still ends it), takes the
+//!   never PID 1 and SIGTERM without a handler still ends it); given
+//!   `--mount`s, it gets a mount namespace of its own (a private copy of the
+//!   pod's) with the container's volumes bind-mounted ([`crate::volumes`]),
+//!   so containers of one pod each see their own `volumeMounts`; it takes the
 //!   container's identity ([`crate::security::Identity`]: setgroups, setgid,
 //!   setuid in that order; capabilities through the `caps` crate, which
 //!   wraps capset/prctl without pulling in libcap; no_new_privs) and execs
@@ -50,6 +53,8 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, pipe, setgid, setgroups, sethostname, setuid, ForkResult, Gid, Uid};
+
+use crate::volumes::MountSpec;
 
 /// Where every container finds its ServiceAccount token, CA and namespace.
 pub const SERVICE_ACCOUNT_MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -103,6 +108,11 @@ pub struct RunArgs {
     pub no_new_privs: bool,
     #[arg(long)]
     pub workdir: Option<String>,
+    /// A volume mount of the container, as JSON
+    /// ([`crate::volumes::MountSpec`]); repeated. With any, the command gets
+    /// its own mount namespace, a copy of the pod's, with these bind mounts.
+    #[arg(long = "mount")]
+    pub mounts: Vec<String>,
     #[arg(last = true, required = true)]
     pub argv: Vec<String>,
 }
@@ -226,9 +236,9 @@ fn setup_pod(a: &SandboxArgs) -> Result<(), String> {
     bind(&a.resolv_conf, "/etc/resolv.conf")?;
     bind(&a.hosts, "/etc/hosts")?;
     if let Some(dir) = &a.service_account {
-        // The one directory weft makes outside its state dir: the empty
-        // mount point (under /run, a tmpfs, so gone at reboot). Nothing is
-        // ever written into it on the machine's side.
+        // An empty mount point outside the state dir (under /run, a tmpfs,
+        // so gone at reboot), like the mount points of volumeMounts. Nothing
+        // is ever written into it on the machine's side.
         std::fs::create_dir_all(SERVICE_ACCOUNT_MOUNT)
             .map_err(|e| format!("create the mount point {SERVICE_ACCOUNT_MOUNT}: {e}"))?;
         bind(dir, SERVICE_ACCOUNT_MOUNT)?;
@@ -335,6 +345,18 @@ fn run(a: &RunArgs) -> i32 {
         eprintln!("weft pod-init: the command has a NUL byte");
         return 126;
     };
+    let mounts: Result<Vec<MountSpec>, _> = a
+        .mounts
+        .iter()
+        .map(|m| serde_json::from_str::<MountSpec>(m).map_err(|e| format!("--mount {m:?}: {e}")))
+        .collect();
+    let mounts = match mounts {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("weft pod-init: {e}");
+            return 126;
+        }
+    };
     let mut all = SigSet::empty();
     for s in RELAYED {
         all.add(s);
@@ -365,6 +387,10 @@ fn run(a: &RunArgs) -> i32 {
                 }
             }
             let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&all), None);
+            if let Err(e) = mount_volumes(&mounts) {
+                eprintln!("weft pod-init: {e}");
+                std::process::exit(126);
+            }
             if let Err(e) = become_container(a, &keep) {
                 eprintln!("weft pod-init: {e}");
                 std::process::exit(126);
@@ -417,6 +443,126 @@ fn die_by(sig: Signal) -> ! {
     let _ = nix::sys::signal::raise(sig);
     // Signals whose default is to be ignored (SIGWINCH) end up here.
     std::process::exit(128 + sig as i32)
+}
+
+/// Where a mount's source is: `source`, or its `sub_path` inside it,
+/// which must stay inside the volume once symlinks are followed (kubelet's
+/// subpath check); a missing subPath is made a directory, as kubelet does.
+pub fn resolve_source(m: &MountSpec) -> Result<PathBuf, String> {
+    let base = std::fs::canonicalize(&m.source)
+        .map_err(|e| format!("volume path {}: {e}", m.source.display()))?;
+    let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) else {
+        return Ok(base);
+    };
+    let joined = base.join(sub);
+    let within = |p: &Path| -> Result<PathBuf, String> {
+        let real = std::fs::canonicalize(p).map_err(|e| format!("subpath {}: {e}", p.display()))?;
+        if real.starts_with(&base) {
+            Ok(real)
+        } else {
+            Err(format!(
+                "subpath {sub:?} is not within volume path {}",
+                base.display()
+            ))
+        }
+    };
+    if std::fs::metadata(&joined).is_err() {
+        // The deepest part that exists must already be inside the volume.
+        let mut existing = joined.as_path();
+        while std::fs::metadata(existing).is_err() {
+            existing = existing.parent().unwrap_or(&base);
+        }
+        within(existing)?;
+        std::fs::create_dir_all(&joined)
+            .map_err(|e| format!("create subpath {}: {e}", joined.display()))?;
+    }
+    within(&joined)
+}
+
+/// Makes `target` a mount point for `source`: an empty directory for a
+/// directory, an empty file for anything else; an existing one must be of
+/// the same kind.
+fn make_mount_point(source: &Path, target: &Path) -> Result<(), String> {
+    let dir = std::fs::metadata(source)
+        .map_err(|e| format!("mount source {}: {e}", source.display()))?
+        .is_dir();
+    match std::fs::metadata(target) {
+        Ok(m) if m.is_dir() == dir => Ok(()),
+        Ok(_) => Err(format!(
+            "cannot mount {} on {}: one is a directory, the other is not",
+            source.display(),
+            target.display()
+        )),
+        Err(_) if dir => std::fs::create_dir_all(target)
+            .map_err(|e| format!("create the mount point {}: {e}", target.display())),
+        Err(_) => {
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| format!("create {}: {e}", parent.display()))?;
+            }
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(target)
+                .map(drop)
+                .map_err(|e| format!("create the mount point {}: {e}", target.display()))
+        }
+    }
+}
+
+/// Gives the command its own mount namespace (a private copy of the pod's)
+/// with the container's volumes bind-mounted, recursively, in order; a
+/// read-only one is remounted read-only keeping the flags (nosuid, nodev,
+/// noexec) its source has.
+fn mount_volumes(mounts: &[MountSpec]) -> Result<(), String> {
+    if mounts.is_empty() {
+        return Ok(());
+    }
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(|e| format!("make the container's mount namespace: {e}"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("make the container's mounts private: {e}"))?;
+    for m in mounts {
+        let source = resolve_source(m)?;
+        let target = Path::new(&m.target);
+        make_mount_point(&source, target)?;
+        mount(
+            Some(&source),
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| format!("bind-mount {} on {}: {e}", source.display(), m.target))?;
+        if m.read_only {
+            use nix::sys::statvfs::{statvfs, FsFlags};
+            let kept = statvfs(target)
+                .map(|s| s.flags())
+                .map_err(|e| format!("statvfs {}: {e}", m.target))?;
+            let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+            for (st, ms) in [
+                (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+                (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+                (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+                (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+                (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+                (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+            ] {
+                if kept.contains(st) {
+                    flags |= ms;
+                }
+            }
+            mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
+                .map_err(|e| format!("make {} read-only: {e}", m.target))?;
+        }
+    }
+    Ok(())
 }
 
 /// Takes the container's identity, in the order the kernel needs: the

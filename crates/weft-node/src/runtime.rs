@@ -21,15 +21,26 @@ use tokio::task::JoinSet;
 
 use weft_linux::retry::{Backoff, Retryable};
 
+use crate::events::{Events, Note};
 use crate::plan;
 use crate::probe::{self, ProbeAction, ProbeSpec, Tracker};
 use crate::sandbox::{self, Launch, NodeEnv, Sandbox};
 use crate::status::{self, ContainerRuntime, RunState, StatusInput};
-use crate::NodeConfig;
+use crate::volumes;
+use crate::{CniConfig, NodeConfig};
 
 /// How often leftover sandboxes (failed teardowns, pods gone while the
 /// watch was down) are looked for.
 const SWEEP: Duration = Duration::from_secs(30);
+
+/// How often the node's CNI config dir is looked at for NetworkReady
+/// (kubelet asks the runtime every 5 s).
+const NETWORK_CHECK: Duration = Duration::from_secs(1);
+
+/// How often configMap, secret, downwardAPI and projected volumes are
+/// projected again while their pod runs (kubelet's sync period is 1 min;
+/// the embedded cluster is for trying things).
+const VOLUME_RESYNC: Duration = Duration::from_secs(5);
 
 /// What every pod worker shares.
 struct Ctx {
@@ -37,6 +48,9 @@ struct Ctx {
     env: NodeEnv,
     weft_bin: std::path::PathBuf,
     host_resolv: String,
+    events: Events,
+    /// Whether the node's network is ready (a CNI config exists).
+    network: watch::Receiver<bool>,
 }
 
 fn uid(pod: &Pod) -> String {
@@ -75,20 +89,40 @@ pub async fn run(client: kube::Client, config: NodeConfig) -> anyhow::Result<()>
         helper: config.weft_bin.clone(),
     };
     // The node's CNI config is written by `weft agent` (it knows the MTU the
-    // datapath leaves); sandboxes wait for it like kubelet waits for
-    // NetworkReady.
+    // datapath leaves) unless the runtime is told to write the default one;
+    // sandboxes wait for it like kubelet waits for NetworkReady.
+    if config.cni_config == CniConfig::WriteDefault {
+        let e = env.clone();
+        match blocking(move || e.ensure_conflist()).await? {
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(node = %config.node.name, error = %err, "writing the default CNI config failed")
+            }
+        }
+    }
+    let (network_tx, network) = {
+        let e = env.clone();
+        watch::channel(blocking(move || e.network_ready()).await?)
+    };
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         env,
         weft_bin: config.weft_bin.clone(),
         host_resolv: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        events: Events::new(client.clone(), &config.node.name),
+        network: network.clone(),
     });
     let mut tasks: JoinSet<TaskEnd> = JoinSet::new();
     {
         let api: Api<Node> = Api::all(client.clone());
         let node = config.node.clone();
         tasks.spawn(async move {
-            crate::node::keep_registered(api, node).await;
+            crate::node::keep_registered(api, node, network).await;
+            TaskEnd::Other
+        });
+        let env = ctx.env.clone();
+        tasks.spawn(async move {
+            watch_network(env, network_tx).await;
             TaskEnd::Other
         });
     }
@@ -176,6 +210,26 @@ pub async fn run(client: kube::Client, config: NodeConfig) -> anyhow::Result<()>
                 let live: HashSet<String> = store.state().iter().map(|p| uid(p)).chain(workers.keys().cloned()).collect();
                 sweep_orphans(&ctx, &live).await;
             }
+        }
+    }
+}
+
+/// Keeps `tx` saying whether the node's network is ready, looking every
+/// [`NETWORK_CHECK`].
+async fn watch_network(env: NodeEnv, tx: watch::Sender<bool>) {
+    loop {
+        tokio::time::sleep(NETWORK_CHECK).await;
+        let e = env.clone();
+        let Ok(ready) = blocking(move || e.network_ready()).await else {
+            continue;
+        };
+        let changed = tx.send_if_modified(|r| {
+            let changed = *r != ready;
+            *r = ready;
+            changed
+        });
+        if changed {
+            tracing::info!(node = %env.node.name, ready, "the node's network readiness changed");
         }
     }
 }
@@ -392,6 +446,8 @@ struct PodShared {
     sandbox: Sandbox,
     pod: Pod,
     pod_ip: String,
+    /// Each volume's path on the machine and whether it is always read-only.
+    volumes: BTreeMap<String, (std::path::PathBuf, bool)>,
     containers: Mutex<Vec<ContainerRuntime>>,
     changed: Notify,
     /// `Some(grace)`: stop the containers with that grace period.
@@ -560,6 +616,42 @@ async fn pod_worker(ctx: Arc<Ctx>, mut rx: watch::Receiver<Option<Pod>>) {
             }
         }
 
+        // Like kubelet, no sandbox with its own network before NetworkReady.
+        if !host_net {
+            let mut network = ctx.network.clone();
+            let mut told = false;
+            while !*network.borrow_and_update() {
+                if !told {
+                    told = true;
+                    tracing::info!(pod = %label, "waiting for the node's network to be ready");
+                    ctx.events.record(&pod, None, Note::network_not_ready());
+                    let input = StatusInput {
+                        restart_policy: &policy,
+                        pod_ip: None,
+                        host_ip: host_ip.clone(),
+                        start_time,
+                        now: Timestamp::now(),
+                        sandbox_ready: false,
+                        message: Some(format!(
+                            "network is not ready: {}",
+                            crate::node::NETWORK_NOT_READY
+                        )),
+                    };
+                    let status = status::pod_status(&input, &fresh, writer.last.as_ref());
+                    writer.write(status).await;
+                }
+                tokio::select! {
+                    r = network.changed() => if r.is_err() {
+                        tokio::time::sleep(NETWORK_CHECK).await;
+                    },
+                    up = next_update(&mut rx, &pod) => match up {
+                        Ok(p) => pod = p,
+                        Err(end) => break 'life end,
+                    }
+                }
+            }
+        }
+
         // The sandbox, retried with backoff until it works or the pod goes.
         let mut failures = 0u32;
         loop {
@@ -576,6 +668,7 @@ async fn pod_worker(ctx: Arc<Ctx>, mut rx: watch::Receiver<Option<Pod>>) {
             };
             failures += 1;
             tracing::warn!(pod = %label, error = %err, "creating the pod sandbox failed");
+            ctx.events.record(&pod, None, Note::failed_sandbox(&err));
             let input = StatusInput {
                 restart_policy: &policy,
                 pod_ip: None,
@@ -607,12 +700,15 @@ async fn pod_worker(ctx: Arc<Ctx>, mut rx: watch::Receiver<Option<Pod>>) {
         // containers wait with the reason in their message.
         let automount = crate::serviceaccount::automount(&pod);
         let mut failures = 0u32;
-        let projection = loop {
+        let (projection, pod_volumes) = loop {
             match prepare_pod(&ctx, &pod, &sb, automount).await {
                 Ok(p) => break p,
                 Err(msg) => {
                     failures += 1;
                     tracing::warn!(pod = %label, error = %msg, "preparing the pod failed");
+                    if msg.starts_with("MountVolume.SetUp failed") {
+                        ctx.events.record(&pod, None, Note::failed_mount(&msg));
+                    }
                     let waiting: Vec<ContainerRuntime> = fresh
                         .iter()
                         .cloned()
@@ -645,6 +741,9 @@ async fn pod_worker(ctx: Arc<Ctx>, mut rx: watch::Receiver<Option<Pod>>) {
         if let Some(p) = projection {
             refresher.spawn(refresh_token(ctx.clone(), pod.clone(), sb.clone(), p));
         }
+        if volumes::has_projections(&pod) {
+            refresher.spawn(resync_volumes(ctx.clone(), rx.clone(), sb.clone()));
+        }
         tracing::info!(pod = %label, ip = %pod_ip, "pod sandbox ready");
 
         let (stop_tx, stop_rx) = watch::channel(None);
@@ -652,6 +751,7 @@ async fn pod_worker(ctx: Arc<Ctx>, mut rx: watch::Receiver<Option<Pod>>) {
             sandbox: sb.clone(),
             pod: pod.clone(),
             pod_ip: pod_ip.clone(),
+            volumes: pod_volumes,
             containers: Mutex::new(fresh.clone()),
             changed: Notify::new(),
             stop: stop_rx,
@@ -744,14 +844,18 @@ async fn pod_worker(ctx: Arc<Ctx>, mut rx: watch::Receiver<Option<Pod>>) {
     }
 }
 
-/// Writes the pod's ServiceAccount files (when `automount`) and starts its
-/// init. `Ok` carries the token's projection, for its refresh.
+/// Each volume's path on the machine and whether it is always read-only.
+type VolumeSources = BTreeMap<String, (std::path::PathBuf, bool)>;
+
+/// Writes the pod's ServiceAccount files (when `automount`), sets up its
+/// volumes and starts its init. `Ok` carries the token's projection, for
+/// its refresh, and where the volumes are.
 async fn prepare_pod(
     ctx: &Arc<Ctx>,
     pod: &Pod,
     sb: &Sandbox,
     automount: bool,
-) -> Result<Option<crate::serviceaccount::Projection>, String> {
+) -> Result<(Option<crate::serviceaccount::Projection>, VolumeSources), String> {
     let projection = if automount {
         let p = crate::serviceaccount::fetch(&ctx.client, pod).await?;
         write_projection(pod, sb, &p).await?;
@@ -759,12 +863,74 @@ async fn prepare_pod(
     } else {
         None
     };
+    let sources = set_up_volumes(ctx, pod, sb).await?;
     let s = sb.clone();
     blocking(move || s.start_init(automount))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    Ok(projection)
+    Ok((projection, sources))
+}
+
+/// The ConfigMaps and Secrets the pod's volumes project.
+async fn fetch_objects(client: &kube::Client, pod: &Pod) -> Result<volumes::Objects, String> {
+    let namespace = ns(pod);
+    let (cms, secrets) = volumes::volume_refs(pod);
+    let mut out = volumes::Objects::default();
+    let cm_api: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    for n in cms {
+        let cm = cm_api
+            .get_opt(&n)
+            .await
+            .map_err(|e| format!("get ConfigMap {namespace}/{n}: {e}"))?;
+        out.config_maps.insert(n, cm);
+    }
+    let secret_api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    for n in secrets {
+        let s = secret_api
+            .get_opt(&n)
+            .await
+            .map_err(|e| format!("get Secret {namespace}/{n}: {e}"))?;
+        out.secrets.insert(n, s);
+    }
+    Ok(out)
+}
+
+/// Sets up (or brings up to date) every volume of the pod.
+async fn set_up_volumes(ctx: &Arc<Ctx>, pod: &Pod, sb: &Sandbox) -> Result<VolumeSources, String> {
+    let objects = fetch_objects(&ctx.client, pod).await?;
+    let env = ctx.env.clone();
+    let pod = pod.clone();
+    let dir = sb.dir.clone();
+    blocking(move || volumes::set_up(&pod, &dir, &|p| env.host_path(p), &objects))
+        .await
+        .map_err(|e| e.to_string())?
+}
+
+/// Projects the pod's configMap, secret, downwardAPI and projected volumes
+/// again every [`VOLUME_RESYNC`], from the latest pod (its labels and
+/// annotations) and objects, for as long as the pod runs; the atomic writer
+/// leaves unchanged ones alone. A failure keeps the last files.
+async fn resync_volumes(ctx: Arc<Ctx>, rx: watch::Receiver<Option<Pod>>, sb: Sandbox) {
+    let mut last_error: Option<String> = None;
+    loop {
+        tokio::time::sleep(VOLUME_RESYNC).await;
+        let Some(pod) = rx.borrow().clone() else {
+            return;
+        };
+        match set_up_volumes(&ctx, &pod, &sb).await {
+            Ok(_) => last_error = None,
+            Err(e) => {
+                if last_error.as_ref() != Some(&e) {
+                    tracing::warn!(pod = %format!("{}/{}", ns(&pod), name(&pod)), error = %e, "updating the pod's volumes failed; its files stay as they were");
+                    if e.starts_with("MountVolume.SetUp failed") {
+                        ctx.events.record(&pod, None, Note::failed_mount(&e));
+                    }
+                }
+                last_error = Some(e);
+            }
+        }
+    }
 }
 
 async fn write_projection(
@@ -1017,6 +1183,22 @@ async fn container_loop(
                 }
             }
         };
+        // The container's volume mounts, recorded for `pod-init run`.
+        let mounts = volumes::container_mounts(&container, &shared.volumes, &launch.env)
+            .and_then(|m| volumes::write_mounts(&sb.dir, &cname, &m));
+        if let Err(msg) = mounts {
+            failures += 1;
+            shared.update(index, |c| {
+                c.state = RunState::Waiting {
+                    reason: "CreateContainerConfigError".into(),
+                    message: Some(msg),
+                }
+            });
+            tokio::select! {
+                _ = tokio::time::sleep(status::restart_delay(failures)) => continue,
+                _ = stopped(&mut stop) => return,
+            }
+        }
         let mut proc = match adopt.take() {
             Some((pid, started)) => {
                 tracing::info!(pod = %sb.record.name, container = %cname, pid, "adopted a running container");
@@ -1033,6 +1215,14 @@ async fn container_loop(
                     });
                 match spawned {
                     Ok(child) => {
+                        shared
+                            .ctx
+                            .events
+                            .record(pod, Some(&cname), Note::created(&cname));
+                        shared
+                            .ctx
+                            .events
+                            .record(pod, Some(&cname), Note::started(&cname));
                         let p = Proc::Child(child);
                         if let Err(e) = sb.record_pid(&cname, p.pid()) {
                             tracing::warn!(pod = %sb.record.name, container = %cname, error = %e, "recording the pid failed");
@@ -1071,8 +1261,13 @@ async fn container_loop(
             let launch = launch.clone();
             probes.spawn(async move {
                 let mut t = Tracker::new(&spec, false);
-                run_probe(&shared, &spec, &launch, |ok| {
-                    if let Some(v) = t.observe(ok) {
+                let events = shared.ctx.events.clone();
+                let (p, c) = (shared.pod.clone(), launch.name.clone());
+                run_probe(&shared, &spec, &launch, |result| {
+                    if let Err(out) = &result {
+                        events.record(&p, Some(&c), Note::unhealthy("Readiness", out));
+                    }
+                    if let Some(v) = t.observe(result.is_ok()) {
                         shared.update(index, |c| c.ready = v);
                     }
                     true
@@ -1086,10 +1281,16 @@ async fn container_loop(
             let kill_tx = kill_tx.clone();
             probes.spawn(async move {
                 let mut t = Tracker::new(&spec, true);
-                run_probe(&shared, &spec, &launch, |ok| {
-                    if t.observe(ok) == Some(false) {
-                        let _ = kill_tx
-                            .try_send("Container failed liveness probe, will be restarted".into());
+                let events = shared.ctx.events.clone();
+                let (p, c) = (shared.pod.clone(), launch.name.clone());
+                run_probe(&shared, &spec, &launch, |result| {
+                    if let Err(out) = &result {
+                        events.record(&p, Some(&c), Note::unhealthy("Liveness", out));
+                    }
+                    if t.observe(result.is_ok()) == Some(false) {
+                        let _ = kill_tx.try_send(format!(
+                            "Container {c} failed liveness probe, will be restarted"
+                        ));
                         return false;
                     }
                     true
@@ -1101,6 +1302,7 @@ async fn container_loop(
         let outcome = tokio::select! {
             r = proc.wait() => Some((r, None)),
             Some(msg) = kill_rx.recv() => {
+                shared.ctx.events.record(pod, Some(&cname), Note::killing(&cname, Some(&msg)));
                 let grace = Duration::from_secs(pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30).max(0) as u64);
                 Some((terminate(&mut proc, grace).await, Some(msg)))
             }
@@ -1108,6 +1310,10 @@ async fn container_loop(
         };
         probes.abort_all();
         let Some(((code, signal, reason, message), why)) = outcome else {
+            shared
+                .ctx
+                .events
+                .record(pod, Some(&cname), Note::killing(&cname, None));
             let grace = stop.borrow().unwrap_or_default();
             let (code, signal, reason, message) = terminate(&mut proc, grace).await;
             let _ = std::fs::remove_file(sb.pid_file(&cname));
@@ -1149,6 +1355,10 @@ async fn container_loop(
         }
         failures += 1;
         let delay = status::restart_delay(failures);
+        shared
+            .ctx
+            .events
+            .record(pod, Some(&cname), Note::back_off(&cname, pod));
         shared.update(index, |c| {
             c.ready = false;
             c.last = Some(terminated.clone());
@@ -1174,7 +1384,7 @@ async fn run_probe(
     shared: &PodShared,
     spec: &ProbeSpec,
     launch: &Launch,
-    mut observe: impl FnMut(bool) -> bool,
+    mut observe: impl FnMut(Result<(), String>) -> bool,
 ) {
     tokio::time::sleep(spec.initial_delay).await;
     let node_netns = shared
@@ -1185,23 +1395,33 @@ async fn run_probe(
         .and_then(|p| weft_linux::Netns::open(p).ok())
         .map(Arc::new);
     loop {
-        let ok = match &spec.action {
+        let result = match &spec.action {
             ProbeAction::Exec { command } => {
                 exec_probe(&shared.sandbox, launch, command, spec.timeout).await
             }
-            action => probe::check_net(action, &shared.pod_ip, spec.timeout, node_netns.clone())
-                .await
-                .is_ok(),
+            action => {
+                probe::check_net(action, &shared.pod_ip, spec.timeout, node_netns.clone()).await
+            }
         };
-        if !observe(ok) {
+        if !observe(result) {
             return;
         }
         tokio::time::sleep(spec.period).await;
     }
 }
 
-/// Runs an exec probe inside the pod's namespaces: success is exit 0 within the timeout.
-async fn exec_probe(sb: &Sandbox, launch: &Launch, command: &[String], timeout: Duration) -> bool {
+/// The longest probe output kept for an Unhealthy event's message.
+const PROBE_OUTPUT: usize = 512;
+
+/// Runs an exec probe inside the pod's namespaces: success is exit 0 within
+/// the timeout; `Err` is the command's output (kubelet's probe message) or
+/// why it did not run.
+async fn exec_probe(
+    sb: &Sandbox,
+    launch: &Launch,
+    command: &[String],
+    timeout: Duration,
+) -> Result<(), String> {
     let probe = Launch {
         name: launch.name.clone(),
         argv: command.to_vec(),
@@ -1209,21 +1429,31 @@ async fn exec_probe(sb: &Sandbox, launch: &Launch, command: &[String], timeout: 
         working_dir: launch.working_dir.clone(),
         identity: launch.identity.clone(),
     };
-    let Ok(mut cmd) = sb.command(&probe) else {
-        return false;
-    };
-    cmd.stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let Ok(mut child) = tokio::process::Command::from(cmd).spawn() else {
-        return false;
-    };
+    let mut cmd = sb.command(&probe).map_err(|e| e.to_string())?;
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = tokio::process::Command::from(cmd)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("start {:?}: {e}", command.first()))?;
     let pid = child.id().unwrap_or(0);
-    match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(Ok(st)) => st.success(),
-        _ => {
+    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(Ok(out)) if out.status.success() => Ok(()),
+        Ok(Ok(out)) => {
+            let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.push_str(&String::from_utf8_lossy(&out.stderr));
+            let text = text.trim_end();
+            let cut = (0..=PROBE_OUTPUT.min(text.len()))
+                .rev()
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(0);
+            Err(text[..cut].to_string())
+        }
+        Ok(Err(e)) => Err(format!("wait for the probe: {e}")),
+        Err(_) => {
+            // The dropped future kills and reaps the helper; the group goes too.
             sandbox::signal_group(pid, Signal::SIGKILL);
-            let _ = child.wait().await;
-            false
+            Err(format!("command {:?} timed out", command.join(" ")))
         }
     }
 }

@@ -97,6 +97,22 @@ impl NodeEnv {
         self.node_dir().join("pods")
     }
 
+    /// Where a pod's `hostPath` is on the machine for this node: the
+    /// node-specific prefixes (`/etc/cni/net.d` → [`NodeEnv::cni_conf_dir`],
+    /// `/opt/cni/bin`, `/var/lib/cni`, `/var/lib/weft`, `/run/weft`) resolve
+    /// under the node's directory, other paths are the real ones
+    /// ([`crate::volumes::map_host_path`]). `Err` for a path that is not
+    /// absolute, goes back (`..`) or holds a node-specific prefix.
+    pub fn host_path(&self, path: &str) -> std::result::Result<PathBuf, String> {
+        crate::volumes::map_host_path(&self.node_dir(), path)
+    }
+
+    /// Whether the node's network is ready (kubelet's NetworkReady): a CNI
+    /// network config exists in [`NodeEnv::cni_conf_dir`].
+    pub fn network_ready(&self) -> bool {
+        self.read_conflist().is_ok()
+    }
+
     /// Writes `cni/10-weft.conflist` when absent or different (MTU 1500, no
     /// overlay). Returns whether it wrote. The runtime leaves the file to
     /// `weft agent`; this is for tests and for nodes run without an agent.
@@ -713,9 +729,11 @@ impl Sandbox {
 
     /// A command that runs `launch` inside the pod: `pod-init run` entered
     /// into the network, UTS, IPC, mount and PID namespaces of the pod's
-    /// init, its own session and process group, taking `launch.identity`
-    /// before it execs `launch.argv` in the pod's PID namespace. `Err` when
-    /// the pod's init does not run.
+    /// init, its own session and process group, with the volume mounts
+    /// recorded for the container named `launch.name`
+    /// ([`crate::volumes::read_mounts`]) in a mount namespace of its own,
+    /// taking `launch.identity` before it execs `launch.argv` in the pod's
+    /// PID namespace. `Err` when the pod's init does not run.
     pub fn command(&self, launch: &Launch) -> Result<Command> {
         let pod = self.pod();
         let failed = |step: &str, msg: String| SandboxError::Failed {
@@ -754,9 +772,20 @@ impl Sandbox {
                 "the pod's init ended while its namespaces were opened".into(),
             ));
         }
+        let mounts = crate::volumes::read_mounts(&self.dir, &launch.name)
+            .map_err(|e| failed("enter the pod", e))?;
         let mut cmd = Command::new(&self.env.helper);
         cmd.args(["pod-init", "run"])
             .args(launch.identity.to_args());
+        for m in &mounts {
+            let json = serde_json::to_string(m).map_err(|e| {
+                failed(
+                    "enter the pod",
+                    format!("encode a mount of {:?}: {e}", launch.name),
+                )
+            })?;
+            cmd.arg(format!("--mount={json}"));
+        }
         if let Some(dir) = launch.working_dir.as_deref().filter(|d| !d.is_empty()) {
             cmd.arg(format!("--workdir={dir}"));
         }

@@ -9,12 +9,15 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Pod, PodSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, Container, HostPathVolumeSource, KeyToPath, Pod, PodSpec,
+    Volume, VolumeMount,
+};
 use weft_cluster::Layout;
 use weft_linux::testns::root_or_skip;
 use weft_node::sandbox::{self, Launch, NodeEnv, Sandbox};
 use weft_node::security::Identity;
-use weft_node::{plan, probe};
+use weft_node::{plan, probe, volumes};
 
 /// weft-cni, built into this target directory once.
 fn cni_bin_dir() -> PathBuf {
@@ -787,4 +790,275 @@ fn the_service_account_volume_is_read_only_and_shows_a_renewed_token() {
     // The machine's side of the mount point stays empty.
     let entries = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
     assert_eq!(entries, 0);
+}
+
+/// A directory under the machine's temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(what: &str) -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let p = std::env::temp_dir().join(format!("weft-t-{what}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Sets up `pod`'s volumes on `sb` from `objects` (no API) and records the
+/// mounts of its first container, as the runtime does before starting it.
+fn set_up_volumes(sb: &Sandbox, pod: &Pod, objects: &volumes::Objects) -> Launch {
+    let env = sb.env.clone();
+    let sources = volumes::set_up(pod, &sb.dir, &|p| env.host_path(p), objects).unwrap();
+    let container = &pod.spec.as_ref().unwrap().containers[0];
+    let mounts = volumes::container_mounts(container, &sources, &[]).unwrap();
+    volumes::write_mounts(&sb.dir, &container.name, &mounts).unwrap();
+    Launch {
+        name: container.name.clone(),
+        ..sh(&container.name, "")
+    }
+}
+
+/// Runs `script` as container `launch.name` (with its mounts) as `identity`.
+fn run_in(
+    sb: &Sandbox,
+    launch: &Launch,
+    identity: Identity,
+    script: &str,
+) -> (std::process::ExitStatus, String) {
+    let l = Launch {
+        identity,
+        argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        ..launch.clone()
+    };
+    let out = sb.command(&l).unwrap().output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status, text)
+}
+
+fn pod_with_volume(volume: Volume, mount: VolumeMount) -> Pod {
+    pod(
+        "vol",
+        "7a8b9c0d-0000-4000-8000-000000000021",
+        PodSpec {
+            containers: vec![Container {
+                name: "app".into(),
+                volume_mounts: Some(vec![mount]),
+                ..Default::default()
+            }],
+            volumes: Some(vec![volume]),
+            ..Default::default()
+        },
+    )
+}
+
+fn config_map(value: &str) -> volumes::Objects {
+    let cm = ConfigMap {
+        data: Some([("app.conf".to_string(), value.to_string())].into()),
+        ..Default::default()
+    };
+    volumes::Objects {
+        config_maps: [("settings".to_string(), Some(cm))].into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_config_map_volume_shows_its_file_with_its_mode_and_follows_updates() {
+    if !root_or_skip("a_config_map_volume_shows_its_file_with_its_mode_and_follows_updates") {
+        return;
+    }
+    let node = TestNode::new();
+    let mnt = TempDir::new("cm-mnt");
+    let target = mnt.0.join("config");
+    let p = pod_with_volume(
+        Volume {
+            name: "cfg".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: "settings".into(),
+                items: Some(vec![KeyToPath {
+                    key: "app.conf".into(),
+                    path: "app.conf".into(),
+                    mode: Some(0o640),
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        VolumeMount {
+            name: "cfg".into(),
+            mount_path: target.display().to_string(),
+            ..Default::default()
+        },
+    );
+    let sb = running_pod(&node, "vol", "7a8b9c0d-0000-4000-8000-000000000021", false);
+    let launch = set_up_volumes(&sb, &p, &config_map("color=blue"));
+    let file = target.join("app.conf");
+    let script = format!("cat {0}; echo; stat -L -c '%a %u' {0}", file.display());
+    let (st, text) = run_in(&sb, &launch, Identity::default(), &script);
+    assert!(st.success(), "{text}");
+    assert_eq!(text, "color=blue\n640 65534\n");
+
+    // The object changes: the runtime projects it again; the mount shows it.
+    set_up_volumes(&sb, &p, &config_map("color=green"));
+    let (_, text) = run_in(
+        &sb,
+        &launch,
+        Identity::default(),
+        &format!("cat {}", file.display()),
+    );
+    assert_eq!(text, "color=green");
+    // Only the pod sees the file: the machine's mount point stays empty.
+    assert_eq!(
+        std::fs::read_dir(&target).map(|d| d.count()).unwrap_or(0),
+        0
+    );
+}
+
+#[test]
+fn a_config_map_volume_refuses_writes_even_from_root() {
+    if !root_or_skip("a_config_map_volume_refuses_writes_even_from_root") {
+        return;
+    }
+    let node = TestNode::new();
+    let mnt = TempDir::new("cm-ro");
+    let target = mnt.0.join("config");
+    let p = pod_with_volume(
+        Volume {
+            name: "cfg".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: "settings".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        VolumeMount {
+            name: "cfg".into(),
+            mount_path: target.display().to_string(),
+            ..Default::default()
+        },
+    );
+    let sb = running_pod(&node, "vol", "7a8b9c0d-0000-4000-8000-000000000022", false);
+    let launch = set_up_volumes(&sb, &p, &config_map("x"));
+    let (st, text) = run_in(
+        &sb,
+        &launch,
+        Identity::root_all(),
+        &format!("echo y > {}/new", target.display()),
+    );
+    assert!(
+        !st.success() && text.contains("Read-only file system"),
+        "{text}"
+    );
+}
+
+fn host_path_pod(path: &str, target: &Path, read_only: bool, uid: &str) -> Pod {
+    let mut p = pod_with_volume(
+        Volume {
+            name: "host".into(),
+            host_path: Some(HostPathVolumeSource {
+                path: path.into(),
+                type_: Some("Directory".into()),
+            }),
+            ..Default::default()
+        },
+        VolumeMount {
+            name: "host".into(),
+            mount_path: target.display().to_string(),
+            read_only: Some(read_only),
+            ..Default::default()
+        },
+    );
+    p.metadata.uid = Some(uid.into());
+    p
+}
+
+#[test]
+fn a_host_path_volume_is_the_machines_directory_read_and_written() {
+    if !root_or_skip("a_host_path_volume_is_the_machines_directory_read_and_written") {
+        return;
+    }
+    let node = TestNode::new();
+    let host = TempDir::new("hp-src");
+    std::fs::write(host.0.join("hello"), "from the machine").unwrap();
+    let mnt = TempDir::new("hp-mnt");
+    let target = mnt.0.join("data");
+    let uid = "7a8b9c0d-0000-4000-8000-000000000023";
+    let p = host_path_pod(&host.0.display().to_string(), &target, false, uid);
+    let sb = running_pod(&node, "vol", uid, false);
+    let launch = set_up_volumes(&sb, &p, &volumes::Objects::default());
+    let script = format!(
+        "cat {0}/hello; echo from the pod > {0}/reply",
+        target.display()
+    );
+    let (st, text) = run_in(&sb, &launch, Identity::root_all(), &script);
+    assert!(st.success(), "{text}");
+    assert_eq!(text, "from the machine");
+    assert_eq!(
+        std::fs::read_to_string(host.0.join("reply")).unwrap(),
+        "from the pod\n"
+    );
+}
+
+#[test]
+fn a_read_only_host_path_mount_refuses_writes() {
+    if !root_or_skip("a_read_only_host_path_mount_refuses_writes") {
+        return;
+    }
+    let node = TestNode::new();
+    let host = TempDir::new("hp-ro-src");
+    let mnt = TempDir::new("hp-ro-mnt");
+    let target = mnt.0.join("data");
+    let uid = "7a8b9c0d-0000-4000-8000-000000000024";
+    let p = host_path_pod(&host.0.display().to_string(), &target, true, uid);
+    let sb = running_pod(&node, "vol", uid, false);
+    let launch = set_up_volumes(&sb, &p, &volumes::Objects::default());
+    let (st, text) = run_in(
+        &sb,
+        &launch,
+        Identity::root_all(),
+        &format!("ls {0} && echo x > {0}/file", target.display()),
+    );
+    assert!(
+        !st.success() && text.contains("Read-only file system"),
+        "{text}"
+    );
+    assert!(!host.0.join("file").exists());
+}
+
+#[test]
+fn the_cni_config_host_path_is_the_nodes_own_directory() {
+    if !root_or_skip("the_cni_config_host_path_is_the_nodes_own_directory") {
+        return;
+    }
+    let node = TestNode::new();
+    let mnt = TempDir::new("hp-cni");
+    let target = mnt.0.join("net.d");
+    let uid = "7a8b9c0d-0000-4000-8000-000000000025";
+    let p = host_path_pod("/etc/cni/net.d", &target, false, uid);
+    let sb = running_pod(&node, "vol", uid, false);
+    let launch = set_up_volumes(&sb, &p, &volumes::Objects::default());
+    let (st, text) = run_in(
+        &sb,
+        &launch,
+        Identity::root_all(),
+        &format!("ls {}", target.display()),
+    );
+    assert!(st.success(), "{text}");
+    assert_eq!(
+        text.trim(),
+        "10-weft.conflist",
+        "the node's CNI dir, not /etc/cni/net.d"
+    );
 }

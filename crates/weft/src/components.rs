@@ -55,6 +55,7 @@ pub fn node_runtime(layout: &Layout, args: weft_node::NodeRuntimeArgs) -> Result
                 node,
                 weft_bin,
                 cni_bin_dir,
+                cni_config: args.cni_config,
             },
         )
         .await

@@ -83,6 +83,8 @@ impl Daemon {
     pub fn node_runtime(node: &NodeLayout) -> Daemon {
         Daemon::NodeRuntime(NodeRuntimeArgs {
             node: node.name.clone(),
+            // The node's `weft agent` writes the CNI config.
+            cni_config: weft_node::CniConfig::Wait,
         })
     }
 
