@@ -139,6 +139,8 @@ struct Target {
     ns: Option<String>,
     name: Option<String>,
     status: bool,
+    /// The `scale` subresource.
+    scale: bool,
 }
 
 fn route_resource(group: &str, version: &str, rest: &[&str]) -> Result<Target, ApiError> {
@@ -167,10 +169,11 @@ fn route_resource(group: &str, version: &str, rest: &[&str]) -> Result<Target, A
     if rest.len() > if namespaced_path { 5 } else { 3 } {
         return Err(nf());
     }
-    let status = match sub {
-        None => false,
-        Some("status") if kind.status_sub => true,
-        Some("finalize") if kind.plural == "namespaces" => false,
+    let (status, scale) = match sub {
+        None => (false, false),
+        Some("status") if kind.status_sub => (true, false),
+        Some("scale") if crate::scale::has_scale(kind) => (false, true),
+        Some("finalize") if kind.plural == "namespaces" => (false, false),
         Some(_) => return Err(nf()),
     };
     Ok(Target {
@@ -178,6 +181,7 @@ fn route_resource(group: &str, version: &str, rest: &[&str]) -> Result<Target, A
         ns: ns.map(String::from),
         name: name.map(String::from),
         status,
+        scale,
     })
 }
 
@@ -214,6 +218,10 @@ fn resource_list(group: &str, version: &str) -> Option<Value> {
             resources.push(json!({"name": format!("{}/status", k.plural), "singularName": "", "namespaced": k.namespaced,
                                   "kind": k.kind, "verbs": ["get", "patch", "update"]}));
         }
+        if crate::scale::has_scale(k) {
+            resources.push(json!({"name": format!("{}/scale", k.plural), "singularName": "", "namespaced": k.namespaced,
+                                  "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}));
+        }
     }
     if resources.is_empty() {
         return None;
@@ -221,60 +229,6 @@ fn resource_list(group: &str, version: &str) -> Option<Value> {
     Some(
         json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
     )
-}
-
-/// The OpenAPI v3 discovery root: one entry per group-version.
-///
-/// kubectl (1.32) refuses `create -f`/`apply -f` with the default
-/// `--validate=strict` unless it can either check that the server supports
-/// the `fieldValidation` query parameter (OpenAPI v3) or download the full
-/// OpenAPI v2 schema. The minimal answer is this root plus, per
-/// group-version, a document whose PATCH operations carry the
-/// `x-kubernetes-group-version-kind` extension and a `fieldValidation`
-/// query parameter; kubectl then validates server-side (we decode into the
-/// k8s-openapi types and accept unknown fields, i.e. behave like
-/// `fieldValidation=Ignore`).
-fn openapi_v3_root() -> Value {
-    let mut paths = serde_json::Map::new();
-    paths.insert(
-        "api/v1".into(),
-        json!({"serverRelativeURL": "/openapi/v3/api/v1"}),
-    );
-    for g in kinds::groups() {
-        paths.insert(
-            format!("apis/{g}/v1"),
-            json!({"serverRelativeURL": format!("/openapi/v3/apis/{g}/v1")}),
-        );
-    }
-    json!({"paths": paths})
-}
-
-fn openapi_v3_gv(group: &str, version: &str) -> Value {
-    let mut paths = serde_json::Map::new();
-    for k in KINDS
-        .iter()
-        .filter(|k| k.group == group && k.version == version)
-    {
-        let prefix = if group.is_empty() {
-            format!("/api/{version}")
-        } else {
-            format!("/apis/{group}/{version}")
-        };
-        let path = if k.namespaced {
-            format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", k.plural)
-        } else {
-            format!("{prefix}/{}/{{name}}", k.plural)
-        };
-        let param = json!({"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}});
-        let op = json!({
-            "operationId": format!("patch{}", k.kind),
-            "x-kubernetes-group-version-kind": {"group": group, "version": version, "kind": k.kind},
-            "parameters": [param],
-            "responses": {"200": {"description": "OK"}}
-        });
-        paths.insert(path, json!({"patch": op.clone(), "put": op}));
-    }
-    json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.33.0"}, "paths": paths})
 }
 
 /// Groups of the access-control endpoints (no stored kinds, create only).
@@ -459,13 +413,14 @@ impl ApiServer {
                         "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.24.0",
                         "compiler": "gc", "platform": "linux/amd64"}),
             )),
-            ["openapi", "v3"] if get => Ok(json_response(200, &openapi_v3_root())),
-            ["openapi", "v3", "api", "v1"] if get => {
-                Ok(json_response(200, &openapi_v3_gv("", "v1")))
-            }
-            ["openapi", "v3", "apis", g, v] if get && kinds::groups().contains(g) => {
-                Ok(json_response(200, &openapi_v3_gv(g, v)))
-            }
+            ["openapi", "v2"] if get => Ok(protobuf_response(crate::openapi_v2::document())),
+            ["openapi", "v3"] if get => Ok(json_response(200, &crate::openapi::v3_root())),
+            ["openapi", "v3", "api", v] if get => crate::openapi::served_document("", v)
+                .map(|d| json_response(200, &d))
+                .ok_or_else(|| ApiError::not_found_path(&path)),
+            ["openapi", "v3", "apis", g, v] if get => crate::openapi::served_document(g, v)
+                .map(|d| json_response(200, &d))
+                .ok_or_else(|| ApiError::not_found_path(&path)),
             ["api"] if get => Ok(json_response(
                 200,
                 &json!({"kind": "APIVersions", "versions": ["v1"],
@@ -508,6 +463,9 @@ impl ApiServer {
 
     fn resource(&self, req: Request<Bytes>, t: Target) -> Result<Response<BoxBody>, ApiError> {
         let q = parse_query(req.uri().query());
+        if t.scale {
+            return self.scale(&req, &t, &q);
+        }
         let kind = t.kind;
         let ns = t.ns.clone().unwrap_or_default();
         let method = req.method().clone();
@@ -534,7 +492,8 @@ impl ApiServer {
             (Method::GET, None) if flag(&q, "watch") => self.watch(&t, &q),
             (Method::GET, None) => self.list(&t, &q, wants_table(&req)),
             (Method::POST, None) => {
-                let obj = parse_body(&req)?;
+                let mut obj = parse_body(&req)?;
+                let warnings = field_validation(kind, &mut obj, &q)?;
                 let ns = if kind.namespaced && t.ns.is_none() {
                     meta_str(&obj, "namespace")
                         .filter(|n| !n.is_empty())
@@ -550,13 +509,14 @@ impl ApiServer {
                 };
                 let mut st = self.lock();
                 let created = self.create(&mut st, kind, &ns, obj, dry_run(&q))?;
-                Ok(json_response(201, &created))
+                Ok(warn(json_response(201, &created), &warnings))
             }
             (Method::PUT, Some(name)) => {
-                let obj = parse_body(&req)?;
+                let mut obj = parse_body(&req)?;
+                let warnings = field_validation(kind, &mut obj, &q)?;
                 let mut st = self.lock();
                 let updated = self.update(&mut st, kind, &ns, name, obj, t.status, dry_run(&q))?;
-                Ok(json_response(200, &updated))
+                Ok(warn(json_response(200, &updated), &warnings))
             }
             (Method::PATCH, Some(name)) => self.patch(&req, &t, name, &q),
             (Method::DELETE, Some(name)) => {
@@ -655,6 +615,7 @@ impl ApiServer {
         let old = st.get(kind, &ns, name).cloned();
         if ct == "application/apply-patch+yaml" {
             let mut obj = p;
+            let warnings = field_validation(kind, &mut obj, q)?;
             if !obj.is_object() {
                 return Err(ApiError::bad_request("the apply patch must be an object"));
             }
@@ -671,32 +632,63 @@ impl ApiServer {
                     return Err(ApiError::not_found(kind.plural, name));
                 }
                 let created = self.create(&mut st, kind, &ns, obj, dry)?;
-                return Ok(json_response(201, &created));
+                return Ok(warn(json_response(201, &created), &warnings));
             };
             // Apply replaces the object (see the crate docs); it checks the
             // resourceVersion only when the applied object carries one.
             drop(old);
             let updated = self.update(&mut st, kind, &ns, name, obj, t.status, dry)?;
-            return Ok(json_response(200, &updated));
+            return Ok(warn(json_response(200, &updated), &warnings));
         }
         let Some(old) = old else {
             return Err(ApiError::not_found(kind.plural, name));
         };
         let mut new = old;
-        match ct.as_str() {
-            "application/merge-patch+json" => patch::merge_patch(&mut new, &p),
-            "application/strategic-merge-patch+json" => patch::strategic_merge(&mut new, &p),
-            "application/json-patch+json" => patch::json_patch(&mut new, &p)?,
-            other => {
-                return Err(ApiError::new(
-                    415,
-                    "UnsupportedMediaType",
-                    format!("the body of the request was in an unknown format ({other}); accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json"),
-                ))
-            }
-        }
+        apply_patch(&ct, &mut new, &p)?;
+        let warnings = field_validation(kind, &mut new, q)?;
         let updated = self.update(&mut st, kind, &ns, name, new, t.status, dry)?;
-        Ok(json_response(200, &updated))
+        Ok(warn(json_response(200, &updated), &warnings))
+    }
+
+    /// GET, PUT and PATCH of `…/{name}/scale` (see [`crate::scale`]).
+    fn scale(
+        &self,
+        req: &Request<Bytes>,
+        t: &Target,
+        q: &Query,
+    ) -> Result<Response<BoxBody>, ApiError> {
+        let kind = t.kind;
+        let ns = t.ns.clone().unwrap_or_default();
+        let Some(name) = t.name.as_deref() else {
+            return Err(ApiError::not_found_path(req.uri().path()));
+        };
+        let scale_kind = &kinds::SCALE;
+        match req.method().clone() {
+            Method::GET => Ok(json_response(
+                200,
+                &self.get_scale(&self.lock(), kind, &ns, name)?,
+            )),
+            Method::PUT => {
+                let mut scale = parse_body(req)?;
+                let warnings = field_validation(scale_kind, &mut scale, q)?;
+                let mut st = self.lock();
+                let out = self.put_scale(&mut st, kind, &ns, name, &scale, dry_run(q))?;
+                Ok(warn(json_response(200, &out), &warnings))
+            }
+            Method::PATCH => {
+                let p = parse_body(req)?;
+                let mut st = self.lock();
+                let mut scale = self.get_scale(&st, kind, &ns, name)?;
+                apply_patch(&content_type(req), &mut scale, &p)?;
+                let warnings = field_validation(scale_kind, &mut scale, q)?;
+                let out = self.put_scale(&mut st, kind, &ns, name, &scale, dry_run(q))?;
+                Ok(warn(json_response(200, &out), &warnings))
+            }
+            m => Err(ApiError::method_not_allowed(format!(
+                "the server does not allow this method on the requested resource ({m} {})",
+                req.uri().path()
+            ))),
+        }
     }
 
     fn watch(&self, t: &Target, q: &Query) -> Result<Response<BoxBody>, ApiError> {
@@ -866,6 +858,54 @@ impl ApiServer {
         };
         self.dispatch(Request::from_parts(parts, bytes))
     }
+}
+
+/// Applies a patch of media type `ct` (other than apply) to `obj`.
+fn apply_patch(ct: &str, obj: &mut Value, p: &Value) -> Result<(), ApiError> {
+    match ct {
+        "application/merge-patch+json" => patch::merge_patch(obj, p),
+        "application/strategic-merge-patch+json" => patch::strategic_merge(obj, p),
+        "application/json-patch+json" => patch::json_patch(obj, p)?,
+        other => {
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                format!("the body of the request was in an unknown format ({other}); accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json"),
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// The `fieldValidation` directive of a write applied to its object (see
+/// [`crate::openapi`]): the warnings to send, or Strict's refusal.
+fn field_validation(kind: &Kind, obj: &mut Value, q: &Query) -> Result<Vec<String>, ApiError> {
+    let directive =
+        crate::openapi::FieldValidation::parse(q.get("fieldValidation").map(String::as_str))?;
+    crate::openapi::validate_fields(kind, obj, directive)
+}
+
+/// Adds one `Warning: 299 - "…"` header per warning (RFC 7234, as
+/// kube-apiserver sends them).
+fn warn(mut resp: Response<BoxBody>, warnings: &[String]) -> Response<BoxBody> {
+    for w in warnings {
+        let text = format!("299 - \"{}\"", w.replace('\\', "\\\\").replace('"', "\\\""));
+        if let Ok(v) = header::HeaderValue::from_str(&text) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+    resp
+}
+
+fn protobuf_response(body: Vec<u8>) -> Response<BoxBody> {
+    let mut resp = Response::new(full(body));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(
+            "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+        ),
+    );
+    resp
 }
 
 fn delete_opts(req: &Request<Bytes>, q: &Query) -> Result<DeleteOpts, ApiError> {

@@ -240,6 +240,19 @@ pub static KINDS: &[Kind] = &[
     ),
 ];
 
+/// `autoscaling/v1` Scale, the body of the `scale` subresources (not a
+/// stored kind: not in [`KINDS`]).
+pub static SCALE: Kind = k(
+    "autoscaling",
+    "scale",
+    "scale",
+    "Scale",
+    true,
+    &[],
+    false,
+    false,
+);
+
 /// The groups (other than core) in discovery order.
 pub fn groups() -> Vec<&'static str> {
     let mut out: Vec<&'static str> = Vec::new();

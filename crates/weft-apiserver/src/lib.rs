@@ -1,12 +1,13 @@
 //! The embedded control plane's Kubernetes-compatible API server subset.
 //!
-//! HTTP/1.1, JSON only; over TLS with bearer-token authentication and RBAC
+//! HTTP/1.1; JSON, YAML or kube's protobuf in, JSON out; over TLS with bearer-token authentication and RBAC
 //! when opened with [`ApiServer::open_secured`] (what the embedded cluster
 //! does), plain and open otherwise (in-process tests of the API semantics). Enough of the API that
 //! kube-rs clients/watchers and kubectl work unchanged: discovery,
 //! get/list/watch (resourceVersion, bookmarks, 410 Gone), create/update/
 //! delete/deletecollection, merge/strategic/JSON patch, server-side apply as
-//! create-or-replace, status subresources, label and field selectors,
+//! create-or-replace, status and scale subresources, OpenAPI v2/v3 and
+//! field validation, label and field selectors,
 //! optimistic concurrency, Status errors, ClusterIP/NodePort/podCIDR
 //! allocation, graceful pod deletion, finalizers, ownerReference GC and
 //! namespace deletion. Objects persist as one JSON file each under
@@ -32,11 +33,15 @@ mod access;
 pub mod auth;
 mod http;
 pub mod kinds;
+pub mod openapi;
+mod openapi_v2;
 mod patch;
+pub mod pbjson;
 pub mod pki;
 mod protobuf;
 pub mod rbac;
 mod registry;
+pub mod scale;
 pub mod selector;
 #[cfg(test)]
 mod service_tests;

@@ -1,12 +1,14 @@
-//! Protobuf request bodies (`application/vnd.kubernetes.protobuf`) for the
-//! access-control endpoints. kubectl's typed clients send protobuf: `auth
-//! can-i` posts a SelfSubjectAccessReview (or, with `--list`, a
-//! SelfSubjectRulesReview), `create token` a TokenRequest. The envelope is
-//! kube's: the magic `k8s\0`, then a `runtime.Unknown` naming the kind and
-//! carrying the object's bytes; k8s-pb (prost) decodes both, and the object
-//! becomes the JSON the handlers already take. Replies stay JSON, which
-//! client-go accepts whatever it sent. Other kinds in protobuf get 415
-//! naming the media types that work.
+//! Protobuf request bodies (`application/vnd.kubernetes.protobuf`).
+//! kubectl's typed clients send protobuf (`create namespace`, `create
+//! secret`, `expose`, `auth can-i`, `create token`...). The envelope is
+//! kube's (`k8s.io/apimachinery/pkg/runtime/serializer/protobuf`): the
+//! magic `k8s\0`, then a `runtime.Unknown` naming the kind and carrying the
+//! object's bytes; k8s-pb (prost) decodes the envelope, and the object
+//! becomes the JSON the handlers take through the general decoder in
+//! [`crate::pbjson`]. Replies stay JSON: client-go sends `Accept:
+//! application/vnd.kubernetes.protobuf, application/json` and decodes by
+//! the reply's Content-Type. A kind kube defines no protobuf message for
+//! gets 415 naming the media types that work.
 
 use prost::Message;
 use serde_json::{json, Map, Value};
@@ -21,79 +23,46 @@ fn bad(why: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request(format!("the protobuf request body is invalid: {why}"))
 }
 
-fn put(m: &mut Map<String, Value>, key: &str, v: &Option<String>) {
-    if let Some(v) = v {
-        m.insert(key.into(), json!(v));
-    }
+fn unsupported(what: &str) -> ApiError {
+    ApiError::new(
+        415,
+        "UnsupportedMediaType",
+        format!("{what}; send application/json or application/yaml"),
+    )
 }
 
 /// Decodes one enveloped protobuf object into its JSON form.
 pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
-    use k8s_pb::api::{authentication::v1 as authn, authorization::v1 as authz};
     let raw = body
         .strip_prefix(MAGIC)
         .ok_or_else(|| bad("it does not start with the k8s protobuf magic"))?;
     let unknown = k8s_pb::apimachinery::pkg::runtime::Unknown::decode(raw).map_err(bad)?;
+    if let Some(enc) = unknown
+        .content_encoding
+        .as_deref()
+        .filter(|e| !e.is_empty())
+    {
+        return Err(unsupported(&format!(
+            "protobuf bodies with content encoding {enc:?} are not accepted"
+        )));
+    }
     let tm = unknown.type_meta.unwrap_or_default();
     let kind = tm.kind.unwrap_or_default();
     let api_version = tm.api_version.unwrap_or_default();
+    let msg = crate::pbjson::message_for(&api_version, &kind).ok_or_else(|| {
+        unsupported(&format!(
+            "kube defines no protobuf message for {api_version} {kind}"
+        ))
+    })?;
     let bytes = unknown.raw.unwrap_or_default();
+    let fields = crate::pbjson::decode_message(msg.name, &bytes)
+        .map_err(|e| bad(format!("{api_version} {kind}: {e}")))?;
     let mut out = Map::new();
     out.insert("apiVersion".into(), json!(api_version));
     out.insert("kind".into(), json!(kind));
-    let mut spec = Map::new();
-    match (api_version.as_str(), kind.as_str()) {
-        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => {
-            let r = authz::SelfSubjectAccessReview::decode(bytes.as_slice()).map_err(bad)?;
-            let s = r.spec.unwrap_or_default();
-            if let Some(a) = s.resource_attributes {
-                let mut m = Map::new();
-                put(&mut m, "namespace", &a.namespace);
-                put(&mut m, "verb", &a.verb);
-                put(&mut m, "group", &a.group);
-                put(&mut m, "version", &a.version);
-                put(&mut m, "resource", &a.resource);
-                put(&mut m, "subresource", &a.subresource);
-                put(&mut m, "name", &a.name);
-                spec.insert("resourceAttributes".into(), Value::Object(m));
-            }
-            if let Some(a) = s.non_resource_attributes {
-                let mut m = Map::new();
-                put(&mut m, "path", &a.path);
-                put(&mut m, "verb", &a.verb);
-                spec.insert("nonResourceAttributes".into(), Value::Object(m));
-            }
-        }
-        ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => {
-            let r = authz::SelfSubjectRulesReview::decode(bytes.as_slice()).map_err(bad)?;
-            put(&mut spec, "namespace", &r.spec.unwrap_or_default().namespace);
-        }
-        ("authentication.k8s.io/v1", "SelfSubjectReview") => {}
-        ("authentication.k8s.io/v1", "TokenRequest") => {
-            let r = authn::TokenRequest::decode(bytes.as_slice()).map_err(bad)?;
-            let s = r.spec.unwrap_or_default();
-            spec.insert("audiences".into(), json!(s.audiences));
-            if let Some(e) = s.expiration_seconds {
-                spec.insert("expirationSeconds".into(), json!(e));
-            }
-            if let Some(b) = s.bound_object_ref {
-                let mut m = Map::new();
-                put(&mut m, "kind", &b.kind);
-                put(&mut m, "apiVersion", &b.api_version);
-                put(&mut m, "name", &b.name);
-                put(&mut m, "uid", &b.u_id);
-                spec.insert("boundObjectRef".into(), Value::Object(m));
-            }
-        }
-        _ => {
-            return Err(ApiError::new(
-                415,
-                "UnsupportedMediaType",
-                format!("protobuf bodies are accepted only for the access reviews and TokenRequest, not for {api_version} {kind}; send application/json or application/yaml"),
-            ))
-        }
+    if let Value::Object(m) = fields {
+        out.extend(m);
     }
-    out.insert("spec".into(), Value::Object(spec));
     Ok(Value::Object(out))
 }
 
@@ -145,9 +114,9 @@ mod tests {
 
     #[test]
     fn other_kinds_and_garbage_are_refused_clearly() {
-        let e = decode(&envelope("v1", "Secret", vec![])).unwrap_err();
+        let e = decode(&envelope("v1", "NoSuchKind", vec![])).unwrap_err();
         assert_eq!(e.code, 415);
-        assert!(e.message.contains("v1 Secret"), "{}", e.message);
+        assert!(e.message.contains("v1 NoSuchKind"), "{}", e.message);
         assert_eq!(decode(b"{}").unwrap_err().code, 400);
         assert_eq!(decode(b"k8s\0\xff\xff\xff").unwrap_err().code, 400);
     }

@@ -1182,7 +1182,10 @@ fn check_node_ports(
             ));
         }
         match p.get("targetPort") {
+            // kube defaults a zero targetPort too (protobuf clients send
+            // the zero IntOrString for "unset").
             None | Some(Value::Null) => p["targetPort"] = json!(port),
+            Some(t) if t == &json!(0) => p["targetPort"] = json!(port),
             Some(Value::Number(n)) => {
                 let t = n.as_i64().unwrap_or(0);
                 if !(1..=65535).contains(&t) {
