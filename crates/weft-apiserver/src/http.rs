@@ -133,17 +133,47 @@ fn content_type(req: &Request<Bytes>) -> String {
         .to_ascii_lowercase()
 }
 
+/// A stored object as the request's version shows it (custom kinds).
+fn shown(st: &crate::store::State, kind: &Kind, obj: Value) -> Value {
+    if kind.custom {
+        crate::crd::present(st, kind, &obj)
+    } else {
+        obj
+    }
+}
+
+/// The Table of custom objects with their version's printer columns.
+fn custom_table(st: &crate::store::State, kind: &Kind, items: &[&Value]) -> Value {
+    let columns = st
+        .custom
+        .version(kind)
+        .map(|v| v.columns.clone())
+        .unwrap_or_default();
+    crate::crd::table(&columns, items, st.rv)
+}
+
 /// A resource request after routing.
 struct Target {
     kind: &'static Kind,
     ns: Option<String>,
     name: Option<String>,
     status: bool,
+    /// The `scale` subresource of a custom resource.
+    scale: Option<crate::crd::Scale>,
 }
 
-fn route_resource(group: &str, version: &str, rest: &[&str]) -> Result<Target, ApiError> {
+fn route_resource(
+    st: &crate::store::State,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+) -> Result<Target, ApiError> {
     let nf = || ApiError::not_found_path(&rest.join("/"));
-    let find = |p: &str| kinds::find(group, version, p).ok_or_else(nf);
+    let find = |p: &str| {
+        kinds::find(group, version, p)
+            .or_else(|| st.custom.find(group, version, p))
+            .ok_or_else(nf)
+    };
     let namespaced_path =
         rest.len() >= 3 && rest[0] == "namespaces" && !matches!(rest[2], "status" | "finalize");
     let (kind, ns, name, sub) = if namespaced_path {
@@ -167,10 +197,15 @@ fn route_resource(group: &str, version: &str, rest: &[&str]) -> Result<Target, A
     if rest.len() > if namespaced_path { 5 } else { 3 } {
         return Err(nf());
     }
+    let scale = match sub {
+        Some("scale") => st.custom.version(kind).and_then(|v| v.scale.clone()),
+        _ => None,
+    };
     let status = match sub {
         None => false,
         Some("status") if kind.status_sub => true,
         Some("finalize") if kind.plural == "namespaces" => false,
+        Some("scale") if scale.is_some() => false,
         Some(_) => return Err(nf()),
     };
     Ok(Target {
@@ -178,10 +213,11 @@ fn route_resource(group: &str, version: &str, rest: &[&str]) -> Result<Target, A
         ns: ns.map(String::from),
         name: name.map(String::from),
         status,
+        scale,
     })
 }
 
-fn resource_list(group: &str, version: &str) -> Option<Value> {
+fn resource_list(group: &str, version: &str, custom: Vec<Value>) -> Option<Value> {
     let gv = if group.is_empty() {
         version.to_string()
     } else {
@@ -215,6 +251,7 @@ fn resource_list(group: &str, version: &str) -> Option<Value> {
                                   "kind": k.kind, "verbs": ["get", "patch", "update"]}));
         }
     }
+    resources.extend(custom);
     if resources.is_empty() {
         return None;
     }
@@ -234,8 +271,16 @@ fn resource_list(group: &str, version: &str) -> Option<Value> {
 /// query parameter; kubectl then validates server-side (we decode into the
 /// k8s-openapi types and accept unknown fields, i.e. behave like
 /// `fieldValidation=Ignore`).
-fn openapi_v3_root() -> Value {
+fn openapi_v3_root(custom: &[(String, Vec<String>)]) -> Value {
     let mut paths = serde_json::Map::new();
+    for (g, vs) in custom {
+        for v in vs {
+            paths.insert(
+                format!("apis/{g}/{v}"),
+                json!({"serverRelativeURL": format!("/openapi/v3/apis/{g}/{v}")}),
+            );
+        }
+    }
     paths.insert(
         "api/v1".into(),
         json!({"serverRelativeURL": "/openapi/v3/api/v1"}),
@@ -249,11 +294,12 @@ fn openapi_v3_root() -> Value {
     json!({"paths": paths})
 }
 
-fn openapi_v3_gv(group: &str, version: &str) -> Value {
+fn openapi_v3_gv(group: &str, version: &str, custom: &[&'static Kind]) -> Value {
     let mut paths = serde_json::Map::new();
     for k in KINDS
         .iter()
         .filter(|k| k.group == group && k.version == version)
+        .chain(custom.iter().copied())
     {
         let prefix = if group.is_empty() {
             format!("/api/{version}")
@@ -295,8 +341,17 @@ fn review_resources(group: &str) -> Value {
 }
 
 fn api_group(g: &str) -> Value {
-    let gv = json!({"groupVersion": format!("{g}/v1"), "version": "v1"});
-    json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})
+    api_group_versions(g, &["v1".to_string()])
+}
+
+/// An APIGroup entry with `versions` in priority order (first preferred).
+fn api_group_versions(g: &str, versions: &[String]) -> Value {
+    let vs: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+        .collect();
+    let preferred = vs.first().cloned().unwrap_or_default();
+    json!({"name": g, "versions": vs, "preferredVersion": preferred})
 }
 
 #[derive(Serialize)]
@@ -316,6 +371,8 @@ fn watch_line(etype: &str, object: &Value) -> Bytes {
 #[derive(Clone)]
 struct Filter {
     kind: &'static Kind,
+    /// The served version of a custom kind (objects are shown at it).
+    view: Option<Arc<crate::crd::Version>>,
     ns: Option<String>,
     labels: LabelSelector,
     fields: FieldSelector,
@@ -333,7 +390,7 @@ impl Filter {
 
     /// The event this watcher sees for a change, if any.
     fn line(&self, ev: &Event) -> Option<Bytes> {
-        if ev.kind.plural != self.kind.plural {
+        if ev.kind.store_key != self.kind.store_key {
             return None;
         }
         let now = self.matches(&ev.object);
@@ -350,7 +407,17 @@ impl Filter {
             }
             _ => return None,
         };
-        Some(watch_line(etype, &ev.object))
+        Some(self.watch_line(etype, &ev.object))
+    }
+
+    /// A watch line of an object as this watcher's version shows it.
+    fn watch_line(&self, etype: &str, object: &Value) -> Bytes {
+        if !self.kind.custom {
+            return watch_line(etype, object);
+        }
+        let mut o = object.clone();
+        crate::crd::view(self.view.as_deref(), self.kind, &mut o);
+        watch_line(etype, &o)
     }
 }
 
@@ -405,7 +472,10 @@ impl ApiServer {
                 return error_response(&e);
             }
         }
-        match self.route(req, user.as_ref()) {
+        crate::crd::cel::take_warnings();
+        let routed = self.route(req, user.as_ref());
+        let warnings = crate::crd::cel::take_warnings();
+        let mut resp = match routed {
             Ok(r) => r,
             Err(e) => {
                 if e.code >= 500 {
@@ -415,7 +485,16 @@ impl ApiServer {
                 }
                 error_response(&e)
             }
+        };
+        for w in warnings {
+            // RFC 7234 warn-code 299 as kube-apiserver sends them; a text
+            // that is not a valid header value is dropped, not sent broken.
+            let text = format!("299 - {:?}", w.replace(['\r', '\n'], " "));
+            if let Ok(v) = header::HeaderValue::from_str(&text) {
+                resp.headers_mut().append(header::WARNING, v);
+            }
         }
+        resp
     }
 
     fn route(
@@ -459,12 +538,27 @@ impl ApiServer {
                         "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.24.0",
                         "compiler": "gc", "platform": "linux/amd64"}),
             )),
-            ["openapi", "v3"] if get => Ok(json_response(200, &openapi_v3_root())),
-            ["openapi", "v3", "api", "v1"] if get => {
-                Ok(json_response(200, &openapi_v3_gv("", "v1")))
+            ["openapi", "v3"] if get => {
+                let custom = self.lock().custom.groups();
+                Ok(json_response(200, &openapi_v3_root(&custom)))
             }
-            ["openapi", "v3", "apis", g, v] if get && kinds::groups().contains(g) => {
-                Ok(json_response(200, &openapi_v3_gv(g, v)))
+            ["openapi", "v3", "api", "v1"] if get => {
+                Ok(json_response(200, &openapi_v3_gv("", "v1", &[])))
+            }
+            ["openapi", "v3", "apis", g, v] if get => {
+                let custom: Vec<&'static Kind> = {
+                    let st = self.lock();
+                    st.custom
+                        .storage_kinds()
+                        .into_iter()
+                        .filter(|k| k.group == *g)
+                        .filter_map(|k| st.custom.find(g, v, k.plural))
+                        .collect()
+                };
+                if custom.is_empty() && !kinds::groups().contains(g) {
+                    return Err(ApiError::not_found_path(&path));
+                }
+                Ok(json_response(200, &openapi_v3_gv(g, v, &custom)))
             }
             ["api"] if get => Ok(json_response(
                 200,
@@ -472,17 +566,19 @@ impl ApiServer {
                         "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": format!("{}:{}", self.config.kubernetes_endpoint.0, self.config.kubernetes_endpoint.1)}]}),
             )),
             ["apis"] if get => {
+                let custom = self.lock().custom.groups();
                 let groups: Vec<Value> = kinds::groups()
                     .into_iter()
                     .chain(REVIEW_GROUPS)
                     .map(api_group)
+                    .chain(custom.iter().map(|(g, vs)| api_group_versions(g, vs)))
                     .collect();
                 Ok(json_response(
                     200,
                     &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
                 ))
             }
-            ["api", "v1"] if get => resource_list("", "v1")
+            ["api", "v1"] if get => resource_list("", "v1", Vec::new())
                 .map(|v| json_response(200, &v))
                 .ok_or_else(|| ApiError::not_found_path(&path)),
             ["apis", g] if get && kinds::groups().contains(g) => {
@@ -491,15 +587,29 @@ impl ApiServer {
                 v["apiVersion"] = json!("v1");
                 Ok(json_response(200, &v))
             }
-            ["apis", g, v] if get => resource_list(g, v)
-                .map(|v| json_response(200, &v))
-                .ok_or_else(|| ApiError::not_found_path(&path)),
+            ["apis", g] if get => {
+                let custom = self.lock().custom.groups();
+                let (_, vs) = custom
+                    .iter()
+                    .find(|(cg, _)| cg == g)
+                    .ok_or_else(|| ApiError::not_found_path(&path))?;
+                let mut v = api_group_versions(g, vs);
+                v["kind"] = json!("APIGroup");
+                v["apiVersion"] = json!("v1");
+                Ok(json_response(200, &v))
+            }
+            ["apis", g, v] if get => {
+                let custom = self.lock().custom.discovery(g, v);
+                resource_list(g, v, custom)
+                    .map(|v| json_response(200, &v))
+                    .ok_or_else(|| ApiError::not_found_path(&path))
+            }
             ["api", "v1", rest @ ..] => {
-                let t = route_resource("", "v1", rest)?;
+                let t = route_resource(&self.lock(), "", "v1", rest)?;
                 self.resource(req, t)
             }
             ["apis", g, v, rest @ ..] if !rest.is_empty() => {
-                let t = route_resource(g, v, rest)?;
+                let t = route_resource(&self.lock(), g, v, rest)?;
                 self.resource(req, t)
             }
             _ => Err(ApiError::not_found_path(&path)),
@@ -511,6 +621,9 @@ impl ApiServer {
         let kind = t.kind;
         let ns = t.ns.clone().unwrap_or_default();
         let method = req.method().clone();
+        if let (Some(sc), Some(name)) = (&t.scale, t.name.as_deref()) {
+            return self.scale(&req, &t, sc, name, &q);
+        }
         match (method, t.name.as_deref()) {
             (Method::GET, Some(name)) if flag(&q, "watch") => {
                 let mut q = q;
@@ -526,6 +639,13 @@ impl ApiServer {
                 let o = st
                     .get(kind, &ns, name)
                     .ok_or_else(|| ApiError::not_found(kind.plural, name))?;
+                if kind.custom {
+                    let o = crate::crd::present(&st, kind, o);
+                    if wants_table(&req) {
+                        return Ok(json_response(200, &custom_table(&st, kind, &[&o])));
+                    }
+                    return Ok(json_response(200, &o));
+                }
                 if wants_table(&req) {
                     return Ok(json_response(200, &crate::table::table(kind, &[o], st.rv)));
                 }
@@ -550,13 +670,13 @@ impl ApiServer {
                 };
                 let mut st = self.lock();
                 let created = self.create(&mut st, kind, &ns, obj, dry_run(&q))?;
-                Ok(json_response(201, &created))
+                Ok(json_response(201, &shown(&st, kind, created)))
             }
             (Method::PUT, Some(name)) => {
                 let obj = parse_body(&req)?;
                 let mut st = self.lock();
                 let updated = self.update(&mut st, kind, &ns, name, obj, t.status, dry_run(&q))?;
-                Ok(json_response(200, &updated))
+                Ok(json_response(200, &shown(&st, kind, updated)))
             }
             (Method::PATCH, Some(name)) => self.patch(&req, &t, name, &q),
             (Method::DELETE, Some(name)) => {
@@ -606,6 +726,7 @@ impl ApiServer {
     fn filter(&self, t: &Target, q: &Query) -> Result<Filter, ApiError> {
         Ok(Filter {
             kind: t.kind,
+            view: self.lock().custom.version(t.kind),
             ns: t.ns.clone(),
             labels: LabelSelector::parse(
                 q.get("labelSelector")
@@ -628,6 +749,19 @@ impl ApiServer {
             .list(t.kind, t.ns.as_deref())
             .filter(|o| filter.matches(o))
             .collect();
+        if t.kind.custom {
+            let items: Vec<Value> = items
+                .into_iter()
+                .map(|o| crate::crd::present(&st, t.kind, o))
+                .collect();
+            if table {
+                let refs: Vec<&Value> = items.iter().collect();
+                return Ok(json_response(200, &custom_table(&st, t.kind, &refs)));
+            }
+            let list = json!({"kind": format!("{}List", t.kind.kind), "apiVersion": t.kind.api_version(),
+                              "metadata": {"resourceVersion": st.rv.to_string()}, "items": items});
+            return Ok(json_response(200, &list));
+        }
         if table {
             return Ok(json_response(
                 200,
@@ -652,7 +786,9 @@ impl ApiServer {
         let p = parse_body(req)?;
         let dry = dry_run(q);
         let mut st = self.lock();
-        let old = st.get(kind, &ns, name).cloned();
+        let old = st
+            .get(kind, &ns, name)
+            .map(|o| crate::crd::present(&st, kind, o));
         if ct == "application/apply-patch+yaml" {
             let mut obj = p;
             if !obj.is_object() {
@@ -671,13 +807,13 @@ impl ApiServer {
                     return Err(ApiError::not_found(kind.plural, name));
                 }
                 let created = self.create(&mut st, kind, &ns, obj, dry)?;
-                return Ok(json_response(201, &created));
+                return Ok(json_response(201, &shown(&st, kind, created)));
             };
             // Apply replaces the object (see the crate docs); it checks the
             // resourceVersion only when the applied object carries one.
             drop(old);
             let updated = self.update(&mut st, kind, &ns, name, obj, t.status, dry)?;
-            return Ok(json_response(200, &updated));
+            return Ok(json_response(200, &shown(&st, kind, updated)));
         }
         let Some(old) = old else {
             return Err(ApiError::not_found(kind.plural, name));
@@ -685,6 +821,14 @@ impl ApiServer {
         let mut new = old;
         match ct.as_str() {
             "application/merge-patch+json" => patch::merge_patch(&mut new, &p),
+            "application/strategic-merge-patch+json" if kind.custom => {
+                // As upstream: custom resources have no patch strategies.
+                return Err(ApiError::new(
+                    415,
+                    "UnsupportedMediaType",
+                    format!("the body of the request was in an unknown format ({ct}); accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"),
+                ));
+            }
             "application/strategic-merge-patch+json" => patch::strategic_merge(&mut new, &p),
             "application/json-patch+json" => patch::json_patch(&mut new, &p)?,
             other => {
@@ -696,7 +840,59 @@ impl ApiServer {
             }
         }
         let updated = self.update(&mut st, kind, &ns, name, new, t.status, dry)?;
-        Ok(json_response(200, &updated))
+        Ok(json_response(200, &shown(&st, kind, updated)))
+    }
+
+    /// The `scale` subresource of a custom object: GET, PUT and PATCH of an
+    /// `autoscaling/v1` Scale, written through to `specReplicasPath`.
+    fn scale(
+        &self,
+        req: &Request<Bytes>,
+        t: &Target,
+        sc: &crate::crd::Scale,
+        name: &str,
+        q: &Query,
+    ) -> Result<Response<BoxBody>, ApiError> {
+        let kind = t.kind;
+        let ns = t.ns.clone().unwrap_or_default();
+        let mut st = self.lock();
+        let current = st
+            .get(kind, &ns, name)
+            .map(|o| crate::crd::present(&st, kind, o))
+            .ok_or_else(|| ApiError::not_found(kind.plural, name))?;
+        let scale = crate::crd::scale_of(sc, &current);
+        let wanted = match *req.method() {
+            Method::GET => return Ok(json_response(200, &scale)),
+            Method::PUT => parse_body(req)?,
+            Method::PATCH => {
+                let p = parse_body(req)?;
+                let mut s = scale.clone();
+                match content_type(req).as_str() {
+                    "application/json-patch+json" => patch::json_patch(&mut s, &p)?,
+                    _ => patch::merge_patch(&mut s, &p),
+                }
+                s
+            }
+            ref m => {
+                return Err(ApiError::method_not_allowed(format!(
+                    "the server does not allow this method on the requested resource ({m} {})",
+                    req.uri().path()
+                )))
+            }
+        };
+        if let Some(rv) = wanted
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+        {
+            if !rv.is_empty() && Some(rv) != meta_str(&current, "resourceVersion") {
+                return Err(ApiError::conflict(kind.plural, name));
+            }
+        }
+        let mut obj = current;
+        crate::crd::apply_scale(sc, &mut obj, &wanted)?;
+        let updated = self.update(&mut st, kind, &ns, name, obj, false, dry_run(q))?;
+        let shown = crate::crd::present(&st, kind, &updated);
+        Ok(json_response(200, &crate::crd::scale_of(sc, &shown)))
     }
 
     fn watch(&self, t: &Target, q: &Query) -> Result<Response<BoxBody>, ApiError> {
@@ -724,7 +920,7 @@ impl ApiServer {
             let mut gone = false;
             if rv_param.is_empty() || rv_param == "0" || send_initial {
                 for o in st.list(kind, t.ns.as_deref()).filter(|o| filter.matches(o)) {
-                    initial.push(watch_line("ADDED", o));
+                    initial.push(filter.watch_line("ADDED", o));
                 }
                 if send_initial {
                     let bm = json!({"kind": kind.kind, "apiVersion": kind.api_version(),

@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod components;
 pub mod control_plane;
 pub mod credentials;
+pub mod gateway_api;
 mod kinds;
 mod manifests;
 pub mod procs;
