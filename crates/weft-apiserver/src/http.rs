@@ -133,19 +133,49 @@ fn content_type(req: &Request<Bytes>) -> String {
         .to_ascii_lowercase()
 }
 
+/// A stored object as the request's version shows it (custom kinds).
+fn shown(st: &crate::store::State, kind: &Kind, obj: Value) -> Value {
+    if kind.custom {
+        crate::crd::present(st, kind, &obj)
+    } else {
+        obj
+    }
+}
+
+/// The Table of custom objects with their version's printer columns.
+fn custom_table(st: &crate::store::State, kind: &Kind, items: &[&Value]) -> Value {
+    let columns = st
+        .custom
+        .version(kind)
+        .map(|v| v.columns.clone())
+        .unwrap_or_default();
+    crate::crd::table(&columns, items, st.rv)
+}
+
 /// A resource request after routing.
 struct Target {
     kind: &'static Kind,
     ns: Option<String>,
     name: Option<String>,
     status: bool,
-    /// The `scale` subresource.
+    /// The `scale` subresource (built-in kinds: [`crate::scale`]).
     scale: bool,
+    /// The `scale` subresource of a custom resource: its paths.
+    custom_scale: Option<crate::crd::Scale>,
 }
 
-fn route_resource(group: &str, version: &str, rest: &[&str]) -> Result<Target, ApiError> {
+fn route_resource(
+    st: &crate::store::State,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+) -> Result<Target, ApiError> {
     let nf = || ApiError::not_found_path(&rest.join("/"));
-    let find = |p: &str| kinds::find(group, version, p).ok_or_else(nf);
+    let find = |p: &str| {
+        kinds::find(group, version, p)
+            .or_else(|| st.custom.find(group, version, p))
+            .ok_or_else(nf)
+    };
     let namespaced_path =
         rest.len() >= 3 && rest[0] == "namespaces" && !matches!(rest[2], "status" | "finalize");
     let (kind, ns, name, sub) = if namespaced_path {
@@ -169,10 +199,14 @@ fn route_resource(group: &str, version: &str, rest: &[&str]) -> Result<Target, A
     if rest.len() > if namespaced_path { 5 } else { 3 } {
         return Err(nf());
     }
+    let custom_scale = match sub {
+        Some("scale") => st.custom.version(kind).and_then(|v| v.scale.clone()),
+        _ => None,
+    };
     let (status, scale) = match sub {
         None => (false, false),
         Some("status") if kind.status_sub => (true, false),
-        Some("scale") if crate::scale::has_scale(kind) => (false, true),
+        Some("scale") if crate::scale::has_scale(kind) || custom_scale.is_some() => (false, true),
         Some("finalize") if kind.plural == "namespaces" => (false, false),
         Some(_) => return Err(nf()),
     };
@@ -182,10 +216,11 @@ fn route_resource(group: &str, version: &str, rest: &[&str]) -> Result<Target, A
         name: name.map(String::from),
         status,
         scale,
+        custom_scale,
     })
 }
 
-fn resource_list(group: &str, version: &str) -> Option<Value> {
+fn resource_list(group: &str, version: &str, custom: Vec<Value>) -> Option<Value> {
     let gv = if group.is_empty() {
         version.to_string()
     } else {
@@ -223,6 +258,7 @@ fn resource_list(group: &str, version: &str) -> Option<Value> {
                                   "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}));
         }
     }
+    resources.extend(custom);
     if resources.is_empty() {
         return None;
     }
@@ -249,8 +285,17 @@ fn review_resources(group: &str) -> Value {
 }
 
 fn api_group(g: &str) -> Value {
-    let gv = json!({"groupVersion": format!("{g}/v1"), "version": "v1"});
-    json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})
+    api_group_versions(g, &["v1".to_string()])
+}
+
+/// An APIGroup entry with `versions` in priority order (first preferred).
+fn api_group_versions(g: &str, versions: &[String]) -> Value {
+    let vs: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+        .collect();
+    let preferred = vs.first().cloned().unwrap_or_default();
+    json!({"name": g, "versions": vs, "preferredVersion": preferred})
 }
 
 #[derive(Serialize)]
@@ -270,6 +315,8 @@ fn watch_line(etype: &str, object: &Value) -> Bytes {
 #[derive(Clone)]
 struct Filter {
     kind: &'static Kind,
+    /// The served version of a custom kind (objects are shown at it).
+    view: Option<Arc<crate::crd::Version>>,
     ns: Option<String>,
     labels: LabelSelector,
     fields: FieldSelector,
@@ -287,7 +334,7 @@ impl Filter {
 
     /// The event this watcher sees for a change, if any.
     fn line(&self, ev: &Event) -> Option<Bytes> {
-        if ev.kind.plural != self.kind.plural {
+        if ev.kind.store_key != self.kind.store_key {
             return None;
         }
         let now = self.matches(&ev.object);
@@ -304,7 +351,17 @@ impl Filter {
             }
             _ => return None,
         };
-        Some(watch_line(etype, &ev.object))
+        Some(self.watch_line(etype, &ev.object))
+    }
+
+    /// A watch line of an object as this watcher's version shows it.
+    fn watch_line(&self, etype: &str, object: &Value) -> Bytes {
+        if !self.kind.custom {
+            return watch_line(etype, object);
+        }
+        let mut o = object.clone();
+        crate::crd::view(self.view.as_deref(), self.kind, &mut o);
+        watch_line(etype, &o)
     }
 }
 
@@ -359,7 +416,10 @@ impl ApiServer {
                 return error_response(&e);
             }
         }
-        match self.route(req, user.as_ref()) {
+        crate::crd::cel::take_warnings();
+        let routed = self.route(req, user.as_ref());
+        let warnings = crate::crd::cel::take_warnings();
+        let mut resp = match routed {
             Ok(r) => r,
             Err(e) => {
                 if e.code >= 500 {
@@ -369,7 +429,16 @@ impl ApiServer {
                 }
                 error_response(&e)
             }
+        };
+        for w in warnings {
+            // RFC 7234 warn-code 299 as kube-apiserver sends them; a text
+            // that is not a valid header value is dropped, not sent broken.
+            let text = format!("299 - {:?}", w.replace(['\r', '\n'], " "));
+            if let Ok(v) = header::HeaderValue::from_str(&text) {
+                resp.headers_mut().append(header::WARNING, v);
+            }
         }
+        resp
     }
 
     fn route(
@@ -414,30 +483,38 @@ impl ApiServer {
                         "compiler": "gc", "platform": "linux/amd64"}),
             )),
             ["openapi", "v2"] if get => Ok(protobuf_response(crate::openapi_v2::document())),
-            ["openapi", "v3"] if get => Ok(json_response(200, &crate::openapi::v3_root())),
-            ["openapi", "v3", "api", v] if get => crate::openapi::served_document("", v)
+            ["openapi", "v3"] if get => {
+                let custom = self.lock().custom.groups();
+                Ok(json_response(200, &crate::openapi::v3_root(&custom)))
+            }
+            ["openapi", "v3", "api", v] if get => crate::openapi::served_document("", v, &[])
                 .map(|d| json_response(200, &d))
                 .ok_or_else(|| ApiError::not_found_path(&path)),
-            ["openapi", "v3", "apis", g, v] if get => crate::openapi::served_document(g, v)
-                .map(|d| json_response(200, &d))
-                .ok_or_else(|| ApiError::not_found_path(&path)),
+            ["openapi", "v3", "apis", g, v] if get => {
+                let custom = self.lock().custom.openapi_kinds(g, v);
+                crate::openapi::served_document(g, v, &custom)
+                    .map(|d| json_response(200, &d))
+                    .ok_or_else(|| ApiError::not_found_path(&path))
+            }
             ["api"] if get => Ok(json_response(
                 200,
                 &json!({"kind": "APIVersions", "versions": ["v1"],
                         "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": format!("{}:{}", self.config.kubernetes_endpoint.0, self.config.kubernetes_endpoint.1)}]}),
             )),
             ["apis"] if get => {
+                let custom = self.lock().custom.groups();
                 let groups: Vec<Value> = kinds::groups()
                     .into_iter()
                     .chain(REVIEW_GROUPS)
                     .map(api_group)
+                    .chain(custom.iter().map(|(g, vs)| api_group_versions(g, vs)))
                     .collect();
                 Ok(json_response(
                     200,
                     &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
                 ))
             }
-            ["api", "v1"] if get => resource_list("", "v1")
+            ["api", "v1"] if get => resource_list("", "v1", Vec::new())
                 .map(|v| json_response(200, &v))
                 .ok_or_else(|| ApiError::not_found_path(&path)),
             ["apis", g] if get && kinds::groups().contains(g) => {
@@ -446,15 +523,29 @@ impl ApiServer {
                 v["apiVersion"] = json!("v1");
                 Ok(json_response(200, &v))
             }
-            ["apis", g, v] if get => resource_list(g, v)
-                .map(|v| json_response(200, &v))
-                .ok_or_else(|| ApiError::not_found_path(&path)),
+            ["apis", g] if get => {
+                let custom = self.lock().custom.groups();
+                let (_, vs) = custom
+                    .iter()
+                    .find(|(cg, _)| cg == g)
+                    .ok_or_else(|| ApiError::not_found_path(&path))?;
+                let mut v = api_group_versions(g, vs);
+                v["kind"] = json!("APIGroup");
+                v["apiVersion"] = json!("v1");
+                Ok(json_response(200, &v))
+            }
+            ["apis", g, v] if get => {
+                let custom = self.lock().custom.discovery(g, v);
+                resource_list(g, v, custom)
+                    .map(|v| json_response(200, &v))
+                    .ok_or_else(|| ApiError::not_found_path(&path))
+            }
             ["api", "v1", rest @ ..] => {
-                let t = route_resource("", "v1", rest)?;
+                let t = route_resource(&self.lock(), "", "v1", rest)?;
                 self.resource(req, t)
             }
             ["apis", g, v, rest @ ..] if !rest.is_empty() => {
-                let t = route_resource(g, v, rest)?;
+                let t = route_resource(&self.lock(), g, v, rest)?;
                 self.resource(req, t)
             }
             _ => Err(ApiError::not_found_path(&path)),
@@ -463,6 +554,9 @@ impl ApiServer {
 
     fn resource(&self, req: Request<Bytes>, t: Target) -> Result<Response<BoxBody>, ApiError> {
         let q = parse_query(req.uri().query());
+        if let (Some(sc), Some(name)) = (&t.custom_scale, t.name.as_deref()) {
+            return self.custom_scale(&req, &t, sc, name, &q);
+        }
         if t.scale {
             return self.scale(&req, &t, &q);
         }
@@ -484,6 +578,13 @@ impl ApiServer {
                 let o = st
                     .get(kind, &ns, name)
                     .ok_or_else(|| ApiError::not_found(kind.plural, name))?;
+                if kind.custom {
+                    let o = crate::crd::present(&st, kind, o);
+                    if wants_table(&req) {
+                        return Ok(json_response(200, &custom_table(&st, kind, &[&o])));
+                    }
+                    return Ok(json_response(200, &o));
+                }
                 if wants_table(&req) {
                     return Ok(json_response(200, &crate::table::table(kind, &[o], st.rv)));
                 }
@@ -509,14 +610,20 @@ impl ApiServer {
                 };
                 let mut st = self.lock();
                 let created = self.create(&mut st, kind, &ns, obj, dry_run(&q))?;
-                Ok(warn(json_response(201, &created), &warnings))
+                Ok(warn(
+                    json_response(201, &shown(&st, kind, created)),
+                    &warnings,
+                ))
             }
             (Method::PUT, Some(name)) => {
                 let mut obj = parse_body(&req)?;
                 let warnings = field_validation(kind, &mut obj, &q)?;
                 let mut st = self.lock();
                 let updated = self.update(&mut st, kind, &ns, name, obj, t.status, dry_run(&q))?;
-                Ok(warn(json_response(200, &updated), &warnings))
+                Ok(warn(
+                    json_response(200, &shown(&st, kind, updated)),
+                    &warnings,
+                ))
             }
             (Method::PATCH, Some(name)) => self.patch(&req, &t, name, &q),
             (Method::DELETE, Some(name)) => {
@@ -566,6 +673,7 @@ impl ApiServer {
     fn filter(&self, t: &Target, q: &Query) -> Result<Filter, ApiError> {
         Ok(Filter {
             kind: t.kind,
+            view: self.lock().custom.version(t.kind),
             ns: t.ns.clone(),
             labels: LabelSelector::parse(
                 q.get("labelSelector")
@@ -588,6 +696,19 @@ impl ApiServer {
             .list(t.kind, t.ns.as_deref())
             .filter(|o| filter.matches(o))
             .collect();
+        if t.kind.custom {
+            let items: Vec<Value> = items
+                .into_iter()
+                .map(|o| crate::crd::present(&st, t.kind, o))
+                .collect();
+            if table {
+                let refs: Vec<&Value> = items.iter().collect();
+                return Ok(json_response(200, &custom_table(&st, t.kind, &refs)));
+            }
+            let list = json!({"kind": format!("{}List", t.kind.kind), "apiVersion": t.kind.api_version(),
+                              "metadata": {"resourceVersion": st.rv.to_string()}, "items": items});
+            return Ok(json_response(200, &list));
+        }
         if table {
             return Ok(json_response(
                 200,
@@ -612,7 +733,9 @@ impl ApiServer {
         let p = parse_body(req)?;
         let dry = dry_run(q);
         let mut st = self.lock();
-        let old = st.get(kind, &ns, name).cloned();
+        let old = st
+            .get(kind, &ns, name)
+            .map(|o| crate::crd::present(&st, kind, o));
         if ct == "application/apply-patch+yaml" {
             let mut obj = p;
             let warnings = field_validation(kind, &mut obj, q)?;
@@ -632,22 +755,39 @@ impl ApiServer {
                     return Err(ApiError::not_found(kind.plural, name));
                 }
                 let created = self.create(&mut st, kind, &ns, obj, dry)?;
-                return Ok(warn(json_response(201, &created), &warnings));
+                return Ok(warn(
+                    json_response(201, &shown(&st, kind, created)),
+                    &warnings,
+                ));
             };
             // Apply replaces the object (see the crate docs); it checks the
             // resourceVersion only when the applied object carries one.
             drop(old);
             let updated = self.update(&mut st, kind, &ns, name, obj, t.status, dry)?;
-            return Ok(warn(json_response(200, &updated), &warnings));
+            return Ok(warn(
+                json_response(200, &shown(&st, kind, updated)),
+                &warnings,
+            ));
         }
         let Some(old) = old else {
             return Err(ApiError::not_found(kind.plural, name));
         };
         let mut new = old;
+        if kind.custom && ct == "application/strategic-merge-patch+json" {
+            // As upstream: custom resources have no patch strategies.
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                format!("the body of the request was in an unknown format ({ct}); accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"),
+            ));
+        }
         apply_patch(&ct, &mut new, &p)?;
         let warnings = field_validation(kind, &mut new, q)?;
         let updated = self.update(&mut st, kind, &ns, name, new, t.status, dry)?;
-        Ok(warn(json_response(200, &updated), &warnings))
+        Ok(warn(
+            json_response(200, &shown(&st, kind, updated)),
+            &warnings,
+        ))
     }
 
     /// GET, PUT and PATCH of `…/{name}/scale` (see [`crate::scale`]).
@@ -691,6 +831,58 @@ impl ApiServer {
         }
     }
 
+    /// The `scale` subresource of a custom object: GET, PUT and PATCH of an
+    /// `autoscaling/v1` Scale, written through to `specReplicasPath`.
+    fn custom_scale(
+        &self,
+        req: &Request<Bytes>,
+        t: &Target,
+        sc: &crate::crd::Scale,
+        name: &str,
+        q: &Query,
+    ) -> Result<Response<BoxBody>, ApiError> {
+        let kind = t.kind;
+        let ns = t.ns.clone().unwrap_or_default();
+        let mut st = self.lock();
+        let current = st
+            .get(kind, &ns, name)
+            .map(|o| crate::crd::present(&st, kind, o))
+            .ok_or_else(|| ApiError::not_found(kind.plural, name))?;
+        let scale = crate::crd::scale_of(sc, &current);
+        let wanted = match *req.method() {
+            Method::GET => return Ok(json_response(200, &scale)),
+            Method::PUT => parse_body(req)?,
+            Method::PATCH => {
+                let p = parse_body(req)?;
+                let mut s = scale.clone();
+                match content_type(req).as_str() {
+                    "application/json-patch+json" => patch::json_patch(&mut s, &p)?,
+                    _ => patch::merge_patch(&mut s, &p),
+                }
+                s
+            }
+            ref m => {
+                return Err(ApiError::method_not_allowed(format!(
+                    "the server does not allow this method on the requested resource ({m} {})",
+                    req.uri().path()
+                )))
+            }
+        };
+        if let Some(rv) = wanted
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+        {
+            if !rv.is_empty() && Some(rv) != meta_str(&current, "resourceVersion") {
+                return Err(ApiError::conflict(kind.plural, name));
+            }
+        }
+        let mut obj = current;
+        crate::crd::apply_scale(sc, &mut obj, &wanted)?;
+        let updated = self.update(&mut st, kind, &ns, name, obj, false, dry_run(q))?;
+        let shown = crate::crd::present(&st, kind, &updated);
+        Ok(json_response(200, &crate::crd::scale_of(sc, &shown)))
+    }
+
     fn watch(&self, t: &Target, q: &Query) -> Result<Response<BoxBody>, ApiError> {
         let filter = self.filter(t, q)?;
         let permit = self.watches.clone().try_acquire_owned().map_err(|_| {
@@ -716,7 +908,7 @@ impl ApiServer {
             let mut gone = false;
             if rv_param.is_empty() || rv_param == "0" || send_initial {
                 for o in st.list(kind, t.ns.as_deref()).filter(|o| filter.matches(o)) {
-                    initial.push(watch_line("ADDED", o));
+                    initial.push(filter.watch_line("ADDED", o));
                 }
                 if send_initial {
                     let bm = json!({"kind": kind.kind, "apiVersion": kind.api_version(),

@@ -16,6 +16,12 @@ pub struct Kind {
     pub status_sub: bool,
     /// Has a `.spec` whose changes bump `metadata.generation`.
     pub has_spec: bool,
+    /// The store's key for this resource, the same for every version of it:
+    /// the plural for the static kinds (unique in this table), `plural.group`
+    /// for custom resources (a CRD may reuse a built-in plural in its group).
+    pub store_key: &'static str,
+    /// Served from a CustomResourceDefinition (see `crate::crd`).
+    pub custom: bool,
 }
 
 impl Kind {
@@ -59,6 +65,8 @@ const fn k(
         short_names,
         status_sub,
         has_spec,
+        store_key: plural,
+        custom: false,
     }
 }
 
@@ -226,6 +234,16 @@ pub static KINDS: &[Kind] = &[
         false,
         &[],
         false,
+        false,
+    ),
+    k(
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        "customresourcedefinition",
+        "CustomResourceDefinition",
+        false,
+        &["crd", "crds"],
+        true,
         false,
     ),
     k(

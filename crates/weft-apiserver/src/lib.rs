@@ -10,8 +10,9 @@
 //! field validation, label and field selectors,
 //! optimistic concurrency, Status errors, ClusterIP/NodePort/podCIDR
 //! allocation, graceful pod deletion, finalizers, ownerReference GC and
-//! namespace deletion. Objects persist as one JSON file each under
-//! `state_dir`.
+//! namespace deletion; CustomResourceDefinitions and the custom resources
+//! they define, validated against their structural schemas and CEL rules
+//! ([`crd`]). Objects persist as one JSON file each under `state_dir`.
 //!
 //! Limits as kube-apiserver's ([`Limits`]): request bodies up to 3 MiB and
 //! stored objects up to 1.5 MiB (413 RequestEntityTooLarge beyond), 400
@@ -31,6 +32,7 @@
 
 mod access;
 pub mod auth;
+pub mod crd;
 mod http;
 pub mod kinds;
 pub mod openapi;
@@ -261,6 +263,15 @@ impl ApiServer {
     /// The configuration this server was opened with.
     pub fn config(&self) -> &ApiServerConfig {
         &self.config
+    }
+
+    /// The OpenAPI v3 schemas of the custom resources this server serves,
+    /// per group-version (`group/version`): `(kind, openAPIV3Schema)` for
+    /// each, to merge into `/openapi/v3` documents.
+    pub fn custom_resource_schemas(
+        &self,
+    ) -> std::collections::BTreeMap<String, Vec<(String, serde_json::Value)>> {
+        self.lock().custom.openapi_schemas()
     }
 
     /// The current (latest) resourceVersion.

@@ -232,9 +232,10 @@ pub fn group_version_document(
     })
 }
 
-/// The document of one served group-version (None if none is served).
-pub(crate) fn served_document(group: &str, version: &str) -> Option<Value> {
-    let kinds: Vec<DocKind> = KINDS
+/// The document of one served group-version, the built-in kinds' and the
+/// custom ones given (None if none is served).
+pub(crate) fn served_document(group: &str, version: &str, custom: &[DocKind]) -> Option<Value> {
+    let mut kinds: Vec<DocKind> = KINDS
         .iter()
         .filter(|k| k.group == group && k.version == version)
         .filter_map(|k| {
@@ -246,6 +247,7 @@ pub(crate) fn served_document(group: &str, version: &str) -> Option<Value> {
             })
         })
         .collect();
+    kinds.extend(custom.iter().cloned());
     if kinds.is_empty() {
         return None;
     }
@@ -257,13 +259,23 @@ pub(crate) fn served_document(group: &str, version: &str) -> Option<Value> {
     ))
 }
 
-/// The v3 discovery root: one entry per served group-version.
-pub(crate) fn v3_root() -> Value {
+/// The v3 discovery root: one entry per served group-version, the
+/// built-in ones and the custom `(group, versions)` given.
+pub(crate) fn v3_root(custom: &[(String, Vec<String>)]) -> Value {
     let mut paths = Map::new();
-    let mut gvs: Vec<(&str, &str)> = Vec::new();
+    let mut gvs: Vec<(String, String)> = Vec::new();
     for k in KINDS {
-        if !gvs.contains(&(k.group, k.version)) {
-            gvs.push((k.group, k.version));
+        let gv = (k.group.to_string(), k.version.to_string());
+        if !gvs.contains(&gv) {
+            gvs.push(gv);
+        }
+    }
+    for (g, vs) in custom {
+        for v in vs {
+            let gv = (g.clone(), v.clone());
+            if !gvs.contains(&gv) {
+                gvs.push(gv);
+            }
         }
     }
     for (g, v) in gvs {
@@ -393,6 +405,11 @@ pub fn validate_fields(
     obj: &mut Value,
     directive: FieldValidation,
 ) -> Result<Vec<String>, ApiError> {
+    if kind.custom {
+        // A custom object is pruned against its CRD's schema when it is
+        // prepared (crate::crd), with its own warnings.
+        return Ok(Vec::new());
+    }
     let unknown = prune_unknown(kind.plural, obj);
     if unknown.is_empty() || directive == FieldValidation::Ignore {
         return Ok(Vec::new());
@@ -479,7 +496,7 @@ mod tests {
 
     #[test]
     fn a_group_version_document_has_patch_with_field_validation_per_kind() {
-        let doc = served_document("apps", "v1").unwrap();
+        let doc = served_document("apps", "v1", &[]).unwrap();
         let p = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
         assert_eq!(p["x-kubernetes-group-version-kind"]["kind"], "Deployment");
         assert!(p["parameters"]

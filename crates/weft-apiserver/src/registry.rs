@@ -519,8 +519,10 @@ impl ApiServer {
             cur["status"] = json!({"phase": "Terminating"});
             cur = st.put(nsk, "", name, cur)?;
         }
+        let custom = st.custom.storage_kinds();
         let victims: Vec<(&'static Kind, String)> = KINDS
             .iter()
+            .chain(custom)
             .filter(|k| k.namespaced)
             .flat_map(|k| {
                 st.list(k, Some(name))
@@ -549,8 +551,10 @@ impl ApiServer {
         if !has_deletion(ns) || !finalizers_empty(ns) {
             return Ok(());
         }
+        let custom = st.custom.storage_kinds();
         let empty = KINDS
             .iter()
+            .chain(custom)
             .filter(|k| k.namespaced)
             .all(|k| st.list(k, Some(name)).next().is_none());
         if empty {
@@ -569,6 +573,12 @@ impl ApiServer {
         name: &str,
         orphan: bool,
     ) -> Result<Option<Value>, ApiError> {
+        if kind.store_key == crate::crd::CRD_KEY {
+            // A CRD takes its objects with it (upstream's cleanup finalizer).
+            for (k, n, nm) in crate::crd::objects_of(st, name) {
+                self.remove(st, k, &n, &nm, orphan)?;
+            }
+        }
         let Some(removed) = st.remove(kind, ns, name)? else {
             return Ok(None);
         };
@@ -585,7 +595,10 @@ impl ApiServer {
                                 .any(|r| r.get("uid").and_then(Value::as_str) == Some(uid.as_str()))
                         })
                 })
-                .filter_map(|((p, n, nm), _)| Some((by_plural(p)?, n.clone(), nm.clone())))
+                .filter_map(|((p, n, nm), _)| {
+                    let k = by_plural(p).or_else(|| st.custom.by_store_key(p))?;
+                    Some((k, n.clone(), nm.clone()))
+                })
                 .collect();
             for (k, n, nm) in dependents {
                 if orphan {

@@ -73,7 +73,7 @@ pub struct Event {
     pub bytes: usize,
 }
 
-/// (plural, namespace or "", name)
+/// (kind's `store_key`, namespace or "", name)
 pub type Key = (&'static str, String, String);
 
 /// How many objects of one kind the store takes (creates beyond → 403).
@@ -104,8 +104,8 @@ struct Counts {
 impl Counts {
     fn of(objects: &BTreeMap<Key, Value>) -> Counts {
         let mut c = Counts::default();
-        for (plural, ns, _) in objects.keys() {
-            c.add(plural, ns);
+        for (key, ns, _) in objects.keys() {
+            c.add(key, ns);
         }
         c
     }
@@ -154,6 +154,8 @@ pub struct State {
     pub caps: ObjectCaps,
     /// Bumped by every change to an RBAC object (the RBAC index cache key).
     pub rbac_generation: u64,
+    /// The custom resources the stored CRDs define (kept by `put`/`remove`).
+    pub custom: crate::crd::Custom,
     counts: Counts,
 }
 
@@ -196,6 +198,56 @@ pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
     obj.get("metadata")?.get(field)?.as_str()
 }
 
+/// Reads the objects of one kind under `dir` into `objects`.
+fn load_kind(
+    dir: &Path,
+    kind: &'static Kind,
+    objects: &mut BTreeMap<Key, Value>,
+    max_rv: &mut u64,
+) -> Result<(), Error> {
+    let kdir = dir.join(kind.storage_name());
+    let Ok(nss) = std::fs::read_dir(&kdir) else {
+        return Ok(());
+    };
+    for ns_entry in nss {
+        let ns_entry = ns_entry.map_err(|e| io_err(&kdir, e))?;
+        let ns_path = ns_entry.path();
+        if !ns_path.is_dir() {
+            continue;
+        }
+        let files = std::fs::read_dir(&ns_path).map_err(|e| io_err(&ns_path, e))?;
+        for f in files {
+            let f = f.map_err(|e| io_err(&ns_path, e))?;
+            let p = f.path();
+            let file_name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if file_name.starts_with('.') && file_name.ends_with(".tmp") {
+                // A temp file left by a crash mid-write.
+                let _ = std::fs::remove_file(&p);
+                continue;
+            }
+            if p.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let data = std::fs::read(&p).map_err(|e| io_err(&p, e))?;
+            let obj: Value = serde_json::from_slice(&data).map_err(|source| Error::Corrupt {
+                path: p.clone(),
+                source,
+            })?;
+            let name = meta_str(&obj, "name").unwrap_or_default().to_string();
+            let ns = if kind.namespaced {
+                meta_str(&obj, "namespace").unwrap_or_default().to_string()
+            } else {
+                String::new()
+            };
+            if let Some(rv) = meta_str(&obj, "resourceVersion").and_then(|r| r.parse().ok()) {
+                *max_rv = (*max_rv).max(rv);
+            }
+            objects.insert((kind.store_key, ns, name), obj);
+        }
+    }
+    Ok(())
+}
+
 fn io_err(path: &Path, source: std::io::Error) -> Error {
     Error::Io {
         path: path.to_path_buf(),
@@ -204,61 +256,34 @@ fn io_err(path: &Path, source: std::io::Error) -> Error {
 }
 
 impl State {
-    /// Loads every object under `dir` (created if missing).
+    /// Loads every object under `dir` (created if missing): the static
+    /// kinds, then the custom resources of the CRDs found among them.
     pub fn load(dir: &Path) -> Result<State, Error> {
         std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
         let mut objects = BTreeMap::new();
         let mut max_rv = 0u64;
         for kind in KINDS {
-            let kdir = dir.join(kind.storage_name());
-            let Ok(nss) = std::fs::read_dir(&kdir) else {
-                continue;
-            };
-            for ns_entry in nss {
-                let ns_entry = ns_entry.map_err(|e| io_err(&kdir, e))?;
-                let ns_path = ns_entry.path();
-                if !ns_path.is_dir() {
-                    continue;
-                }
-                let files = std::fs::read_dir(&ns_path).map_err(|e| io_err(&ns_path, e))?;
-                for f in files {
-                    let f = f.map_err(|e| io_err(&ns_path, e))?;
-                    let p = f.path();
-                    let file_name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-                    if file_name.starts_with('.') && file_name.ends_with(".tmp") {
-                        // A temp file left by a crash mid-write.
-                        let _ = std::fs::remove_file(&p);
-                        continue;
-                    }
-                    if p.extension().and_then(|e| e.to_str()) != Some("json") {
-                        continue;
-                    }
-                    let data = std::fs::read(&p).map_err(|e| io_err(&p, e))?;
-                    let obj: Value =
-                        serde_json::from_slice(&data).map_err(|source| Error::Corrupt {
-                            path: p.clone(),
-                            source,
-                        })?;
-                    let name = meta_str(&obj, "name").unwrap_or_default().to_string();
-                    let ns = if kind.namespaced {
-                        meta_str(&obj, "namespace").unwrap_or_default().to_string()
-                    } else {
-                        String::new()
-                    };
-                    if let Some(rv) = meta_str(&obj, "resourceVersion").and_then(|r| r.parse().ok())
-                    {
-                        max_rv = max_rv.max(rv);
-                    }
-                    objects.insert((kind.plural, ns, name), obj);
-                }
-            }
+            load_kind(dir, kind, &mut objects, &mut max_rv)?;
+        }
+        let mut custom = crate::crd::Custom::default();
+        for crd in objects
+            .iter()
+            .filter(|((key, _, _), _)| *key == crate::crd::CRD_KEY)
+            .map(|(_, v)| v)
+        {
+            custom.register(crd);
+        }
+        for kind in custom.storage_kinds() {
+            load_kind(dir, kind, &mut objects, &mut max_rv)?;
         }
         // Deletions bump the counter without leaving an object behind.
         let rv_path = dir.join(RV_FILE);
         if let Ok(s) = std::fs::read_to_string(&rv_path) {
             max_rv = max_rv.max(s.trim().parse().unwrap_or(0));
         }
-        Ok(State::new(dir, objects, max_rv))
+        let mut st = State::new(dir, objects, max_rv);
+        st.custom = custom;
+        Ok(st)
     }
 
     fn new(dir: &Path, objects: BTreeMap<Key, Value>, rv: u64) -> State {
@@ -267,6 +292,7 @@ impl State {
             counts: Counts::of(&objects),
             caps: ObjectCaps::default(),
             rbac_generation: 0,
+            custom: crate::crd::Custom::default(),
             objects,
             rv,
             history: VecDeque::new(),
@@ -289,7 +315,7 @@ impl State {
     pub fn get(&self, kind: &Kind, ns: &str, name: &str) -> Option<&Value> {
         let ns = if kind.namespaced { ns } else { "" };
         self.objects
-            .get(&(kind.plural, ns.to_string(), name.to_string()))
+            .get(&(kind.store_key, ns.to_string(), name.to_string()))
     }
 
     /// Objects of one kind, optionally in one namespace, in key order.
@@ -299,13 +325,13 @@ impl State {
         ns: Option<&'a str>,
     ) -> impl Iterator<Item = &'a Value> + 'a {
         let start = (
-            kind.plural,
+            kind.store_key,
             ns.unwrap_or_default().to_string(),
             String::new(),
         );
         self.objects
             .range(start..)
-            .take_while(move |((p, n, _), _)| *p == kind.plural && ns.is_none_or(|ns| ns == n))
+            .take_while(move |((p, n, _), _)| *p == kind.store_key && ns.is_none_or(|ns| ns == n))
             .map(|(_, v)| v)
     }
 
@@ -316,11 +342,16 @@ impl State {
                 let ns = if kind.namespaced { ns } else { "" };
                 self.counts
                     .per_namespace
-                    .get(&(kind.plural, ns.to_string()))
+                    .get(&(kind.store_key, ns.to_string()))
                     .copied()
                     .unwrap_or(0)
             }
-            None => self.counts.per_kind.get(kind.plural).copied().unwrap_or(0),
+            None => self
+                .counts
+                .per_kind
+                .get(kind.store_key)
+                .copied()
+                .unwrap_or(0),
         }
     }
 
@@ -456,17 +487,21 @@ impl State {
         }
         self.write_file(kind, ns, name, &data)?;
         self.rv = next;
-        let old = self
-            .objects
-            .insert((kind.plural, ns.to_string(), name.to_string()), obj.clone());
+        let old = self.objects.insert(
+            (kind.store_key, ns.to_string(), name.to_string()),
+            obj.clone(),
+        );
         if old.is_none() {
-            self.counts.add(kind.plural, ns);
+            self.counts.add(kind.store_key, ns);
         }
         let etype = if old.is_some() {
             EventType::Modified
         } else {
             EventType::Added
         };
+        if kind.store_key == crate::crd::CRD_KEY {
+            self.custom.register(&obj);
+        }
         self.push_event(kind, etype, obj.clone(), old, data.len());
         Ok(obj)
     }
@@ -479,7 +514,7 @@ impl State {
         name: &str,
     ) -> Result<Option<Value>, ApiError> {
         let ns = if kind.namespaced { ns } else { "" };
-        let key = (kind.plural, ns.to_string(), name.to_string());
+        let key = (kind.store_key, ns.to_string(), name.to_string());
         if !self.objects.contains_key(&key) {
             return Ok(None);
         }
@@ -497,7 +532,10 @@ impl State {
         let Some(mut obj) = self.objects.remove(&key) else {
             return Ok(None);
         };
-        self.counts.sub(kind.plural, ns);
+        self.counts.sub(kind.store_key, ns);
+        if kind.store_key == crate::crd::CRD_KEY {
+            self.custom.unregister(name);
+        }
         self.rv += 1;
         let rv_path = self.dir.join(RV_FILE);
         let tmp = self.dir.join(format!(".{RV_FILE}.tmp"));

@@ -357,6 +357,9 @@ pub fn prepare(
     if let Err(c) = validate_name(kind, name) {
         return Err(invalid(c));
     }
+    if kind.custom {
+        return crate::crd::prepare_object(st, kind, name, obj, old);
+    }
     if let Err(c) = decode_check(kind, obj) {
         return Err(invalid(vec![c]));
     }
@@ -374,6 +377,7 @@ pub fn prepare(
         "roles" | "clusterroles" | "rolebindings" | "clusterrolebindings" => {
             crate::rbac::validation::validate(kind.plural, obj, old, &mut causes);
         }
+        "customresourcedefinitions" => crate::crd::validate_crd(obj, old, &mut causes),
         "endpointslices" => {
             let at = obj
                 .get("addressType")

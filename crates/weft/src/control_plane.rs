@@ -130,6 +130,7 @@ impl ControlPlane {
             .write_kubeconfig(&layout.name, &layout.node_kubeconfig_path(&n.name))?;
         }
         crate::credentials::apply_component_rbac(&admin.client()?).await?;
+        crate::gateway_api::apply(&admin.client()?).await?;
         // Last: `weft up` waits for the port to appear.
         layout.write_state(&weft_cluster::ClusterState {
             api_port: Some(port),
