@@ -134,14 +134,18 @@ fn content_type(req: &Request<Bytes>) -> String {
 }
 
 /// A resource request after routing.
-struct Target {
-    kind: &'static Kind,
-    ns: Option<String>,
-    name: Option<String>,
-    status: bool,
+pub(crate) struct Target {
+    pub(crate) kind: &'static Kind,
+    pub(crate) ns: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) status: bool,
 }
 
-fn route_resource(group: &str, version: &str, rest: &[&str]) -> Result<Target, ApiError> {
+pub(crate) fn route_resource(
+    group: &str,
+    version: &str,
+    rest: &[&str],
+) -> Result<Target, ApiError> {
     let nf = || ApiError::not_found_path(&rest.join("/"));
     let find = |p: &str| kinds::find(group, version, p).ok_or_else(nf);
     let namespaced_path =
@@ -201,7 +205,7 @@ fn resource_list(group: &str, version: &str) -> Option<Value> {
         }
         if matches!(
             k.plural,
-            "pods" | "services" | "deployments" | "statefulsets" | "replicasets"
+            "pods" | "services" | "deployments" | "statefulsets" | "replicasets" | "daemonsets"
         ) {
             r["categories"] = json!(["all"]);
         }
@@ -475,6 +479,7 @@ impl ApiServer {
                 let groups: Vec<Value> = kinds::groups()
                     .into_iter()
                     .chain(REVIEW_GROUPS)
+                    .chain([crate::events_v1::GROUP])
                     .map(api_group)
                     .collect();
                 Ok(json_response(
@@ -482,6 +487,7 @@ impl ApiServer {
                     &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
                 ))
             }
+            ["apis", crate::events_v1::GROUP, rest @ ..] => self.events_v1(req, rest),
             ["api", "v1"] if get => resource_list("", "v1")
                 .map(|v| json_response(200, &v))
                 .ok_or_else(|| ApiError::not_found_path(&path)),
@@ -506,7 +512,11 @@ impl ApiServer {
         }
     }
 
-    fn resource(&self, req: Request<Bytes>, t: Target) -> Result<Response<BoxBody>, ApiError> {
+    pub(crate) fn resource(
+        &self,
+        req: Request<Bytes>,
+        t: Target,
+    ) -> Result<Response<BoxBody>, ApiError> {
         let q = parse_query(req.uri().query());
         let kind = t.kind;
         let ns = t.ns.clone().unwrap_or_default();
@@ -775,8 +785,12 @@ impl ApiServer {
     /// also closes every connection it accepted). Call it once per listener.
     pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) -> Result<(), Error> {
         let mut conns = tokio::task::JoinSet::new();
+        let mut event_ttl = tokio::time::interval(crate::events_v1::SWEEP_EVERY);
         loop {
             tokio::select! {
+                _ = event_ttl.tick() => {
+                    self.expire_events(jiff::Timestamp::now());
+                }
                 accepted = listener.accept() => {
                     let (stream, peer) = match accepted {
                         Ok(a) => a,

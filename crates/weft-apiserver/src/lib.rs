@@ -30,6 +30,7 @@
 
 mod access;
 pub mod auth;
+pub mod events_v1;
 mod http;
 pub mod kinds;
 mod patch;

@@ -18,7 +18,12 @@ fn or_none(v: &str) -> String {
 
 /// `5s`, `3m`, `2h`, `4d` like kubectl.
 fn age(o: &Value) -> String {
-    let Ok(t) = s(o, "/metadata/creationTimestamp").parse::<jiff::Timestamp>() else {
+    since(s(o, "/metadata/creationTimestamp"))
+}
+
+/// How long ago an RFC 3339 time was, as [`age`] prints it.
+fn since(time: &str) -> String {
+    let Ok(t) = time.parse::<jiff::Timestamp>() else {
         return "<unknown>".to_string();
     };
     let secs = jiff::Timestamp::now()
@@ -70,6 +75,30 @@ fn columns(kind: &Kind) -> Vec<(&'static str, i32)> {
             ("Age", 0),
         ],
         "statefulsets" => vec![("Name", 0), ("Ready", 0), ("Age", 0)],
+        "replicasets" => vec![
+            ("Name", 0),
+            ("Desired", 0),
+            ("Current", 0),
+            ("Ready", 0),
+            ("Age", 0),
+        ],
+        "daemonsets" => vec![
+            ("Name", 0),
+            ("Desired", 0),
+            ("Current", 0),
+            ("Ready", 0),
+            ("Up-to-date", 0),
+            ("Available", 0),
+            ("Node Selector", 0),
+            ("Age", 0),
+        ],
+        "events" => vec![
+            ("Last Seen", 0),
+            ("Type", 0),
+            ("Reason", 0),
+            ("Object", 0),
+            ("Message", 0),
+        ],
         "endpointslices" => vec![
             ("Name", 0),
             ("AddressType", 0),
@@ -279,6 +308,62 @@ fn cells(kind: &Kind, o: &Value) -> Vec<Value> {
             json!(subjects(o, "Group")),
             json!(subjects(o, "ServiceAccount")),
         ],
+        "replicasets" => {
+            let n = |p: &str| o.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+            vec![
+                name,
+                json!(o
+                    .pointer("/spec/replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1)),
+                json!(n("/status/replicas")),
+                json!(n("/status/readyReplicas")),
+                json!(age(o)),
+            ]
+        }
+        "daemonsets" => {
+            let n = |p: &str| o.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+            let selector: Vec<String> = o
+                .pointer("/spec/template/spec/nodeSelector")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect();
+            vec![
+                name,
+                json!(n("/status/desiredNumberScheduled")),
+                json!(n("/status/currentNumberScheduled")),
+                json!(n("/status/numberReady")),
+                json!(n("/status/updatedNumberScheduled")),
+                json!(n("/status/numberAvailable")),
+                json!(or_none(&selector.join(","))),
+                json!(age(o)),
+            ]
+        }
+        "events" => {
+            // kubectl's printEvent: the series' last time, else lastTimestamp,
+            // else the first time (firstTimestamp or eventTime).
+            let first = match s(o, "/firstTimestamp") {
+                "" => s(o, "/eventTime"),
+                t => t,
+            };
+            let last = match (s(o, "/series/lastObservedTime"), s(o, "/lastTimestamp")) {
+                ("", "") => first,
+                ("", t) | (t, _) => t,
+            };
+            vec![
+                json!(since(last)),
+                json!(s(o, "/type")),
+                json!(s(o, "/reason")),
+                json!(format!(
+                    "{}/{}",
+                    s(o, "/involvedObject/kind").to_ascii_lowercase(),
+                    s(o, "/involvedObject/name")
+                )),
+                json!(s(o, "/message").trim()),
+            ]
+        }
         _ => vec![name, json!(age(o))],
     }
 }

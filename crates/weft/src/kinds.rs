@@ -89,6 +89,22 @@ pub const KINDS: &[Kind] = &[
         aliases: &["statefulset", "sts"],
     },
     Kind {
+        kind: "ReplicaSet",
+        group: "apps",
+        version: "v1",
+        plural: "replicasets",
+        namespaced: true,
+        aliases: &["replicaset", "rs"],
+    },
+    Kind {
+        kind: "DaemonSet",
+        group: "apps",
+        version: "v1",
+        plural: "daemonsets",
+        namespaced: true,
+        aliases: &["daemonset", "ds"],
+    },
+    Kind {
         kind: "NetworkPolicy",
         group: "networking.k8s.io",
         version: "v1",
