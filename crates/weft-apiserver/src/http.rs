@@ -153,18 +153,18 @@ fn custom_table(st: &crate::store::State, kind: &Kind, items: &[&Value]) -> Valu
 }
 
 /// A resource request after routing.
-struct Target {
-    kind: &'static Kind,
-    ns: Option<String>,
-    name: Option<String>,
-    status: bool,
+pub(crate) struct Target {
+    pub(crate) kind: &'static Kind,
+    pub(crate) ns: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) status: bool,
     /// The `scale` subresource (built-in kinds: [`crate::scale`]).
-    scale: bool,
+    pub(crate) scale: bool,
     /// The `scale` subresource of a custom resource: its paths.
-    custom_scale: Option<crate::crd::Scale>,
+    pub(crate) custom_scale: Option<crate::crd::Scale>,
 }
 
-fn route_resource(
+pub(crate) fn route_resource(
     st: &crate::store::State,
     group: &str,
     version: &str,
@@ -240,7 +240,7 @@ fn resource_list(group: &str, version: &str, custom: Vec<Value>) -> Option<Value
         }
         if matches!(
             k.plural,
-            "pods" | "services" | "deployments" | "statefulsets" | "replicasets"
+            "pods" | "services" | "deployments" | "statefulsets" | "replicasets" | "daemonsets"
         ) {
             r["categories"] = json!(["all"]);
         }
@@ -506,6 +506,7 @@ impl ApiServer {
                 let groups: Vec<Value> = kinds::groups()
                     .into_iter()
                     .chain(REVIEW_GROUPS)
+                    .chain([crate::events_v1::GROUP])
                     .map(api_group)
                     .chain(custom.iter().map(|(g, vs)| api_group_versions(g, vs)))
                     .collect();
@@ -514,6 +515,7 @@ impl ApiServer {
                     &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
                 ))
             }
+            ["apis", crate::events_v1::GROUP, rest @ ..] => self.events_v1(req, rest),
             ["api", "v1"] if get => resource_list("", "v1", Vec::new())
                 .map(|v| json_response(200, &v))
                 .ok_or_else(|| ApiError::not_found_path(&path)),
@@ -552,7 +554,11 @@ impl ApiServer {
         }
     }
 
-    fn resource(&self, req: Request<Bytes>, t: Target) -> Result<Response<BoxBody>, ApiError> {
+    pub(crate) fn resource(
+        &self,
+        req: Request<Bytes>,
+        t: Target,
+    ) -> Result<Response<BoxBody>, ApiError> {
         let q = parse_query(req.uri().query());
         if let (Some(sc), Some(name)) = (&t.custom_scale, t.name.as_deref()) {
             return self.custom_scale(&req, &t, sc, name, &q);
@@ -959,8 +965,12 @@ impl ApiServer {
     /// also closes every connection it accepted). Call it once per listener.
     pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) -> Result<(), Error> {
         let mut conns = tokio::task::JoinSet::new();
+        let mut event_ttl = tokio::time::interval(crate::events_v1::SWEEP_EVERY);
         loop {
             tokio::select! {
+                _ = event_ttl.tick() => {
+                    self.expire_events(jiff::Timestamp::now());
+                }
                 accepted = listener.accept() => {
                     let (stream, peer) = match accepted {
                         Ok(a) => a,

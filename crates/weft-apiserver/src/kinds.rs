@@ -148,6 +148,16 @@ pub static KINDS: &[Kind] = &[
     ),
     k(
         "apps",
+        "daemonsets",
+        "daemonset",
+        "DaemonSet",
+        true,
+        &["ds"],
+        true,
+        true,
+    ),
+    k(
+        "apps",
         "replicasets",
         "replicaset",
         "ReplicaSet",

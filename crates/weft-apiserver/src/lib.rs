@@ -33,6 +33,7 @@
 mod access;
 pub mod auth;
 pub mod crd;
+pub mod events_v1;
 mod http;
 pub mod kinds;
 pub mod openapi;

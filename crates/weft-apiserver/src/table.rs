@@ -62,10 +62,11 @@ pub fn pod_status(pod: &Value) -> String {
 
 /// `5s`, `3m`, `2h`, `4d` like kubectl.
 fn age(o: &Value) -> String {
-    age_of(s(o, "/metadata/creationTimestamp"))
+    since(s(o, "/metadata/creationTimestamp"))
 }
 
-fn age_of(time: &str) -> String {
+/// How long ago an RFC 3339 time was, as [`age`] prints it.
+fn since(time: &str) -> String {
     let Ok(t) = time.parse::<jiff::Timestamp>() else {
         return "<unknown>".to_string();
     };
@@ -145,13 +146,6 @@ fn columns(kind: &Kind) -> Vec<(&'static str, i32)> {
             ("Age", 0),
         ],
         "statefulsets" => vec![("Name", 0), ("Ready", 0), ("Age", 0)],
-        "endpointslices" => vec![
-            ("Name", 0),
-            ("AddressType", 0),
-            ("Ports", 0),
-            ("Endpoints", 0),
-            ("Age", 0),
-        ],
         "replicasets" => vec![
             ("Name", 0),
             ("Desired", 0),
@@ -167,6 +161,20 @@ fn columns(kind: &Kind) -> Vec<(&'static str, i32)> {
             ("Up-to-date", 0),
             ("Available", 0),
             ("Node Selector", 0),
+            ("Age", 0),
+        ],
+        "events" => vec![
+            ("Last Seen", 0),
+            ("Type", 0),
+            ("Reason", 0),
+            ("Object", 0),
+            ("Message", 0),
+        ],
+        "endpointslices" => vec![
+            ("Name", 0),
+            ("AddressType", 0),
+            ("Ports", 0),
+            ("Endpoints", 0),
             ("Age", 0),
         ],
         "networkpolicies" => vec![("Name", 0), ("Pod-Selector", 0), ("Age", 0)],
@@ -188,13 +196,6 @@ fn columns(kind: &Kind) -> Vec<(&'static str, i32)> {
         "secrets" => vec![("Name", 0), ("Type", 0), ("Data", 0), ("Age", 0)],
         "serviceaccounts" => vec![("Name", 0), ("Secrets", 0), ("Age", 0)],
         "endpoints" => vec![("Name", 0), ("Endpoints", 0), ("Age", 0)],
-        "events" => vec![
-            ("Last Seen", 0),
-            ("Type", 0),
-            ("Reason", 0),
-            ("Object", 0),
-            ("Message", 0),
-        ],
         "leases" => vec![("Name", 0), ("Holder", 0), ("Age", 0)],
         "roles" | "clusterroles" => vec![("Name", 0), ("Created At", 0)],
         "rolebindings" | "clusterrolebindings" => vec![
@@ -380,34 +381,6 @@ fn cells(kind: &Kind, o: &Value) -> Vec<Value> {
                 json!(age(o)),
             ]
         }
-        "replicasets" => {
-            let n = |p: &str| o.pointer(p).and_then(Value::as_i64).unwrap_or(0);
-            vec![
-                name,
-                json!(o
-                    .pointer("/spec/replicas")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(1)),
-                json!(n("/status/replicas")),
-                json!(n("/status/readyReplicas")),
-                json!(age(o)),
-            ]
-        }
-        "daemonsets" => {
-            let n = |p: &str| o.pointer(p).and_then(Value::as_i64).unwrap_or(0);
-            vec![
-                name,
-                json!(n("/status/desiredNumberScheduled")),
-                json!(n("/status/currentNumberScheduled")),
-                json!(n("/status/numberReady")),
-                json!(n("/status/updatedNumberScheduled")),
-                json!(n("/status/numberAvailable")),
-                json!(or_none(&pairs(
-                    o.pointer("/spec/template/spec/nodeSelector")
-                ))),
-                json!(age(o)),
-            ]
-        }
         "networkpolicies" => vec![
             name,
             json!(or_none(&pairs(o.pointer("/spec/podSelector/matchLabels")))),
@@ -491,30 +464,6 @@ fn cells(kind: &Kind, o: &Value) -> Vec<Value> {
             }
             vec![name, json!(or_none(&eps.join(","))), json!(age(o))]
         }
-        "events" => {
-            let last = [
-                "/lastTimestamp",
-                "/eventTime",
-                "/firstTimestamp",
-                "/metadata/creationTimestamp",
-            ]
-            .iter()
-            .map(|p| s(o, p))
-            .find(|t| !t.is_empty())
-            .unwrap_or_default();
-            let object = format!(
-                "{}/{}",
-                s(o, "/involvedObject/kind").to_ascii_lowercase(),
-                s(o, "/involvedObject/name")
-            );
-            vec![
-                json!(age_of(last)),
-                json!(s(o, "/type")),
-                json!(s(o, "/reason")),
-                json!(object),
-                json!(s(o, "/message")),
-            ]
-        }
         "leases" => vec![
             name,
             json!(or_none(s(o, "/spec/holderIdentity"))),
@@ -533,6 +482,62 @@ fn cells(kind: &Kind, o: &Value) -> Vec<Value> {
             json!(subjects(o, "Group")),
             json!(subjects(o, "ServiceAccount")),
         ],
+        "replicasets" => {
+            let n = |p: &str| o.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+            vec![
+                name,
+                json!(o
+                    .pointer("/spec/replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1)),
+                json!(n("/status/replicas")),
+                json!(n("/status/readyReplicas")),
+                json!(age(o)),
+            ]
+        }
+        "daemonsets" => {
+            let n = |p: &str| o.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+            let selector: Vec<String> = o
+                .pointer("/spec/template/spec/nodeSelector")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect();
+            vec![
+                name,
+                json!(n("/status/desiredNumberScheduled")),
+                json!(n("/status/currentNumberScheduled")),
+                json!(n("/status/numberReady")),
+                json!(n("/status/updatedNumberScheduled")),
+                json!(n("/status/numberAvailable")),
+                json!(or_none(&selector.join(","))),
+                json!(age(o)),
+            ]
+        }
+        "events" => {
+            // kubectl's printEvent: the series' last time, else lastTimestamp,
+            // else the first time (firstTimestamp or eventTime).
+            let first = match s(o, "/firstTimestamp") {
+                "" => s(o, "/eventTime"),
+                t => t,
+            };
+            let last = match (s(o, "/series/lastObservedTime"), s(o, "/lastTimestamp")) {
+                ("", "") => first,
+                ("", t) | (t, _) => t,
+            };
+            vec![
+                json!(since(last)),
+                json!(s(o, "/type")),
+                json!(s(o, "/reason")),
+                json!(format!(
+                    "{}/{}",
+                    s(o, "/involvedObject/kind").to_ascii_lowercase(),
+                    s(o, "/involvedObject/name")
+                )),
+                json!(s(o, "/message").trim()),
+            ]
+        }
         _ => vec![name, json!(age(o))],
     }
 }

@@ -216,6 +216,7 @@ pub fn decode_check(kind: &Kind, obj: &Value) -> Result<(), Cause> {
         "deployments" => decode::<apps::v1::Deployment>(obj),
         "statefulsets" => decode::<apps::v1::StatefulSet>(obj),
         "replicasets" => decode::<apps::v1::ReplicaSet>(obj),
+        "daemonsets" => decode::<apps::v1::DaemonSet>(obj),
         "endpointslices" => decode::<discovery::v1::EndpointSlice>(obj),
         "networkpolicies" => decode::<networking::v1::NetworkPolicy>(obj),
         "ingresses" => decode::<networking::v1::Ingress>(obj),
@@ -373,7 +374,9 @@ pub fn prepare(
             let status = ensure_object(obj, "status");
             set_default(status, "phase", json!("Active"));
         }
-        "deployments" | "statefulsets" | "replicasets" => workload(kind, obj, &mut causes),
+        "deployments" | "statefulsets" | "replicasets" | "daemonsets" => {
+            workload(kind, obj, &mut causes)
+        }
         "roles" | "clusterroles" | "rolebindings" | "clusterrolebindings" => {
             crate::rbac::validation::validate(kind.plural, obj, old, &mut causes);
         }
@@ -484,9 +487,18 @@ fn secret(obj: &mut Value, old: Option<&Value>, causes: &mut Vec<Cause>) {
 
 fn workload(kind: &Kind, obj: &mut Value, causes: &mut Vec<Cause>) {
     let spec = ensure_object(obj, "spec");
-    set_default(spec, "replicas", json!(1));
-    set_default(spec, "revisionHistoryLimit", json!(10));
+    if kind.plural != "daemonsets" {
+        set_default(spec, "replicas", json!(1));
+    }
+    if kind.plural != "replicasets" {
+        set_default(spec, "revisionHistoryLimit", json!(10));
+    }
     match kind.plural {
+        "daemonsets" => set_default(
+            spec,
+            "updateStrategy",
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+        ),
         "deployments" => {
             set_default(spec, "progressDeadlineSeconds", json!(600));
             set_default(

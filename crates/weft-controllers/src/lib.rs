@@ -1,6 +1,8 @@
 //! Controllers of the embedded control plane (the stand-in for
 //! kube-controller-manager and kube-scheduler): EndpointSlices, Deployments →
-//! Pods, StatefulSets → Pods, scheduling, and a pod garbage collector.
+//! ReplicaSets → Pods, StatefulSets → Pods, DaemonSets → Pods, scheduling,
+//! a garbage collector, and the Events they record (`events.k8s.io/v1`
+//! through kube-rs's `Recorder`).
 //!
 //! Each controller is a pure plan function (objects in, desired objects and
 //! writes out; `now` passed in) plus a thin loop (the private `runtime` module)
@@ -8,9 +10,12 @@
 //! gate, a sync runner per controller that coalesces changes, resyncs and
 //! retries) that runs the plan and writes the difference through the API.
 
+pub mod daemonset;
 pub mod deployment;
 pub mod endpointslice;
+mod events;
 pub mod gc;
+pub mod replicaset;
 mod runtime;
 pub mod scheduler;
 pub mod statefulset;

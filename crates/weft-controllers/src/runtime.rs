@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::jiff::Timestamp;
@@ -23,9 +23,10 @@ use weft_kube::{Bounds, Gate, Kind, Selector, Store, SyncError, SyncRunner, Watc
 use weft_linux::retry::Backoff;
 
 use crate::endpointslice::{self, SliceAction};
+use crate::events::{reference, Events, Record};
 use crate::scheduler::{self, Decision};
 use crate::util::{key, safe_encode, semantically_equal, terminating};
-use crate::{deployment, gc, statefulset};
+use crate::{daemonset, deployment, gc, replicaset, statefulset};
 
 /// Every controller's runner: a burst of events within 50 ms makes one sync;
 /// a sync at least every 10 s (retries unschedulable pods, minReadySeconds,
@@ -135,7 +136,9 @@ struct Stores {
     services: Store<Service>,
     slices: Store<EndpointSlice>,
     deployments: Store<Deployment>,
+    replicasets: Store<ReplicaSet>,
     statefulsets: Store<StatefulSet>,
+    daemonsets: Store<DaemonSet>,
     nodes: Store<Node>,
 }
 
@@ -361,11 +364,130 @@ fn action_name(a: &SliceAction) -> String {
     }
 }
 
+/// Creates `pods` (named from their generateName plus a random suffix) in
+/// upstream's slow-start batches, stopping at the first batch with a
+/// failure: the names created, what became of the creates, and the errors.
+async fn create_in_batches(
+    api: &Api<Pod>,
+    ns: &str,
+    pods: Vec<Pod>,
+) -> (Vec<Pod>, replicaset::CreateOutcome, Vec<Error>) {
+    let mut created = Vec::new();
+    let mut errors = Vec::new();
+    let mut outcome = replicaset::CreateOutcome::Accepted;
+    let mut pods = pods.into_iter();
+    for size in replicaset::slow_start_batches(pods.len(), replicaset::SLOW_START_INITIAL_BATCH) {
+        let batch: Vec<Pod> = pods
+            .by_ref()
+            .take(size)
+            .map(|mut pod| {
+                let name = format!(
+                    "{}{}",
+                    pod.metadata.generate_name.clone().unwrap_or_default(),
+                    random_suffix()
+                );
+                pod.metadata.name = Some(name);
+                pod
+            })
+            .collect();
+        let results = futures::future::join_all(batch.iter().map(|p| create_pod(api, ns, p))).await;
+        let mut failed = false;
+        for (pod, r) in batch.into_iter().zip(results) {
+            match r {
+                Ok(()) => created.push(pod),
+                Err(e) => {
+                    if !failed {
+                        outcome = replicaset::CreateOutcome::Refused(refusal_message(&e));
+                    }
+                    failed = true;
+                    errors.push(e);
+                }
+            }
+        }
+        if failed {
+            // Upstream's slow start: a failing batch (quota, a full API
+            // server) stops this sync's creates.
+            break;
+        }
+    }
+    (created, outcome, errors)
+}
+
+/// Records SuccessfulCreate for each created pod and one FailedCreate for
+/// the first refusal, regarding `owner` (upstream's pod control events).
+async fn record_creates<K: kube::Resource<DynamicType = ()>>(
+    events: &mut Events,
+    owner: &K,
+    created: &[Pod],
+    outcome: &replicaset::CreateOutcome,
+) {
+    for p in created {
+        events
+            .publish(Record {
+                regarding: reference(owner),
+                related: Some(reference(p)),
+                warning: false,
+                reason: "SuccessfulCreate",
+                action: "Create",
+                note: format!("Created pod: {}", p.name_any()),
+            })
+            .await;
+    }
+    if let replicaset::CreateOutcome::Refused(message) = outcome {
+        events
+            .publish(Record {
+                regarding: reference(owner),
+                related: None,
+                warning: true,
+                reason: "FailedCreate",
+                action: "Create",
+                note: format!("Error creating: {message}"),
+            })
+            .await;
+    }
+}
+
+/// Deletes the named pods of `owner`, recording SuccessfulDelete (or
+/// FailedDelete) for each: the names deleted.
+async fn delete_pods<K: kube::Resource<DynamicType = ()>>(
+    api: &Api<Pod>,
+    ns: &str,
+    names: Vec<String>,
+    owner: &K,
+    events: &mut Events,
+    errors: &mut Vec<Error>,
+) -> Vec<String> {
+    let mut deleted = Vec::new();
+    for name in names {
+        let (warning, reason, note) = match delete_pod(api, ns, &name).await {
+            Ok(()) => {
+                deleted.push(name.clone());
+                (false, "SuccessfulDelete", format!("Deleted pod: {name}"))
+            }
+            Err(e) => {
+                let note = format!("Error deleting: {}", refusal_message(&e));
+                errors.push(e);
+                (true, "FailedDelete", note)
+            }
+        };
+        events
+            .publish(Record {
+                regarding: reference(owner),
+                related: None,
+                warning,
+                reason,
+                action: "Delete",
+                note,
+            })
+            .await;
+    }
+    deleted
+}
+
 struct Deployments {
     client: Client,
     stores: Stores,
-    expectations: Expectations,
-    create_backoff: CreateBackoff,
+    events: Events,
 }
 
 impl Controller for Deployments {
@@ -373,85 +495,79 @@ impl Controller for Deployments {
 
     async fn reconcile(&mut self) -> Result<(), Error> {
         let pods = snapshot(&self.stores.pods);
+        let rss = snapshot(&self.stores.replicasets);
         let now = now();
         let mut errors = Vec::new();
         for d in snapshot(&self.stores.deployments) {
-            let owner = key(&d);
-            if terminating(&d) || self.expectations.waiting(&owner, &self.stores.pods) {
+            if terminating(&d) {
                 continue;
             }
-            let mut plan = deployment::plan(&d, &pods, now);
+            let owner = key(&d);
+            let plan = deployment::plan(&d, &rss, &pods, now);
             let ns = d.namespace().unwrap_or_default();
-            let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
-            let (mut created, mut deleted) = (Vec::new(), Vec::new());
-            let mut outcome = deployment::CreateOutcome::Accepted;
-            if !plan.create.is_empty() && self.create_backoff.holding(&owner, Instant::now()) {
-                plan.create.clear();
-                outcome = deployment::CreateOutcome::HeldBack;
-            }
-            let mut pods_to_create = plan.create.into_iter();
-            for size in deployment::slow_start_batches(
-                pods_to_create.len(),
-                deployment::SLOW_START_INITIAL_BATCH,
-            ) {
-                let batch: Vec<Pod> = pods_to_create
-                    .by_ref()
-                    .take(size)
-                    .map(|mut pod| {
-                        let name = format!(
-                            "{}{}",
-                            pod.metadata.generate_name.clone().unwrap_or_default(),
-                            random_suffix()
-                        );
-                        pod.metadata.name = Some(name);
-                        pod
-                    })
-                    .collect();
-                let results =
-                    futures::future::join_all(batch.iter().map(|p| create_pod(&api, &ns, p))).await;
-                let mut failed = false;
-                for (pod, r) in batch.iter().zip(results) {
-                    match r {
-                        Ok(()) => created.push(pod.name_any()),
-                        Err(e) => {
-                            if !failed {
-                                outcome = deployment::CreateOutcome::Refused(refusal_message(&e));
-                            }
-                            failed = true;
-                            errors.push(e);
-                        }
+            let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &ns);
+            for rs in &plan.create {
+                match api.create(&PostParams::default(), rs).await {
+                    Ok(_) => {}
+                    // Our own, created a moment ago (the store lags): fine.
+                    Err(e) if api_code(&e) == Some(409) => continue,
+                    Err(e) => {
+                        errors.push(Error::api("create", "ReplicaSet", key(rs), e));
+                        continue;
                     }
                 }
-                if failed {
-                    // Upstream's slow start: a failing batch (quota, a full
-                    // API server) stops this sync's creates, and the
-                    // Deployment creates nothing until its backoff passes.
-                    let retry_in = self.create_backoff.refused(&owner, Instant::now());
-                    debug!(deployment = %owner, ?retry_in, "pod creates refused, holding back");
-                    break;
+                let to = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+                info!(deployment = %owner, replicaset = %rs.name_any(), replicas = to, "created replicaset");
+                if to > 0 {
+                    self.scaled(&d, rs, 0, to).await;
                 }
             }
-            if outcome == deployment::CreateOutcome::Accepted {
-                self.create_backoff.accepted(&owner);
-            }
-            for name in plan.delete {
-                match delete_pod(&api, &ns, &name).await {
-                    Ok(()) => deleted.push(name),
-                    Err(e) => errors.push(e),
+            for w in &plan.update {
+                let patch = Patch::Merge(json!({
+                    "metadata": {"annotations": w.annotations, "resourceVersion": w.resource_version},
+                    "spec": {"replicas": w.replicas},
+                }));
+                match api.patch(&w.name, &PatchParams::default(), &patch).await {
+                    Ok(rs) if w.from != w.replicas => {
+                        info!(deployment = %owner, replicaset = %w.name, from = w.from, to = w.replicas, "scaled replicaset");
+                        self.scaled(&d, &rs, w.from, w.replicas).await;
+                    }
+                    Ok(_) => {}
+                    Err(e) => errors.push(Error::api(
+                        "scale",
+                        "ReplicaSet",
+                        format!("{ns}/{}", w.name),
+                        e,
+                    )),
                 }
             }
-            if !created.is_empty() || !deleted.is_empty() {
-                info!(deployment = %owner, created = ?created, deleted = ?deleted, "scaled pods");
+            for name in &plan.delete {
+                match api.delete(name, &DeleteParams::background()).await {
+                    Ok(_) => {
+                        info!(deployment = %owner, replicaset = %name, "deleted old replicaset")
+                    }
+                    Err(e) if api_code(&e) == Some(404) => {}
+                    Err(e) => errors.push(Error::api(
+                        "delete",
+                        "ReplicaSet",
+                        format!("{ns}/{name}"),
+                        e,
+                    )),
+                }
             }
-            self.expectations
-                .record(owner.clone(), ns.clone(), created, deleted);
+            if let Some(rev) = &plan.revision {
+                let api: Api<Deployment> = Api::namespaced(self.client.clone(), &ns);
+                let patch = Patch::Merge(json!({
+                    "metadata": {"annotations": {deployment::REVISION: rev}}
+                }));
+                if let Err(e) = api
+                    .patch(&d.name_any(), &PatchParams::default(), &patch)
+                    .await
+                {
+                    errors.push(Error::api("annotate", "Deployment", owner.clone(), e));
+                }
+            }
             let have = d.status.clone().unwrap_or_default();
-            deployment::record_create_outcome(
-                &mut plan.status,
-                have.conditions.as_deref().unwrap_or_default(),
-                &outcome,
-                now,
-            );
             if !semantically_equal(&plan.status, &have) {
                 let api: Api<Deployment> = Api::namespaced(self.client.clone(), &ns);
                 let patch = Patch::Merge(json!({ "status": plan.status }));
@@ -460,6 +576,192 @@ impl Controller for Deployments {
                     .await
                 {
                     errors.push(Error::api("patch status of", "Deployment", owner, e));
+                }
+            }
+        }
+        Error::collect(errors)
+    }
+}
+
+impl Deployments {
+    /// Upstream's ScalingReplicaSet event.
+    async fn scaled(&mut self, d: &Deployment, rs: &ReplicaSet, from: i32, to: i32) {
+        let direction = if to > from { "up" } else { "down" };
+        self.events
+            .publish(Record {
+                regarding: reference(d),
+                related: Some(reference(rs)),
+                warning: false,
+                reason: "ScalingReplicaSet",
+                action: "Scale",
+                note: format!(
+                    "Scaled {direction} replica set {} from {from} to {to}",
+                    rs.name_any()
+                ),
+            })
+            .await;
+    }
+}
+
+struct ReplicaSets {
+    client: Client,
+    stores: Stores,
+    expectations: Expectations,
+    create_backoff: CreateBackoff,
+    events: Events,
+}
+
+impl Controller for ReplicaSets {
+    const NAME: &'static str = "replicasets";
+
+    async fn reconcile(&mut self) -> Result<(), Error> {
+        let pods = snapshot(&self.stores.pods);
+        let now = now();
+        let mut errors = Vec::new();
+        for rs in snapshot(&self.stores.replicasets) {
+            let owner = key(&rs);
+            if terminating(&rs) || self.expectations.waiting(&owner, &self.stores.pods) {
+                continue;
+            }
+            let mut plan = replicaset::plan(&rs, &pods, now);
+            let ns = rs.namespace().unwrap_or_default();
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+            for name in &plan.adopt {
+                let patch = Patch::Merge(json!({
+                    "metadata": {"ownerReferences": [crate::util::controller_ref(&rs)]}
+                }));
+                match api.patch(name, &PatchParams::default(), &patch).await {
+                    Ok(_) => debug!(replicaset = %owner, pod = %name, "adopted pod"),
+                    Err(e) => errors.push(Error::api("adopt", "Pod", format!("{ns}/{name}"), e)),
+                }
+            }
+            let mut outcome = replicaset::CreateOutcome::Accepted;
+            if !plan.create.is_empty() && self.create_backoff.holding(&owner, Instant::now()) {
+                plan.create.clear();
+                outcome = replicaset::CreateOutcome::HeldBack;
+            }
+            let (created, result, create_errors) =
+                create_in_batches(&api, &ns, std::mem::take(&mut plan.create)).await;
+            errors.extend(create_errors);
+            if outcome == replicaset::CreateOutcome::Accepted {
+                outcome = result;
+            }
+            match &outcome {
+                replicaset::CreateOutcome::Accepted => self.create_backoff.accepted(&owner),
+                replicaset::CreateOutcome::Refused(_) => {
+                    // Nothing more is created for this ReplicaSet until its backoff passes.
+                    let retry_in = self.create_backoff.refused(&owner, Instant::now());
+                    debug!(replicaset = %owner, ?retry_in, "pod creates refused, holding back");
+                }
+                replicaset::CreateOutcome::HeldBack => {}
+            }
+            record_creates(&mut self.events, &rs, &created, &outcome).await;
+            let created: Vec<String> = created.iter().map(|p| p.name_any()).collect();
+            let deleted = delete_pods(
+                &api,
+                &ns,
+                std::mem::take(&mut plan.delete),
+                &rs,
+                &mut self.events,
+                &mut errors,
+            )
+            .await;
+            if !created.is_empty() || !deleted.is_empty() {
+                info!(replicaset = %owner, created = created.len(), deleted = ?deleted, "scaled pods");
+            }
+            self.expectations
+                .record(owner.clone(), ns.clone(), created, deleted);
+            let have = rs.status.clone().unwrap_or_default();
+            replicaset::record_create_outcome(
+                &mut plan.status,
+                have.conditions.as_deref().unwrap_or_default(),
+                &outcome,
+                now,
+            );
+            if !semantically_equal(&plan.status, &have) {
+                let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &ns);
+                let mut status = serde_json::to_value(&plan.status).unwrap_or_default();
+                // A merge patch must say null to remove a condition list.
+                if plan.status.conditions.is_none() {
+                    status["conditions"] = serde_json::Value::Null;
+                }
+                let patch = Patch::Merge(json!({ "status": status }));
+                if let Err(e) = api
+                    .patch_status(&rs.name_any(), &PatchParams::default(), &patch)
+                    .await
+                {
+                    errors.push(Error::api("patch status of", "ReplicaSet", owner, e));
+                }
+            }
+        }
+        Error::collect(errors)
+    }
+}
+
+struct DaemonSets {
+    client: Client,
+    stores: Stores,
+    expectations: Expectations,
+    create_backoff: CreateBackoff,
+    events: Events,
+}
+
+impl Controller for DaemonSets {
+    const NAME: &'static str = "daemonsets";
+
+    async fn reconcile(&mut self) -> Result<(), Error> {
+        let pods = snapshot(&self.stores.pods);
+        let nodes = snapshot(&self.stores.nodes);
+        let now = now();
+        let mut errors = Vec::new();
+        for ds in snapshot(&self.stores.daemonsets) {
+            let owner = key(&ds);
+            if terminating(&ds) || self.expectations.waiting(&owner, &self.stores.pods) {
+                continue;
+            }
+            let mut plan = daemonset::plan(&ds, &nodes, &pods, now);
+            let ns = ds.namespace().unwrap_or_default();
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+            let mut creates = std::mem::take(&mut plan.create);
+            let held_back =
+                !creates.is_empty() && self.create_backoff.holding(&owner, Instant::now());
+            if held_back {
+                creates.clear();
+            }
+            let (created, outcome, create_errors) = create_in_batches(&api, &ns, creates).await;
+            errors.extend(create_errors);
+            match &outcome {
+                replicaset::CreateOutcome::Refused(_) => {
+                    self.create_backoff.refused(&owner, Instant::now());
+                }
+                _ if held_back => {}
+                _ => self.create_backoff.accepted(&owner),
+            }
+            record_creates(&mut self.events, &ds, &created, &outcome).await;
+            let created: Vec<String> = created.iter().map(|p| p.name_any()).collect();
+            let deleted = delete_pods(
+                &api,
+                &ns,
+                std::mem::take(&mut plan.delete),
+                &ds,
+                &mut self.events,
+                &mut errors,
+            )
+            .await;
+            if !created.is_empty() || !deleted.is_empty() {
+                info!(daemonset = %owner, created = ?created, deleted = ?deleted, "synced daemon pods");
+            }
+            self.expectations
+                .record(owner.clone(), ns.clone(), created, deleted);
+            let have = ds.status.clone().unwrap_or_default();
+            if !semantically_equal(&plan.status, &have) {
+                let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), &ns);
+                let patch = Patch::Merge(json!({ "status": plan.status }));
+                if let Err(e) = api
+                    .patch_status(&ds.name_any(), &PatchParams::default(), &patch)
+                    .await
+                {
+                    errors.push(Error::api("patch status of", "DaemonSet", owner, e));
                 }
             }
         }
@@ -521,7 +823,7 @@ impl Controller for StatefulSets {
     }
 }
 
-/// Deletes pods whose Deployment/StatefulSet is gone (no API-server GC here).
+/// Deletes pods and ReplicaSets whose controlling owner is gone (see [`gc`]).
 struct GarbageCollector {
     client: Client,
     stores: Stores,
@@ -531,13 +833,30 @@ impl Controller for GarbageCollector {
     const NAME: &'static str = "garbage-collector";
 
     async fn reconcile(&mut self) -> Result<(), Error> {
-        let orphans = gc::orphaned_pods(
-            &snapshot(&self.stores.pods),
+        let rss = snapshot(&self.stores.replicasets);
+        let owners = gc::Owners::new(
             &snapshot(&self.stores.deployments),
+            &rss,
             &snapshot(&self.stores.statefulsets),
+            &snapshot(&self.stores.daemonsets),
         );
         let mut errors = Vec::new();
-        for (ns, name) in orphans {
+        for (ns, name) in gc::orphaned_replicasets(&rss, &owners) {
+            let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &ns);
+            match api.delete(&name, &DeleteParams::background()).await {
+                Ok(_) => {
+                    info!(replicaset = %format!("{ns}/{name}"), "deleted replicaset of a deleted deployment")
+                }
+                Err(e) if api_code(&e) == Some(404) => {}
+                Err(e) => errors.push(Error::api(
+                    "delete",
+                    "ReplicaSet",
+                    format!("{ns}/{name}"),
+                    e,
+                )),
+            }
+        }
+        for (ns, name) in gc::orphaned_pods(&snapshot(&self.stores.pods), &owners) {
             let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
             match delete_pod(&api, &ns, &name).await {
                 Ok(()) => info!(pod = %format!("{ns}/{name}"), "deleted pod of a deleted owner"),
@@ -551,6 +870,7 @@ impl Controller for GarbageCollector {
 struct Scheduler {
     client: Client,
     stores: Stores,
+    events: Events,
     /// Bindings written but not yet seen in the store: pod key → (uid, node, deadline).
     assumed: HashMap<String, (Option<String>, String, Instant)>,
 }
@@ -600,6 +920,16 @@ impl Controller for Scheduler {
                     {
                         Ok(_) => {
                             info!(pod = %k, node = %node, "bound");
+                            self.events
+                                .publish(Record {
+                                    regarding: reference(*pod),
+                                    related: None,
+                                    warning: false,
+                                    reason: "Scheduled",
+                                    action: "Binding",
+                                    note: format!("Successfully assigned {k} to {node}"),
+                                })
+                                .await;
                             self.assumed
                                 .insert(k, (pod.uid(), node, instant + EXPECTATION_TTL));
                         }
@@ -612,6 +942,16 @@ impl Controller for Scheduler {
                         continue;
                     };
                     info!(pod = %k, %message, "unschedulable");
+                    self.events
+                        .publish(Record {
+                            regarding: reference(*pod),
+                            related: None,
+                            warning: true,
+                            reason: "FailedScheduling",
+                            action: "Scheduling",
+                            note: message.clone(),
+                        })
+                        .await;
                     let patch = Patch::Merge(json!({ "status": { "conditions": conditions } }));
                     if let Err(e) = api
                         .patch_status(&pod.name_any(), &PatchParams::default(), &patch)
@@ -643,7 +983,9 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         services: watches.store(Selector::all()),
         slices: watches.store(Selector::all()),
         deployments: watches.store(Selector::all()),
+        replicasets: watches.store(Selector::all()),
         statefulsets: watches.store(Selector::all()),
+        daemonsets: watches.store(Selector::all()),
         nodes: watches.store(Selector::all()),
     };
     // No controller's first sync before every store has listed: acting on a
@@ -653,7 +995,9 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         s.services.readiness(),
         s.slices.readiness(),
         s.deployments.readiness(),
+        s.replicasets.readiness(),
         s.statefulsets.readiness(),
+        s.daemonsets.readiness(),
         s.nodes.readiness(),
     ]);
     gate.wait()
@@ -666,6 +1010,7 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         s.statefulsets.changes(),
         s.nodes.changes(),
     );
+    let (replicasets, daemonsets) = (s.replicasets.changes(), s.daemonsets.changes());
     let c = client;
     let stopped = tokio::try_join!(
         control_loop(
@@ -680,10 +1025,37 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
             Deployments {
                 client: c.clone(),
                 stores: s.clone(),
+                events: Events::new(c.clone(), "deployment-controller"),
+            },
+            runner(
+                Deployments::NAME,
+                &[pods.clone(), deployments.clone(), replicasets.clone()]
+            ),
+            gate.clone(),
+        ),
+        control_loop(
+            ReplicaSets {
+                client: c.clone(),
+                stores: s.clone(),
                 expectations: Expectations::default(),
                 create_backoff: CreateBackoff::new(Backoff::new(BACKOFF_MIN, BACKOFF_MAX)),
+                events: Events::new(c.clone(), "replicaset-controller"),
             },
-            runner(Deployments::NAME, &[pods.clone(), deployments.clone()]),
+            runner(ReplicaSets::NAME, &[pods.clone(), replicasets.clone()]),
+            gate.clone(),
+        ),
+        control_loop(
+            DaemonSets {
+                client: c.clone(),
+                stores: s.clone(),
+                expectations: Expectations::default(),
+                create_backoff: CreateBackoff::new(Backoff::new(BACKOFF_MIN, BACKOFF_MAX)),
+                events: Events::new(c.clone(), "daemonset-controller"),
+            },
+            runner(
+                DaemonSets::NAME,
+                &[pods.clone(), daemonsets.clone(), nodes.clone()]
+            ),
             gate.clone(),
         ),
         control_loop(
@@ -702,12 +1074,19 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
             },
             runner(
                 GarbageCollector::NAME,
-                &[pods.clone(), deployments, statefulsets]
+                &[
+                    pods.clone(),
+                    deployments,
+                    replicasets,
+                    statefulsets,
+                    daemonsets
+                ]
             ),
             gate.clone(),
         ),
         control_loop(
             Scheduler {
+                events: Events::new(c.clone(), "default-scheduler"),
                 client: c,
                 stores: s.clone(),
                 assumed: HashMap::new()

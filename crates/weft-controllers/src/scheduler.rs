@@ -38,7 +38,7 @@ pub fn wants_scheduling(pod: &Pod) -> bool {
     unbound && ours && !terminating(pod) && !pod_terminal(pod)
 }
 
-fn tolerates(t: &Toleration, taint: &Taint) -> bool {
+pub(crate) fn tolerates(t: &Toleration, taint: &Taint) -> bool {
     if t.effect
         .as_deref()
         .is_some_and(|e| !e.is_empty() && e != taint.effect)
@@ -61,7 +61,7 @@ fn tolerates(t: &Toleration, taint: &Taint) -> bool {
 }
 
 /// The first NoSchedule/NoExecute taint of the node the pod does not tolerate.
-fn untolerated<'a>(pod: &Pod, taints: &'a [Taint]) -> Option<&'a Taint> {
+pub(crate) fn untolerated<'a>(pod: &Pod, taints: &'a [Taint]) -> Option<&'a Taint> {
     let tolerations = pod
         .spec
         .as_ref()
@@ -115,7 +115,7 @@ fn term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
 }
 
 /// nodeSelector and requiredDuringSchedulingIgnoredDuringExecution node affinity.
-fn selector_fits(pod: &Pod, node: &Node) -> bool {
+pub(crate) fn selector_fits(pod: &Pod, node: &Node) -> bool {
     let Some(spec) = &pod.spec else { return true };
     if let Some(sel) = &spec.node_selector {
         if !labels_match(sel, node.labels()) {

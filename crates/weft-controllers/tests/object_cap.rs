@@ -1,6 +1,7 @@
 //! The embedded API server and the controllers together in-process: a
-//! Deployment asking for a million replicas stops at the store's object cap,
-//! says why in its conditions, and leaves the API responsive.
+//! Deployment asking for a million replicas stops at the store's object cap
+//! (its ReplicaSet's pods), says why in its conditions (mirrored from the
+//! ReplicaSet's), and leaves the API responsive.
 
 use std::time::{Duration, Instant};
 
@@ -8,40 +9,15 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
-use weft_apiserver::{ApiServer, ApiServerConfig, Limits};
+use weft_apiserver::Limits;
+
+mod common;
+
+use common::start;
 
 const CAP: usize = 300;
 const DEADLINE: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(50);
-
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-async fn start(tag: &str, limits: Limits) -> (kube::Client, TempDir) {
-    let dir = std::env::temp_dir().join(format!("weft-ctrl-it-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let api = ApiServer::open_with_limits(
-        ApiServerConfig {
-            state_dir: dir.clone(),
-            service_cidr: "10.96.0.0/12".parse().unwrap(),
-            cluster_cidr: "10.244.0.0/16".parse().unwrap(),
-            node_port_range: (30000, 32767),
-            kubernetes_endpoint: (std::net::Ipv4Addr::new(192, 168, 1, 2), 6443),
-        },
-        limits,
-    )
-    .unwrap();
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    tokio::spawn(api.serve(l));
-    let cfg = kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
-    (kube::Client::try_from(cfg).unwrap(), TempDir(dir))
-}
 
 fn deployment(name: &str, replicas: i32) -> Deployment {
     serde_json::from_value(json!({
@@ -78,10 +54,6 @@ fn replica_failure(d: &Deployment) -> Option<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn million_replicas_stop_at_the_object_cap_with_replica_failure() {
     // RUST_LOG=weft_controllers=debug shows the syncs.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
     let limits = Limits {
         max_objects_per_namespace: CAP,
         ..Limits::default()

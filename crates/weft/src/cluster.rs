@@ -449,7 +449,7 @@ async fn wait_served(client: &Client, m: &Manifest) -> Result<Catalog> {
     }
 }
 
-/// Waits until every Pod, Deployment and StatefulSet among `manifests` is Ready.
+/// Waits until every Pod, Deployment, StatefulSet and DaemonSet among `manifests` is Ready.
 async fn wait_workloads(client: &Client, manifests: &[Manifest], deadline: Instant) -> Result<()> {
     let catalog = Catalog::discover(client).await?;
     let kinds = resolve(&catalog, manifests)?;
@@ -484,6 +484,22 @@ async fn wait_workloads(client: &Client, manifests: &[Manifest], deadline: Insta
                         .and_then(Value::as_i64)
                         .unwrap_or(0);
                     (w, r.min(w))
+                }
+                "DaemonSet" => {
+                    let obj = api
+                        .get_opt(&m.name)
+                        .await?
+                        .map(|o| serde_json::to_value(o).unwrap_or_default())
+                        .unwrap_or_default();
+                    let n = |p: &str| obj.pointer(p).and_then(Value::as_i64);
+                    // Not yet seen by its controller: one pod at least is to come.
+                    match n("/status/observedGeneration") {
+                        None => (1, 0),
+                        Some(_) => {
+                            let w = n("/status/desiredNumberScheduled").unwrap_or(0);
+                            (w, n("/status/numberReady").unwrap_or(0).min(w))
+                        }
+                    }
                 }
                 _ => continue,
             };

@@ -244,7 +244,8 @@ pub fn component_rbac() -> Vec<(&'static str, Value)> {
                 json!([
                     {"apiGroups": [""], "resources": ["pods", "pods/status", "endpoints", "events"], "verbs": all},
                     {"apiGroups": [""], "resources": ["services", "nodes", "namespaces"], "verbs": read},
-                    {"apiGroups": ["apps"], "resources": ["deployments", "deployments/status", "replicasets", "replicasets/status", "statefulsets", "statefulsets/status"], "verbs": all},
+                    {"apiGroups": ["apps"], "resources": ["deployments", "deployments/status", "replicasets", "replicasets/status", "statefulsets", "statefulsets/status", "daemonsets", "daemonsets/status"], "verbs": all},
+                    {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": all},
                     {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": all},
                     {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": all},
                 ]),
