@@ -129,11 +129,26 @@ impl AgentArgs {
                     .with_context(|| format!("use --kubeconfig {}", path.display()))?;
                 Ok(kube::Client::try_from(cfg)?)
             }
+            // In a pod (the DaemonSet), the pod's own ServiceAccount first:
+            // kube's `infer` would prefer a kubeconfig found in $HOME.
+            (None, None) if in_pod() => {
+                let cfg = kube::Config::incluster().context(
+                    "read the in-cluster config (ServiceAccount token, KUBERNETES_SERVICE_HOST)",
+                )?;
+                Ok(kube::Client::try_from(cfg)?)
+            }
             (None, None) => kube::Client::try_default()
                 .await
                 .context("no --server or --kubeconfig, and no in-cluster or default config"),
         }
     }
+}
+
+/// Whether this process runs in a pod: the API's address in the
+/// environment and a ServiceAccount token mounted.
+fn in_pod() -> bool {
+    std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+        && std::path::Path::new("/var/run/secrets/kubernetes.io/serviceaccount/token").exists()
 }
 
 #[cfg(test)]

@@ -133,6 +133,9 @@ pub(crate) fn selector_fits(pod: &Pod, node: &Node) -> bool {
     required.is_none_or(|r| r.node_selector_terms.iter().any(|t| term_matches(t, node)))
 }
 
+/// The taint a node that is not Ready carries.
+pub const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
+
 fn node_ready(node: &Node) -> bool {
     node.status
         .as_ref()
@@ -156,8 +159,18 @@ pub fn allocatable_pods(node: &Node) -> Option<usize> {
 /// Why a node holding `load` pods does not fit a pod, as upstream's message
 /// fragment; None when it fits.
 fn misfit(pod: &Pod, node: &Node, load: usize) -> Option<String> {
+    // A node that is not Ready carries node.kubernetes.io/not-ready:NoSchedule
+    // (upstream's TaintNodesByCondition): only pods that tolerate it — the
+    // network's own DaemonSet, which makes the node Ready — go there.
     if !node_ready(node) {
-        return Some("node(s) were not ready".into());
+        let taint = Taint {
+            key: NOT_READY_TAINT.into(),
+            effect: "NoSchedule".into(),
+            ..Default::default()
+        };
+        if untolerated(pod, std::slice::from_ref(&taint)).is_some() {
+            return Some("node(s) were not ready".into());
+        }
     }
     let spec = node.spec.clone().unwrap_or_default();
     if spec.unschedulable == Some(true) {
@@ -310,6 +323,25 @@ mod tests {
         assert_eq!(bind(&d, "a"), "n2");
         assert_eq!(bind(&d, "b"), "n3");
         assert_eq!(bind(&d, "c"), "n1");
+    }
+
+    #[test]
+    fn a_pod_tolerating_the_not_ready_taint_goes_to_a_node_that_is_not_ready() {
+        let nodes = vec![node("n1", false)];
+        let d = schedule(&[pod("default", "plain").build()], &nodes);
+        assert!(
+            matches!(&d["default/plain"], Decision::Unschedulable(m) if m.contains("not ready"))
+        );
+        let network = pod("default", "agent")
+            .with(|p| {
+                p.spec.as_mut().unwrap().tolerations = Some(vec![Toleration {
+                    operator: Some("Exists".into()),
+                    ..Default::default()
+                }]);
+            })
+            .build();
+        let d = schedule(&[network], &nodes);
+        assert_eq!(bind(&d, "agent"), "n1");
     }
 
     #[test]

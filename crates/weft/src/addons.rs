@@ -9,8 +9,14 @@
 //! Cilium's `k8sServiceHost` does, it is given the API server's own address
 //! (`KUBERNETES_SERVICE_HOST`/`_PORT`: the control plane on the fabric,
 //! 192.168.1.2:6443), and the datapath backend `weft up` was asked for.
+//! The other is where weft-cni keeps its address allocations: the plugin
+//! runs on the machine (where the node runtime calls it), outside a pod's
+//! view of the node, so the agent names each node's own IPAM directory in
+//! the CNI config it writes (`<state>/nodes/$(NODE_NAME)/ipam`) rather than
+//! the machine's `/var/lib/cni/networks` that every node would share.
 
 use std::net::Ipv4Addr;
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -36,8 +42,9 @@ pub fn documents(text: &str) -> Result<Vec<Value>> {
 }
 
 /// The agent's objects for an embedded cluster whose API listens on `api`
-/// inside the fabric, running the `backend` datapath.
-pub fn agent_objects(api: (Ipv4Addr, u16), backend: &str) -> Result<Vec<Value>> {
+/// inside the fabric, running the `backend` datapath, with its nodes' state
+/// under `nodes_dir`.
+pub fn agent_objects(api: (Ipv4Addr, u16), backend: &str, nodes_dir: &Path) -> Result<Vec<Value>> {
     let mut docs = documents(AGENT_MANIFEST).context("deploy/weft-agent.yaml")?;
     let ds = docs
         .iter_mut()
@@ -63,9 +70,41 @@ pub fn agent_objects(api: (Ipv4Addr, u16), backend: &str) -> Result<Vec<Value>> 
     let args = agent["args"]
         .as_array_mut()
         .context("deploy/weft-agent.yaml: the agent container has no args list")?;
-    args.retain(|a| !a.as_str().is_some_and(|a| a.starts_with("--backend")));
+    args.retain(|a| {
+        !a.as_str()
+            .is_some_and(|a| a.starts_with("--backend") || a.starts_with("--ipam-dir"))
+    });
     args.push(json!(format!("--backend={backend}")));
+    args.push(json!(format!(
+        "--ipam-dir={}/$(NODE_NAME)/ipam",
+        nodes_dir.display()
+    )));
     Ok(docs)
+}
+
+/// Creates or updates `objects` through `client` (server-side apply, as
+/// `weft apply` does), resolving their kinds by discovery.
+pub async fn apply(client: &kube::Client, objects: &[Value]) -> Result<()> {
+    use kube::api::{Api, DynamicObject, Patch, PatchParams};
+    let catalog = crate::resources::Catalog::discover(client).await?;
+    let pp = PatchParams::apply("weft").force();
+    for obj in objects {
+        let (api_version, kind) = (
+            obj["apiVersion"].as_str().unwrap_or_default(),
+            obj["kind"].as_str().unwrap_or_default(),
+        );
+        let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+        let r = catalog.by_manifest(api_version, kind)?;
+        let ar = r.api_resource();
+        let api: Api<DynamicObject> = match obj["metadata"]["namespace"].as_str() {
+            Some(ns) if r.namespaced => Api::namespaced_with(client.clone(), ns, &ar),
+            _ => Api::all_with(client.clone(), &ar),
+        };
+        api.patch(name, &pp, &Patch::Apply(obj))
+            .await
+            .with_context(|| format!("apply {kind} {name}"))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -82,7 +121,12 @@ mod tests {
 
     #[test]
     fn the_embedded_agent_reaches_the_api_server_directly() {
-        let objs = agent_objects((Ipv4Addr::new(192, 168, 1, 2), 6443), "vxlan").unwrap();
+        let objs = agent_objects(
+            (Ipv4Addr::new(192, 168, 1, 2), 6443),
+            "vxlan",
+            Path::new("/s/nodes"),
+        )
+        .unwrap();
         let env = &agent(&objs)["env"];
         let value = |n: &str| {
             env.as_array()
@@ -103,8 +147,13 @@ mod tests {
     }
 
     #[test]
-    fn the_backend_weft_up_was_given_replaces_the_manifests() {
-        let objs = agent_objects((Ipv4Addr::new(192, 168, 1, 2), 6443), "host-gw").unwrap();
+    fn the_backend_and_each_nodes_ipam_dir_replace_the_manifests() {
+        let objs = agent_objects(
+            (Ipv4Addr::new(192, 168, 1, 2), 6443),
+            "host-gw",
+            Path::new("/s/nodes"),
+        )
+        .unwrap();
         let args: Vec<String> = agent(&objs)["args"]
             .as_array()
             .unwrap()
@@ -114,11 +163,21 @@ mod tests {
         let backends: Vec<&String> = args.iter().filter(|a| a.starts_with("--backend")).collect();
         assert_eq!(backends, ["--backend=host-gw"]);
         assert!(args.iter().any(|a| a == "--node=$(NODE_NAME)"), "{args:?}");
+        let ipam: Vec<&String> = args
+            .iter()
+            .filter(|a| a.starts_with("--ipam-dir"))
+            .collect();
+        assert_eq!(ipam, ["--ipam-dir=/s/nodes/$(NODE_NAME)/ipam"]);
     }
 
     #[test]
     fn every_object_of_the_manifest_is_installed() {
-        let objs = agent_objects((Ipv4Addr::new(192, 168, 1, 2), 6443), "auto").unwrap();
+        let objs = agent_objects(
+            (Ipv4Addr::new(192, 168, 1, 2), 6443),
+            "auto",
+            Path::new("/s/nodes"),
+        )
+        .unwrap();
         let kinds: Vec<&str> = objs.iter().map(|o| o["kind"].as_str().unwrap()).collect();
         assert_eq!(
             kinds,

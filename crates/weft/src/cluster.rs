@@ -298,7 +298,7 @@ async fn wait_nodes(client: &Client, want: usize, deadline: Instant) -> Result<(
             .collect();
         if ready.len() >= want {
             progress.done(&format!("nodes Ready: {}", ready.join(", ")));
-            return Ok(());
+            return wait_agents(client, want, deadline).await;
         }
         if Instant::now() > deadline {
             let listing = match &last_error {
@@ -316,6 +316,47 @@ async fn wait_nodes(client: &Client, want: usize, deadline: Instant) -> Result<(
             );
         }
         progress.update(format!("nodes Ready {}/{want}", ready.len()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the node agents (the weft-agent DaemonSet) are Ready on
+/// `want` nodes: a node is Ready once its agent wrote the CNI config, its
+/// Services and routes once the agent's first sync is done.
+async fn wait_agents(client: &Client, want: usize, deadline: Instant) -> Result<()> {
+    let ds = Resource {
+        group: "apps".into(),
+        version: "v1".into(),
+        kind: "DaemonSet".into(),
+        plural: "daemonsets".into(),
+        singular: "daemonset".into(),
+        namespaced: true,
+        short_names: Vec::new(),
+    };
+    let api = api_for(client, &ds, Some(crate::addons::AGENT_NAMESPACE));
+    let mut progress = Progress::new();
+    loop {
+        let ready = match api.get_opt(crate::addons::AGENT_DAEMONSET).await {
+            Ok(Some(o)) => serde_json::to_value(o)?
+                .pointer("/status/numberReady")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+            _ => 0,
+        };
+        if ready >= want as u64 {
+            progress.done(&format!("node agents Ready {ready}/{want}"));
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "only {ready}/{want} node agents (DaemonSet {}/{}) Ready; see `weft get pods -n {}` and `weft logs -n {} POD`",
+                crate::addons::AGENT_NAMESPACE,
+                crate::addons::AGENT_DAEMONSET,
+                crate::addons::AGENT_NAMESPACE,
+                crate::addons::AGENT_NAMESPACE
+            );
+        }
+        progress.update(format!("node agents Ready {ready}/{want}"));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -131,6 +131,14 @@ impl ControlPlane {
         }
         crate::credentials::apply_component_rbac(&admin.client()?).await?;
         crate::gateway_api::apply(&admin.client()?).await?;
+        // weft's node agents, from deploy/ as on a real cluster: a DaemonSet
+        // whose pods make each node's network (and so its Ready).
+        let agent = crate::addons::agent_objects(
+            (API_ADDR, API_PORT),
+            &backend.to_string(),
+            &layout.state_dir.join("nodes"),
+        )?;
+        crate::addons::apply(&admin.client()?, &agent).await?;
         // Last: `weft up` waits for the port to appear.
         layout.write_state(&weft_cluster::ClusterState {
             api_port: Some(port),
@@ -153,11 +161,10 @@ impl ControlPlane {
         let mut tasks = Vec::new();
         for node in nodes {
             tasks.push(supervisor.keep(node.clone(), Daemon::node_runtime(&node)));
-            tasks.push(supervisor.keep(node.clone(), Daemon::agent(layout, &node, backend)));
         }
 
         shutdown.await;
-        tracing::info!("stopping: terminating node runtimes and agents");
+        tracing::info!("stopping: terminating node runtimes");
         for t in &tasks {
             t.abort();
         }

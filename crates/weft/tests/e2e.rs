@@ -267,7 +267,7 @@ fn crashes_are_recovered_and_down_cleans_after_kill_9() {
     .unwrap();
     c.ok(&["up", "-f", manifest.to_str().unwrap(), "--nodes", "2"]);
     let before = ready_pod_uids(c);
-    assert_eq!(before.len(), 2);
+    assert_eq!(before.len(), 4, "2 echo pods and 2 node agents: {before:?}");
     let pod_prefix = format!("weft-{}-p-", c.name);
     assert_eq!(netns_with_prefix(&pod_prefix).len(), 2);
 

@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::*;
@@ -272,12 +271,10 @@ fn cross_node(backend: &str) {
     wait_until("the long-lived connection's first answer", 20, || {
         first.exists()
     });
-    let agent = c.state.join("pids/agent-node-1");
-    let old = std::fs::read_to_string(&agent).unwrap();
-    kill9(&old);
-    wait_until("a new agent on node-1", 20, || {
-        std::fs::read_to_string(&agent)
-            .is_ok_and(|p| p != old && Path::new(&format!("/proc/{}", p.trim())).exists())
+    let old = agent_pid(&c, "node-1").expect("the agent runs on node-1");
+    kill9_group(&old);
+    wait_until("a new agent on node-1", 30, || {
+        agent_pid(&c, "node-1").is_some_and(|p| p != old)
     });
     // Ready means its first sync is done: the datapath was re-applied.
     wait_until("the new agent's first sync (/readyz)", 20, || {

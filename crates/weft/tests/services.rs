@@ -703,14 +703,12 @@ fn an_agent_restart_keeps_an_open_tcp_connection_through_a_cluster_ip() {
         .unwrap_or_else(|| panic!("{first}"))
         .to_string();
 
-    let pid_file = c.state.join(format!("pids/agent-{node}"));
-    let old = std::fs::read_to_string(&pid_file).unwrap();
-    kill9(&old);
+    let old = agent_pid(&c, &node).expect("the agent runs on the node");
+    kill9_group(&old);
     let metrics = format!("http://{}:9101/metrics", node_ip(&node));
     // The new agent is up and has written its table again (a full sync).
     wait_until("the agent to restart and sync", 60, || {
-        let now = std::fs::read_to_string(&pid_file).unwrap_or_default();
-        if now.trim() == old.trim() || now.trim().is_empty() {
+        if agent_pid(&c, &node).is_none_or(|now| now == old) {
             return false;
         }
         let out = c.weft(&[

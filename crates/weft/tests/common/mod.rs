@@ -131,6 +131,28 @@ pub fn kill9(pid: &str) {
     let _ = Command::new("kill").args(["-9", pid.trim()]).status();
 }
 
+/// SIGKILL to a process group (a container's: its leader and children).
+pub fn kill9_group(leader: &str) {
+    let _ = Command::new("kill")
+        .args(["-9", "--", &format!("-{}", leader.trim())])
+        .status();
+}
+
+/// The pid of the node agent on `node`: the process group leader of the
+/// `agent` container of its weft-agent DaemonSet pod (from the node
+/// runtime's pid file), if it runs.
+pub fn agent_pid(c: &Cluster, node: &str) -> Option<String> {
+    let pods = c.state.join("nodes").join(node).join("pods");
+    let dir = std::fs::read_dir(pods).ok()?.flatten().find(|e| {
+        e.file_name()
+            .to_string_lossy()
+            .starts_with("weft-system_weft-agent-")
+    })?;
+    let text = std::fs::read_to_string(dir.path().join("agent.pid")).ok()?;
+    let pid = text.split_whitespace().next()?.to_string();
+    Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+}
+
 pub fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + std::time::Duration::from_secs(secs);
     while !f() {
