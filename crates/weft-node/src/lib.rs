@@ -12,19 +12,23 @@
 //! probes them, restarts them per
 //! `restartPolicy` (backoff 1 s doubling to 30 s, shorter than upstream's
 //! 10 s → 5 min) and reports the pod's status. Deleted pods are stopped
-//! (SIGTERM, grace period, SIGKILL), unwired (CNI DEL) and removed.
+//! (SIGTERM, grace period, SIGKILL), unwired (CNI DEL) and removed. The
+//! API server reaches it for logs, exec, attach and port-forward on the
+//! node's kubelet socket ([`kubelet`]).
 //!
 //! Layout on disk, under `<state>/nodes/<node>/`:
 //!
 //! ```text
 //! cni/10-weft.conflist                 network config (read at every pod creation)
+//! kubelet.sock                         logs, exec, attach, port-forward ([`kubelet`]), 0600
 //! ipam/                                weft-cni's address allocations
 //! pods/<ns>_<name>_<uid8>/sandbox.json what the sandbox is made of (written before each step)
 //!                         resolv.conf, hosts
 //!                         pod.init         "<pid> <start> <pid 1> <start>" of the pod's init
 //!                         serviceaccount/  token, ca.crt, namespace (bind-mounted read-only
 //!                                          on /var/run/secrets/kubernetes.io/serviceaccount)
-//!                         <container>.log  stdout+stderr (`weft logs`)
+//!                         <container>.log  stdout+stderr as CRI log entries ([`logs`])
+//!                         <container>.previous.log  the same of the instance before a restart
 //!                         <container>.pid  "<pid> <start time>" of the process group leader
 //! ```
 //!
@@ -32,6 +36,9 @@
 //! runtime adopts them (or `weft down` kills them by their pid files).
 
 pub mod args;
+pub mod channels;
+pub mod kubelet;
+pub mod logs;
 pub mod node;
 pub mod plan;
 pub mod podinit;
