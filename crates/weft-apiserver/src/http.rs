@@ -994,7 +994,7 @@ impl ApiServer {
                         let served = match tls {
                             None => {
                                 let io = hyper_util::rt::TokioIo::new(stream);
-                                http.serve_connection(io, svc).await
+                                http.serve_connection(io, svc).with_upgrades().await
                             }
                             Some(acceptor) => {
                                 // A client that never finishes the handshake
@@ -1003,7 +1003,7 @@ impl ApiServer {
                                 match hs {
                                     Ok(Ok(s)) => {
                                         let io = hyper_util::rt::TokioIo::new(s);
-                                        http.serve_connection(io, svc).await
+                                        http.serve_connection(io, svc).with_upgrades().await
                                     }
                                     Ok(Err(e)) => {
                                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -1039,6 +1039,10 @@ impl ApiServer {
             Ok(p) => p,
             Err(e) => return error_response(&e),
         };
+        // Logs, exec, attach, port-forward: streamed to and from the node.
+        if let Some((sub, ns, name)) = crate::streaming::route(&parts.method, parts.uri.path()) {
+            return self.serve_streaming(sub, ns, name, parts, body).await;
+        }
         let limit = self.limits.max_request_body_bytes;
         let declared = parts
             .headers

@@ -50,6 +50,7 @@ pub mod selector;
 mod service_tests;
 pub mod status;
 mod store;
+mod streaming;
 mod table;
 #[cfg(test)]
 mod tests;
@@ -77,6 +78,11 @@ pub struct ApiServerConfig {
     pub node_port_range: (u16, u16),
     /// The API endpoint published as default/kubernetes, e.g. 192.168.1.2:6443.
     pub kubernetes_endpoint: (Ipv4Addr, u16),
+    /// Where each node's kubelet endpoint listens (a unix socket path,
+    /// `{node}` standing for the node's name), for `pods/log`, `exec`,
+    /// `attach` and `portforward`; `None`: those answer 404 "no node
+    /// connection configured".
+    pub kubelet_sockets: Option<String>,
 }
 
 /// Request and storage limits, kube-apiserver's defaults unless a test
@@ -307,6 +313,7 @@ pub fn validate_create(
         cluster_cidr: Ipv4Net::new(Ipv4Addr::new(10, 244, 0, 0), 16).unwrap_or_default(),
         node_port_range: (30000, 32767),
         kubernetes_endpoint: (Ipv4Addr::new(192, 168, 1, 2), 6443),
+        kubelet_sockets: None,
     };
     if body.len() > Limits::default().max_request_body_bytes {
         return Err(status::ApiError::too_large(format!(
@@ -328,6 +335,7 @@ pub(crate) mod tests_support {
             cluster_cidr: "10.244.0.0/16".parse().unwrap(),
             node_port_range: (30000, 32767),
             kubernetes_endpoint: (std::net::Ipv4Addr::new(192, 168, 1, 2), 6443),
+            kubelet_sockets: None,
         }
     }
 }

@@ -51,6 +51,7 @@ async fn start(tag: &str) -> Server {
             cluster_cidr: "10.244.0.0/16".parse().unwrap(),
             node_port_range: (30000, 32767),
             kubernetes_endpoint: (std::net::Ipv4Addr::new(192, 168, 1, 2), 6443),
+            kubelet_sockets: None,
         },
         Limits::default(),
         &pki,

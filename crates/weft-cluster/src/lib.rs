@@ -299,6 +299,12 @@ impl Layout {
     pub fn node_dir(&self, node: &str) -> PathBuf {
         self.state_dir.join("nodes").join(node)
     }
+
+    /// The node runtime's kubelet endpoint (logs, exec, attach,
+    /// port-forward), a unix socket the API server proxies to.
+    pub fn kubelet_socket(&self, node: &str) -> PathBuf {
+        self.node_dir(node).join("kubelet.sock")
+    }
 }
 
 #[cfg(test)]

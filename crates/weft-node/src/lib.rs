@@ -15,12 +15,15 @@
 //! 10 s → 5 min), reports the pod's status and records kubelet's Events
 //! ([`events`]). Deleted pods are stopped (SIGTERM, grace period, SIGKILL),
 //! unwired (CNI DEL) and removed. The node is Ready once a CNI config exists
-//! ([`CniConfig`]); until then only hostNetwork pods start.
+//! ([`CniConfig`]); until then only hostNetwork pods start. The API server
+//! reaches it for logs, exec, attach and port-forward on the node's kubelet
+//! socket ([`kubelet`]).
 //!
 //! Layout on disk, under `<state>/nodes/<node>/`:
 //!
 //! ```text
 //! cni/10-weft.conflist                 network config (read at every pod creation)
+//! kubelet.sock                         logs, exec, attach, port-forward ([`kubelet`]), 0600
 //! ipam/                                weft-cni's address allocations
 //! pods/<ns>_<name>_<uid8>/sandbox.json what the sandbox is made of (written before each step)
 //!                         resolv.conf, hosts
@@ -31,7 +34,8 @@
 //!                                          files (..data -> ..<timestamp>/)
 //!                         <container>.mounts.json  the container's bind mounts
 //! host/opt/cni/bin/ host/run/weft/ …       node-specific hostPaths (see [`volumes`])
-//!                         <container>.log  stdout+stderr (`weft logs`)
+//!                         <container>.log  stdout+stderr as CRI log entries ([`logs`])
+//!                         <container>.previous.log  the same of the instance before a restart
 //!                         <container>.pid  "<pid> <start time>" of the process group leader
 //! ```
 //!
@@ -39,7 +43,10 @@
 //! runtime adopts them (or `weft down` kills them by their pid files).
 
 pub mod args;
+pub mod channels;
 pub mod events;
+pub mod kubelet;
+pub mod logs;
 pub mod node;
 pub mod plan;
 pub mod podinit;

@@ -113,6 +113,11 @@ pub struct RunArgs {
     /// its own mount namespace, a copy of the pod's, with these bind mounts.
     #[arg(long = "mount")]
     pub mounts: Vec<String>,
+    /// Write the command's stdout and stderr to this process's stdout as
+    /// CRI log entries (timestamped lines, [`crate::logs`]) instead of
+    /// passing the descriptors through.
+    #[arg(long)]
+    pub cri_log: bool,
     #[arg(last = true, required = true)]
     pub argv: Vec<String>,
 }
@@ -361,6 +366,18 @@ fn run(a: &RunArgs) -> i32 {
     for s in RELAYED {
         all.add(s);
     }
+    let pipes = if a.cri_log {
+        let make = || rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC);
+        match (make(), make()) {
+            (Ok(out), Ok(err)) => Some((out, err)),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("weft pod-init: create the log pipes: {e}");
+                return 126;
+            }
+        }
+    } else {
+        None
+    };
     // Blocked across fork: a signal that comes before the child's pid is
     // known waits instead of being lost.
     let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None);
@@ -391,6 +408,15 @@ fn run(a: &RunArgs) -> i32 {
                 eprintln!("weft pod-init: {e}");
                 std::process::exit(126);
             }
+            if let Some(((_, out), (_, err))) = &pipes {
+                // dup2 clears close-on-exec on the standard descriptors only.
+                if rustix::stdio::dup2_stdout(out)
+                    .and_then(|()| rustix::stdio::dup2_stderr(err))
+                    .is_err()
+                {
+                    std::process::exit(126);
+                }
+            }
             if let Err(e) = become_container(a, &keep) {
                 eprintln!("weft pod-init: {e}");
                 std::process::exit(126);
@@ -409,6 +435,9 @@ fn run(a: &RunArgs) -> i32 {
         Ok(ForkResult::Parent { child }) => {
             CHILD.store(child.as_raw(), Ordering::SeqCst);
             let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&all), None);
+            if let Some(((out, _), (err, _))) = pipes {
+                relay_logs(child, out, err);
+            }
             loop {
                 match waitpid(child, None) {
                     Ok(WaitStatus::Exited(_, code)) => return code,
@@ -421,6 +450,99 @@ fn run(a: &RunArgs) -> i32 {
                 }
             }
         }
+    }
+}
+
+/// Copies the command's stdout and stderr to this process's stdout as CRI
+/// log entries until the command has exited (a pidfd says when; what its
+/// pipes still hold then is read to the end of what is there) or both
+/// pipes are closed.
+fn relay_logs(child: nix::unistd::Pid, out: std::os::fd::OwnedFd, err: std::os::fd::OwnedFd) {
+    use crate::logs::{LineSplitter, Stream};
+    use rustix::event::{PollFd, PollFlags};
+    let pidfd = rustix::process::Pid::from_raw(child.as_raw())
+        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
+    let mut streams = [
+        (Some(out), LineSplitter::new(Stream::Stdout)),
+        (Some(err), LineSplitter::new(Stream::Stderr)),
+    ];
+    let mut log = std::io::stdout();
+    let mut buf = vec![0u8; 64 * 1024];
+    while streams.iter().any(|(fd, _)| fd.is_some()) {
+        let mut ready = [false; 3];
+        {
+            let mut fds: Vec<PollFd<'_>> = Vec::new();
+            let mut which = Vec::new();
+            for (i, (fd, _)) in streams.iter().enumerate() {
+                if let Some(fd) = fd {
+                    fds.push(PollFd::new(fd, PollFlags::IN));
+                    which.push(i);
+                }
+            }
+            if let Some(p) = &pidfd {
+                fds.push(PollFd::new(p, PollFlags::IN));
+                which.push(2);
+            }
+            match rustix::event::poll(&mut fds, None) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => return,
+            }
+            for (fd, i) in fds.iter().zip(which) {
+                if !fd.revents().is_empty() {
+                    ready[i] = true;
+                }
+            }
+        }
+        if ready[2] {
+            // The command is gone: take what its pipes hold now, then stop
+            // (a process it left behind may keep them open forever).
+            for (fd, split) in streams.iter_mut() {
+                if let Some(f) = fd.as_ref() {
+                    let _ = rustix::fs::fcntl_setfl(f, rustix::fs::OFlags::NONBLOCK);
+                    while let Ok(n) = rustix::io::read(f, &mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        write_entries(&mut log, split, &buf[..n]);
+                    }
+                }
+                finish_entries(&mut log, split);
+                *fd = None;
+            }
+            return;
+        }
+        for (i, (fd, split)) in streams.iter_mut().enumerate() {
+            if !ready[i] {
+                continue;
+            }
+            let Some(f) = fd.as_ref() else { continue };
+            match rustix::io::read(f, &mut buf) {
+                Ok(0) | Err(_) => {
+                    finish_entries(&mut log, split);
+                    *fd = None;
+                }
+                Ok(n) => write_entries(&mut log, split, &buf[..n]),
+            }
+        }
+    }
+}
+
+fn write_entries(log: &mut std::io::Stdout, split: &mut crate::logs::LineSplitter, data: &[u8]) {
+    let mut out = Vec::new();
+    split.feed(jiff::Timestamp::now(), data, &mut out);
+    if !out.is_empty() {
+        let _ = log.write_all(&out);
+        let _ = log.flush();
+    }
+}
+
+fn finish_entries(log: &mut std::io::Stdout, split: &mut crate::logs::LineSplitter) {
+    let mut out = Vec::new();
+    split.finish(jiff::Timestamp::now(), &mut out);
+    if !out.is_empty() {
+        let _ = log.write_all(&out);
+        let _ = log.flush();
     }
 }
 

@@ -51,6 +51,8 @@ struct Ctx {
     events: Events,
     /// Whether the node's network is ready (a CNI config exists).
     network: watch::Receiver<bool>,
+    /// What the kubelet endpoint (exec) needs of running containers.
+    registry: Arc<crate::kubelet::Registry>,
 }
 
 fn uid(pod: &Pod) -> String {
@@ -111,8 +113,22 @@ pub async fn run(client: kube::Client, config: NodeConfig) -> anyhow::Result<()>
         host_resolv: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
         events: Events::new(client.clone(), &config.node.name),
         network: network.clone(),
+        registry: Arc::new(crate::kubelet::Registry::default()),
     });
     let mut tasks: JoinSet<TaskEnd> = JoinSet::new();
+    {
+        let kubelet = crate::kubelet::Kubelet {
+            env: ctx.env.clone(),
+            registry: ctx.registry.clone(),
+        };
+        let socket = config.layout.kubelet_socket(&config.node.name);
+        tasks.spawn(async move {
+            if let Err(e) = crate::kubelet::serve(kubelet, socket.clone()).await {
+                tracing::error!(socket = %socket.display(), error = %e, "the kubelet endpoint stopped");
+            }
+            TaskEnd::Other
+        });
+    }
     {
         let api: Api<Node> = Api::all(client.clone());
         let node = config.node.clone();
@@ -377,11 +393,15 @@ fn dispatch(
         let _ = w.send(Some(pod));
         return;
     }
+    let (pod_ns, pod_name) = (ns(&pod), name(&pod));
     let (tx, rx) = watch::channel(Some(pod));
     workers.insert(u.clone(), tx);
     let ctx = ctx.clone();
     tasks.spawn(async move {
-        match AssertUnwindSafe(pod_worker(ctx, rx)).catch_unwind().await {
+        let registry = ctx.registry.clone();
+        let ended = AssertUnwindSafe(pod_worker(ctx, rx)).catch_unwind().await;
+        registry.forget(&pod_ns, &pod_name, &u);
+        match ended {
             Ok(()) => TaskEnd::Worker(u),
             Err(p) => TaskEnd::Panicked {
                 uid: u,
@@ -1199,6 +1219,7 @@ async fn container_loop(
                 _ = stopped(&mut stop) => return,
             }
         }
+        shared.ctx.registry.set_launch(sb, &launch);
         let mut proc = match adopt.take() {
             Some((pid, started)) => {
                 tracing::info!(pod = %sb.record.name, container = %cname, pid, "adopted a running container");

@@ -735,6 +735,12 @@ impl Sandbox {
     /// taking `launch.identity` before it execs `launch.argv` in the pod's
     /// PID namespace. `Err` when the pod's init does not run.
     pub fn command(&self, launch: &Launch) -> Result<Command> {
+        self.command_with(launch, &[])
+    }
+
+    /// [`Sandbox::command`] with more options of `pod-init run` (before the
+    /// command), e.g. `--cri-log`.
+    pub fn command_with(&self, launch: &Launch, options: &[&str]) -> Result<Command> {
         let pod = self.pod();
         let failed = |step: &str, msg: String| SandboxError::Failed {
             pod: pod.clone(),
@@ -776,7 +782,8 @@ impl Sandbox {
             .map_err(|e| failed("enter the pod", e))?;
         let mut cmd = Command::new(&self.env.helper);
         cmd.args(["pod-init", "run"])
-            .args(launch.identity.to_args());
+            .args(launch.identity.to_args())
+            .args(options);
         for m in &mounts {
             let json = serde_json::to_string(m).map_err(|e| {
                 failed(
@@ -810,8 +817,9 @@ impl Sandbox {
         Ok(cmd)
     }
 
-    /// A container's command with stdout and stderr appended to its log.
-    /// The program is looked up first (as execvp will, in the container's
+    /// A container's command with stdout and stderr appended to its log as
+    /// CRI log entries ([`crate::logs`]); the log of the instance before
+    /// (if any) becomes the previous log. The program is looked up first (as execvp will, in the container's
     /// PATH), so a missing one is a start error, not an exit code.
     pub fn container_command(&self, launch: &Launch) -> Result<Command> {
         if let Some(prog) = launch.argv.first() {
@@ -828,8 +836,13 @@ impl Sandbox {
                 msg,
             })?;
         }
-        let mut cmd = self.command(launch)?;
+        let mut cmd = self.command_with(launch, &["--cri-log"])?;
         let log = plan::log_path(&self.dir, &launch.name);
+        if log.exists() {
+            let previous = crate::logs::previous_log_path(&self.dir, &launch.name);
+            std::fs::rename(&log, &previous)
+                .map_err(self.io(format!("keep the previous log as {}", previous.display())))?;
+        }
         let file = OpenOptions::new()
             .create(true)
             .append(true)

@@ -136,10 +136,15 @@ fn pod(name: &str, uid: &str, spec: PodSpec) -> Pod {
     p
 }
 
+/// What the container wrote so far (the file holds CRI log entries),
+/// once it contains `needle` or after 10 s.
 fn wait_for_log(path: &Path, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let log = std::fs::read_to_string(path).unwrap_or_default();
+        let raw = std::fs::read(path).unwrap_or_default();
+        let mut plain = Vec::new();
+        weft_node::logs::render(&raw, &weft_node::logs::LogOptions::default(), &mut plain);
+        let log = String::from_utf8_lossy(&plain).into_owned();
         if log.contains(needle) || Instant::now() > deadline {
             return log;
         }

@@ -1004,7 +1004,10 @@ pub fn logs(
     );
     let text = std::fs::read(&file)
         .with_context(|| format!("no log yet for {pod_name}/{container} ({})", file.display()))?;
-    std::io::stdout().write_all(&text)?;
+    // The file holds CRI log entries; print what the container wrote.
+    let mut plain = Vec::new();
+    weft_node::logs::render(&text, &weft_node::logs::LogOptions::default(), &mut plain);
+    std::io::stdout().write_all(&plain)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -100,6 +100,7 @@ impl ControlPlane {
                 cluster_cidr: weft_cluster::CLUSTER_CIDR.parse()?,
                 node_port_range: weft_cluster::NODE_PORT_RANGE,
                 kubernetes_endpoint: (API_ADDR, API_PORT),
+                kubelet_sockets: Some(layout.kubelet_socket("{node}").display().to_string()),
             },
             weft_apiserver::Limits::default(),
             &pki,

@@ -46,6 +46,7 @@ pub async fn start_on_port(tag: &str, limits: Limits) -> (kube::Client, TempDir,
             cluster_cidr: "10.244.0.0/16".parse().unwrap(),
             node_port_range: (30000, 32767),
             kubernetes_endpoint: (std::net::Ipv4Addr::new(192, 168, 1, 2), 6443),
+            kubelet_sockets: None,
         },
         limits,
     )
