@@ -299,6 +299,8 @@ impl ApiServer {
                 header::SEC_WEBSOCKET_VERSION,
                 header::SEC_WEBSOCKET_PROTOCOL,
                 header::SEC_WEBSOCKET_EXTENSIONS,
+                // SPDY upgrades (kubectl's fallback) name their protocol here.
+                header::HeaderName::from_static("x-stream-protocol-version"),
             ] {
                 for v in parts.headers.get_all(&h) {
                     out = out.header(&h, v);

@@ -18,7 +18,11 @@
 //!   have no stdin or terminal to attach to.
 //! - `GET|POST /portForward/{ns}/{pod}[/{uid}]?ports=…`: a WebSocket whose
 //!   channels carry TCP connections to 127.0.0.1:<port> in the pod's
-//!   network namespace.
+//!   network namespace; or, with WebSocket subprotocol
+//!   `SPDY/3.1+portforward.k8s.io` (kubectl's), kubelet's SPDY
+//!   port-forward protocol tunnelled in the binary messages
+//!   ([`crate::portforward_spdy`]); or that protocol on a plain
+//!   `Upgrade: SPDY/3.1` connection (kubectl's fallback).
 //!
 //! Errors are plain text with kubelet's status codes; the API server turns
 //! them into Status objects. Who may call is decided by the file mode of
@@ -44,6 +48,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::channels::{self, Incoming, Outcome};
 use crate::logs::{self, LogOptions};
+use crate::portforward_spdy;
 use crate::sandbox::{self, Launch, NodeEnv, Sandbox};
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -362,8 +367,17 @@ impl Kubelet {
         pod: &str,
         query: &str,
     ) -> Response<Body> {
+        // kubectl's tunnelled SPDY names its ports in stream headers; the
+        // channel protocol needs them in the query.
+        let plain_spdy = req
+            .headers()
+            .get(header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case(SPDY_UPGRADE));
+        let spdy = plain_spdy || offers(&req, portforward_spdy::WS_PROTOCOL);
         let ports = match channels::parse_ports(&query_values(query, "ports")) {
             Ok(p) => p,
+            Err(_) if spdy => Vec::new(),
             Err(e) => return text(StatusCode::BAD_REQUEST, e),
         };
         let Some(dir) = self.pod_dir(ns, pod) else {
@@ -385,10 +399,80 @@ impl Kubelet {
             );
         };
         let netns = PathBuf::from(format!("/proc/{}/ns/net", init.pid1));
-        upgrade(req, &[channels::V4], move |ws, _| {
-            port_forward_session(ws, netns, ports)
-        })
+        if plain_spdy {
+            return spdy_upgrade(req, netns);
+        }
+        upgrade(
+            req,
+            &[channels::V4, portforward_spdy::WS_PROTOCOL],
+            move |ws, protocol| async move {
+                if protocol == portforward_spdy::WS_PROTOCOL {
+                    portforward_spdy::serve_websocket(ws, netns).await
+                } else {
+                    port_forward_session(ws, netns, ports).await
+                }
+            },
+        )
     }
+}
+
+/// The plain (untunnelled) SPDY upgrade kubectl falls back to.
+const SPDY_UPGRADE: &str = "SPDY/3.1";
+/// The header naming the streaming protocols a SPDY client speaks.
+const STREAM_PROTOCOL_HEADER: &str = "x-stream-protocol-version";
+
+/// Serves kubelet's SPDY port-forward protocol on a plain
+/// `Upgrade: SPDY/3.1` connection (`X-Stream-Protocol-Version` must offer
+/// `portforward.k8s.io`, the only version there is).
+fn spdy_upgrade(req: Request<hyper::body::Incoming>, netns: PathBuf) -> Response<Body> {
+    const VERSION: &str = "portforward.k8s.io";
+    let offered: Vec<String> = req
+        .headers()
+        .get_all(STREAM_PROTOCOL_HEADER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_string()))
+        .collect();
+    if !offered.iter().any(|o| o == VERSION) {
+        return text(
+            StatusCode::FORBIDDEN,
+            format!(
+                "unable to upgrade: {STREAM_PROTOCOL_HEADER} offers {offered:?}; supports [{VERSION:?}]"
+            ),
+        );
+    }
+    tokio::spawn(async move {
+        match hyper::upgrade::on(req).await {
+            Ok(up) => portforward_spdy::serve_io(hyper_util::rt::TokioIo::new(up), netns).await,
+            Err(e) => tracing::debug!(error = %e, "the SPDY upgrade failed"),
+        }
+    });
+    let mut r = Response::new(Full::new(Bytes::new()).boxed_unsync());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let hs = r.headers_mut();
+    hs.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("Upgrade"),
+    );
+    hs.insert(
+        header::UPGRADE,
+        header::HeaderValue::from_static(SPDY_UPGRADE),
+    );
+    hs.insert(
+        STREAM_PROTOCOL_HEADER,
+        header::HeaderValue::from_static(VERSION),
+    );
+    r
+}
+
+/// Whether the WebSocket upgrade offers subprotocol `protocol`.
+fn offers(req: &Request<hyper::body::Incoming>, protocol: &str) -> bool {
+    req.headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == protocol)
 }
 
 fn tokio_stream_from<T: Send + 'static>(
@@ -901,7 +985,10 @@ async fn copy_out(
 
 /// Connects to 127.0.0.1:<port> inside the pod's network namespace (on a
 /// short-lived thread: setns never runs on a tokio worker).
-async fn connect_in_pod(netns: &Path, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+pub(crate) async fn connect_in_pod(
+    netns: &Path,
+    port: u16,
+) -> std::io::Result<tokio::net::TcpStream> {
     let netns = netns.to_path_buf();
     let std_stream = tokio::task::spawn_blocking(move || {
         std::thread::scope(|s| {

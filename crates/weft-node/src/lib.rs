@@ -50,11 +50,13 @@ pub mod logs;
 pub mod node;
 pub mod plan;
 pub mod podinit;
+pub mod portforward_spdy;
 pub mod probe;
 mod runtime;
 pub mod sandbox;
 pub mod security;
 pub mod serviceaccount;
+pub mod spdy;
 pub mod status;
 pub mod volumes;
 

@@ -1,6 +1,7 @@
 //! kubectl's troubleshooting verbs against a `weft up` cluster (root;
 //! namespaces `weft-<name>-…`): `logs` (tail, timestamps, follow,
-//! previous), `exec` (output, piped stdin, exit codes, a TTY), streamed
+//! previous), `exec` (output, piped stdin, exit codes, a TTY), `attach`,
+//! `port-forward` (kube-rs, kubectl over tunnelled and plain SPDY), streamed
 //! from the node runtime's kubelet endpoint through the API server.
 //!
 //! One cluster serves every test here; it is brought down when the test
@@ -360,8 +361,7 @@ fn kubectl_attach_streams_the_container_output_from_now_on() {
     );
 }
 
-/// kube-rs speaks kubelet's WebSocket port-forward protocol (kubectl 1.32
-/// tunnels SPDY instead, which is not served).
+/// kube-rs speaks kubelet's WebSocket port-forward protocol.
 #[test]
 fn port_forward_reaches_a_port_inside_the_pod() {
     with_cluster("port_forward_reaches_a_port_inside_the_pod", |c| {
@@ -392,4 +392,173 @@ fn port_forward_reaches_a_port_inside_the_pod() {
             "{answer}"
         );
     });
+}
+
+/// One HTTP/1.0 exchange with 127.0.0.1:`port` (the server closes the
+/// connection after answering).
+fn http_exchange(port: u16, request: &[u8]) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    conn.write_all(request)?;
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer)?;
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+fn http_get(port: u16, path: &str) -> std::io::Result<String> {
+    http_exchange(
+        port,
+        format!("GET {path} HTTP/1.0\r\nHost: web\r\n\r\n").as_bytes(),
+    )
+}
+
+/// A running `kubectl port-forward pod/web :8080`, killed (by its
+/// handle's pid) when dropped.
+struct Forward {
+    child: std::process::Child,
+    local: u16,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Forward {
+    fn start(c: &Cluster, env: &[(&str, &str)]) -> Forward {
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(c.state.join("kubeconfig"))
+            .args(["port-forward", "pod/web", ":8080"])
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl port-forward");
+        let out = child.stdout.take().expect("kubectl's stdout");
+        let err = child.stderr.take().expect("kubectl's stderr");
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut BufReader::new(err), &mut s);
+            s
+        });
+        let mut f = Forward {
+            child,
+            local: 0,
+            stderr: Some(stderr),
+        };
+        // The first "Forwarding from 127.0.0.1:<local> -> 8080" line gives
+        // the port; the rest is drained (a closed pipe would end kubectl).
+        let (port_tx, port_rx) = std::sync::mpsc::channel::<u16>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix("Forwarding from 127.0.0.1:") {
+                    if let Some(p) = rest.split_whitespace().next().and_then(|p| p.parse().ok()) {
+                        let _ = port_tx.send(p);
+                    }
+                }
+            }
+        });
+        f.local = port_rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or(0);
+        if f.local == 0 {
+            f.fail("kubectl port-forward printed no local port");
+        }
+        f
+    }
+
+    /// Panics with `what` and what kubectl wrote on stderr.
+    fn fail(&mut self, what: &str) -> ! {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let said = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        panic!("{what}; kubectl said: {said}");
+    }
+
+    fn answer(&mut self, r: std::io::Result<String>) -> String {
+        match r {
+            Ok(a) => a,
+            Err(e) => self.fail(&format!("HTTP through the forward: {e}")),
+        }
+    }
+}
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two requests on one forward (each its own connection, so its own
+/// stream pair): the first is answered with the pod's name, the second
+/// echoes.
+fn two_requests_are_answered(c: &Cluster, env: &[(&str, &str)]) {
+    let mut f = Forward::start(c, env);
+    let first = http_get(f.local, "/hostname");
+    let first = f.answer(first);
+    assert!(
+        first.starts_with("HTTP/1.") && first.ends_with("web"),
+        "first answer: {first}"
+    );
+    let second = http_get(f.local, "/echo?msg=again");
+    let second = f.answer(second);
+    assert!(
+        second.starts_with("HTTP/1.") && second.ends_with("again"),
+        "second answer: {second}"
+    );
+}
+
+/// kubectl tunnels SPDY in a WebSocket (`SPDY/3.1+portforward.k8s.io`);
+/// one forward carries several connections, each on its own stream pair.
+#[test]
+fn kubectl_port_forward_carries_an_http_request_to_the_pod() {
+    with_cluster(
+        "kubectl_port_forward_carries_an_http_request_to_the_pod",
+        |c| two_requests_are_answered(c, &[]),
+    );
+}
+
+/// With WebSockets turned off kubectl upgrades to plain SPDY/3.1, which
+/// the API server passes through to the node as well.
+#[test]
+fn kubectl_port_forward_over_plain_spdy_carries_an_http_request_to_the_pod() {
+    with_cluster(
+        "kubectl_port_forward_over_plain_spdy_carries_an_http_request_to_the_pod",
+        |c| two_requests_are_answered(c, &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")]),
+    );
+}
+
+/// A MiB each way, far past SPDY's 64 KiB initial window, does not stall.
+#[test]
+fn kubectl_port_forward_carries_transfers_larger_than_the_flow_control_window() {
+    with_cluster(
+        "kubectl_port_forward_carries_transfers_larger_than_the_flow_control_window",
+        |c| {
+            let mut f = Forward::start(c, &[]);
+            let msg = "x".repeat(1 << 20);
+            let body = format!("msg={msg}");
+            let request = format!(
+                "POST /echo HTTP/1.0\r\nHost: web\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\n\
+                 Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let answer = http_exchange(f.local, request.as_bytes());
+            let answer = f.answer(answer);
+            assert!(
+                answer.starts_with("HTTP/1."),
+                "{}",
+                &answer[..answer.len().min(200)]
+            );
+            assert!(
+                answer.ends_with(&msg),
+                "the answer is {} bytes, not ending in the 1 MiB sent",
+                answer.len()
+            );
+        },
+    );
 }
