@@ -1,72 +1,18 @@
-//! kubectl (the machine's, v1.32) against the secured server on 127.0.0.1
+//! kubectl (the machine's; 1.33 from scripts/setup.sh) against the secured server on 127.0.0.1
 //! without flags: the imperative `create` commands and `expose` (protobuf
 //! bodies), `apply -f` of a List and `create -f` (validation on, the
 //! default), and `scale` (the scale subresource).
 
-use std::path::PathBuf;
 use std::process::Output;
-use std::sync::Arc;
 
 use serde_json::Value;
-use weft_apiserver::pki::Pki;
-use weft_apiserver::rbac::UserInfo;
-use weft_apiserver::{ApiServer, ApiServerConfig, Limits};
 
-const ADMIN_TOKEN: &str = "admin-token-for-kubectl-tests";
+mod common;
 
-struct Server {
-    _api: Arc<ApiServer>,
-    kubeconfig: PathBuf,
-    dir: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use common::Server;
 
 async fn start(tag: &str) -> Server {
-    use base64::Engine;
-    let dir = std::env::temp_dir().join(format!("weft-kubectl-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let pki = Pki::load_or_create(&dir.join("pki"), &["127.0.0.1".into()]).unwrap();
-    let admin = UserInfo {
-        name: "weft-admin".into(),
-        uid: String::new(),
-        groups: vec!["system:masters".into()],
-    };
-    let api = ApiServer::open_secured(
-        ApiServerConfig {
-            state_dir: dir.join("api"),
-            service_cidr: "10.96.0.0/12".parse().unwrap(),
-            cluster_cidr: "10.244.0.0/16".parse().unwrap(),
-            node_port_range: (30000, 32767),
-            kubernetes_endpoint: (std::net::Ipv4Addr::new(192, 168, 1, 2), 6443),
-            kubelet_sockets: None,
-        },
-        Limits::default(),
-        &pki,
-        vec![(ADMIN_TOKEN.into(), admin)],
-    )
-    .unwrap();
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    tokio::spawn(api.clone().serve(l));
-    let kubeconfig = dir.join("admin.kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: w\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority-data: {}\ncontexts:\n- name: w\n  context:\n    cluster: w\n    user: w\ncurrent-context: w\nusers:\n- name: w\n  user:\n    token: {ADMIN_TOKEN}\n",
-            base64::engine::general_purpose::STANDARD.encode(&pki.ca_cert_pem)
-        ),
-    )
-    .unwrap();
-    Server {
-        _api: api,
-        kubeconfig,
-        dir,
-    }
+    common::start("kubectl", tag).await
 }
 
 /// Runs kubectl with the admin kubeconfig (its own cache dir, so runs do
