@@ -16,6 +16,10 @@ use weft_apiserver::pki::Pki;
 use weft_apiserver::rbac::UserInfo;
 use weft_apiserver::{ApiServer, ApiServerConfig, Limits};
 
+mod common;
+
+use common::ca_der;
+
 const ADMIN_TOKEN: &str = "admin-token-for-tests";
 
 struct Server {
@@ -67,24 +71,6 @@ async fn start(tag: &str) -> Server {
         ca: pki.ca_cert_pem.clone(),
         dir,
     }
-}
-
-fn ca_der(pem: &str) -> Vec<Vec<u8>> {
-    use base64::Engine;
-    pem.split("-----BEGIN CERTIFICATE-----")
-        .skip(1)
-        .map(|b| {
-            let body: String = b
-                .split("-----END CERTIFICATE-----")
-                .next()
-                .unwrap()
-                .split_whitespace()
-                .collect();
-            base64::engine::general_purpose::STANDARD
-                .decode(body)
-                .unwrap()
-        })
-        .collect()
 }
 
 fn client(s: &Server, token: Option<&str>) -> kube::Client {

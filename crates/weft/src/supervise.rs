@@ -1,5 +1,6 @@
 //! Starting weft's own processes and keeping them alive: the detached
-//! control plane, and the per-node daemons (node runtime, agent), each
+//! control plane, and the per-node daemons (the node runtimes; the agents
+//! are DaemonSet pods, see [`crate::addons`]), each
 //! started inside its node's network namespace and restarted with backoff
 //! (jittered, [`weft_linux::retry`]) when it exits. Every process logs to
 //! `<state>/logs/<name>.log` and has its pid in `<state>/pids/<name>`.
@@ -11,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use weft_agent::AgentArgs;
 use weft_cluster::{Layout, NodeLayout};
 use weft_linux::retry::Backoff;
 use weft_linux::Netns;
@@ -76,7 +76,6 @@ pub fn spawn_control_plane(layout: &Layout) -> Result<i32> {
 #[derive(Debug, Clone)]
 pub enum Daemon {
     NodeRuntime(NodeRuntimeArgs),
-    Agent(Box<AgentArgs>),
 }
 
 impl Daemon {
@@ -88,25 +87,10 @@ impl Daemon {
         })
     }
 
-    /// The embedded cluster's agent on `node`: API in the fabric (with the
-    /// node's kubeconfig), CNI and
-    /// IPAM files in the node's state dir, metrics on the node's IP.
-    pub fn agent(layout: &Layout, node: &NodeLayout, backend: weft_overlay::Backend) -> Daemon {
-        let dir = layout.node_dir(&node.name);
-        let mut args = AgentArgs::new(&node.name);
-        args.kubeconfig = Some(layout.node_kubeconfig_path(&node.name));
-        args.backend = backend;
-        args.cni_conf_dir = dir.join("cni");
-        args.ipam_dir = dir.join("ipam");
-        args.metrics_addr = Some((node.ip, 9101).into());
-        Daemon::Agent(Box::new(args))
-    }
-
-    /// Name of its log and pid files (`node-1`, `agent-node-1`).
+    /// Name of its log and pid files (`node-1`).
     pub fn file_name(&self) -> String {
         match self {
             Daemon::NodeRuntime(a) => a.node.clone(),
-            Daemon::Agent(a) => format!("agent-{}", a.node),
         }
     }
 
@@ -116,10 +100,6 @@ impl Daemon {
         match self {
             Daemon::NodeRuntime(a) => {
                 args.push("node-runtime".into());
-                args.extend(a.to_args());
-            }
-            Daemon::Agent(a) => {
-                args.push("agent".into());
                 args.extend(a.to_args());
             }
         }
