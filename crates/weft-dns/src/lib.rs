@@ -1,0 +1,18 @@
+//! weft's cluster DNS server, for the Kubernetes DNS-Based Service Discovery
+//! specification 1.1.0 (kubernetes/dns `docs/specification.md`).
+//!
+//! Layers, top to bottom (DESIGN.md):
+//! - [`zone`] — compile (pure): Services, EndpointSlices and Pods → an immutable
+//!   [`zone::Zone`] snapshot (names lowercased, every record set built once).
+//! - [`answer`] — pure: request bytes + zone → an [`answer::Action`]: the response
+//!   bytes, or a question to forward upstream and how to finish the answer from
+//!   the upstream's reply.
+//! - [`cache`] / [`forward`] — names outside the cluster domain: a bounded cache
+//!   honouring TTLs and negative answers (RFC 2308) in front of upstream servers.
+//!
+//! The wire format is hickory-proto's throughout; nothing here parses DNS by hand.
+
+pub mod answer;
+pub mod cache;
+pub mod forward;
+pub mod zone;
