@@ -3,8 +3,13 @@
 //! record of kube's protobuf field numbers that the build has: k8s-pb ships
 //! neither its `.proto` files nor a descriptor set, and has no serde). The
 //! table (`$OUT_DIR/pb_fields.rs`) drives the general protobuf → JSON
-//! decoder in `src/pbjson.rs`. k8s-pb's source is found with `cargo
-//! metadata`, so the table always matches the k8s-pb version compiled in.
+//! decoder in `src/pbjson.rs`. k8s-pb's source is found from the version
+//! that the workspace's Cargo.lock pins, in cargo's registry source cache
+//! (where cargo unpacked it to compile it), so the table always matches the
+//! k8s-pb compiled in; `cargo metadata` is the fallback for other layouts
+//! (vendored sources). `cargo metadata` is not the first choice: even
+//! `--offline --filter-platform` wants every package of the lock file
+//! downloaded (Windows-only ones too), which a fresh machine has not.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -40,6 +45,49 @@ fn main() {
 
 /// The `src` directory of the k8s-pb package this crate is built against.
 fn k8s_pb_src() -> PathBuf {
+    match from_registry() {
+        Some(src) => src,
+        None => from_metadata(),
+    }
+}
+
+/// The k8s-pb version in the workspace's Cargo.lock (the nearest one above
+/// this crate), looked up under `$CARGO_HOME/registry/src/*/`.
+fn from_registry() -> Option<PathBuf> {
+    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR")?);
+    let lock = manifest_dir
+        .ancestors()
+        .map(|d| d.join("Cargo.lock"))
+        .find(|p| p.is_file())?;
+    println!("cargo:rerun-if-changed={}", lock.display());
+    let text = std::fs::read_to_string(&lock).ok()?;
+    let mut lines = text.lines();
+    let mut version = None;
+    while let Some(line) = lines.next() {
+        if line.trim() == "name = \"k8s-pb\"" {
+            version = lines
+                .next()
+                .and_then(|l| l.trim().strip_prefix("version = \""))
+                .and_then(|v| v.strip_suffix('"'))
+                .map(str::to_string);
+            break;
+        }
+    }
+    let version = version?;
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))?;
+    let registries = std::fs::read_dir(cargo_home.join("registry").join("src")).ok()?;
+    let mut found: Vec<PathBuf> = registries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join(format!("k8s-pb-{version}")).join("src"))
+        .filter(|p| p.is_dir())
+        .collect();
+    found.sort();
+    found.into_iter().next()
+}
+
+fn from_metadata() -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default())
         .join("Cargo.toml");
