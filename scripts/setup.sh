@@ -19,6 +19,13 @@ declare -A need=(
     [cc]=gcc
     [ethtool]=ethtool
     [conntrack]=conntrack
+    # bench/dns.sh: the load generator and the anchors. It runs knotd, nsd and
+    # dnsmasq itself, each from its own config on 127.0.0.1:530x; the knot and
+    # nsd packages' own systemd services (where systemd runs them) are not used.
+    [dnsperf]=dnsperf
+    [knotd]=knot
+    [nsd]=nsd
+    [dnsmasq]=dnsmasq-base
 )
 missing=()
 for cmd in "${!need[@]}"; do

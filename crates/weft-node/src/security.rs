@@ -184,11 +184,18 @@ pub fn identity(pod: &Pod, container: &Container) -> Result<Identity, String> {
         "add",
         capabilities.and_then(|c| c.add.as_deref()).unwrap_or(&[]),
     )?;
-    let drop = cap_list(
-        container,
-        "drop",
-        capabilities.and_then(|c| c.drop.as_deref()).unwrap_or(&[]),
-    )?;
+    // `drop: [ALL]` empties the default set before `add` (containerd's CRI
+    // order, which manifests such as CoreDNS's `drop: [ALL], add:
+    // [NET_BIND_SERVICE]` rely on); the default set here is already empty,
+    // so only the capabilities named one by one are taken from `add`.
+    let drop_names: Vec<String> = capabilities
+        .and_then(|c| c.drop.as_deref())
+        .unwrap_or(&[])
+        .iter()
+        .filter(|n| !n.trim().eq_ignore_ascii_case("ALL"))
+        .cloned()
+        .collect();
+    let drop = cap_list(container, "drop", &drop_names)?;
     let granted: BTreeSet<String> = if privileged {
         caps::all().iter().map(ToString::to_string).collect()
     } else {
@@ -329,6 +336,17 @@ mod tests {
         let (p, c) = pod_with(None, caps_of(&["ALL"], &["NET_ADMIN"]));
         let id = identity(&p, &c).unwrap();
         assert!(id.caps.contains("CAP_SYS_ADMIN") && !id.caps.contains("CAP_NET_ADMIN"));
+    }
+
+    #[test]
+    fn drop_all_keeps_what_add_names() {
+        // CoreDNS's (and weft dns's) manifest: port 53 and nothing else.
+        let (p, c) = pod_with(None, caps_of(&["NET_BIND_SERVICE"], &["ALL"]));
+        let id = identity(&p, &c).unwrap();
+        assert_eq!(
+            id.caps.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["CAP_NET_BIND_SERVICE"]
+        );
     }
 
     #[test]
