@@ -126,19 +126,9 @@ if ((${#missing[@]})); then
 fi
 if [[ -n ${WANT[weft]:-} ]]; then
     command -v kubectl >/dev/null || die "kubectl not found (scripts/setup.sh installs it)"
-    if [[ -n ${WEFT:-} ]]; then
-        [[ -x $WEFT ]] || die "WEFT=$WEFT is not an executable"
-    elif command -v cargo >/dev/null; then
-        log "building weft (cargo build --release --locked --bins, CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-        (cd "$REPO" && bounded 3600 cargo build --release --locked --bins >&2) \
-            || die "cargo build failed (WEFT=/path/to/weft runs a binary built earlier)"
-        WEFT=$CARGO_TARGET_DIR/release/weft
-    else
-        WEFT=$CARGO_TARGET_DIR/release/weft
-        [[ -x $WEFT ]] || die "no cargo on PATH and no $WEFT (sudo drops PATH: try sudo env PATH=\$PATH …, or WEFT=…)"
-        log "no cargo on PATH: using the existing $WEFT"
-    fi
-    WEFT=$(realpath "$WEFT")
+    # shellcheck source=bench/lib.sh
+    source "$REPO/bench/lib.sh"
+    find_weft bounded 3600
 fi
 PY=python3
 [[ -x /usr/bin/python3 ]] && PY=/usr/bin/python3

@@ -74,19 +74,9 @@ IPERF3=$(command -v iperf3)
 if [[ -x /usr/bin/python3 ]]; then PY=/usr/bin/python3; else PY=$(command -v python3); fi
 RR=$REPO/bench/rr.py
 
-if [[ -n ${WEFT:-} ]]; then
-    [[ -x $WEFT ]] || die "WEFT=$WEFT is not an executable"
-elif command -v cargo >/dev/null; then
-    log "building weft (cargo build --release --locked --bins, CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-    (cd "$REPO" && cargo build --release --locked --bins >&2) \
-        || die "cargo build failed (WEFT=/path/to/weft runs a binary built earlier)"
-    WEFT=$CARGO_TARGET_DIR/release/weft
-else
-    WEFT=$CARGO_TARGET_DIR/release/weft
-    [[ -x $WEFT ]] || die "no cargo on PATH and no $WEFT (sudo drops PATH: try sudo env PATH=\$PATH …, or WEFT=…)"
-    log "no cargo on PATH: using the existing $WEFT"
-fi
-WEFT=$(realpath "$WEFT")
+# shellcheck source=bench/lib.sh
+source "$REPO/bench/lib.sh"
+find_weft
 
 HAVE_BACKEND=0
 # (Captured first: with pipefail, grep -q closing the pipe early would read as "no".)
