@@ -160,11 +160,28 @@ fn credentials_on_disk_are_readable_by_their_owner_only() {
     assert_eq!(out(&o).trim(), "namespace/team-a");
 }
 
-/// The in-cluster example binary (built with the tests).
+/// The in-cluster example binary, built with the tests: `cargo test
+/// --all-targets` leaves it as `examples/incluster-<hash>` (the newest one
+/// wins), `cargo build --examples` as `examples/incluster`.
 fn incluster_bin() -> String {
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    dir.join("examples/incluster").to_str().unwrap().to_string()
+    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
+    let mut found: Vec<(std::time::SystemTime, std::path::PathBuf)> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            (name == "incluster" || name.starts_with("incluster-")) && p.extension().is_none()
+        })
+        .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
+        .collect();
+    found.sort();
+    match found.pop() {
+        Some((_, p)) => p.to_str().unwrap().to_string(),
+        None => dir.join("incluster").to_str().unwrap().to_string(),
+    }
 }
 
 #[test]
