@@ -3,9 +3,8 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use ipnet::Ipv4Net;
 use weft_overlay::{Backend, OverlayConfig};
 
@@ -17,13 +16,9 @@ pub struct AgentArgs {
     /// This node's name (its Node object).
     #[arg(long)]
     pub node: String,
-    /// API server URL without credentials (an unauthenticated test server);
-    /// the embedded cluster gives each node a `--kubeconfig` instead.
-    #[arg(long, conflicts_with = "kubeconfig")]
-    pub server: Option<String>,
-    /// A kubeconfig file (default: in-cluster config, then ~/.kube/config).
-    #[arg(long)]
-    pub kubeconfig: Option<PathBuf>,
+    /// Where the API is.
+    #[command(flatten)]
+    pub api: weft_kube::ClientFlags,
     /// Cross-node datapath: vxlan, host-gw or auto.
     #[arg(long, default_value = "vxlan")]
     pub backend: Backend,
@@ -52,8 +47,7 @@ impl AgentArgs {
     pub fn new(node: impl Into<String>) -> AgentArgs {
         AgentArgs {
             node: node.into(),
-            server: None,
-            kubeconfig: None,
+            api: weft_kube::ClientFlags::default(),
             backend: Backend::default(),
             vxlan_port: weft_overlay::DEFAULT_PORT,
             cni_conf_dir: "/etc/cni/net.d".into(),
@@ -69,12 +63,7 @@ impl AgentArgs {
     /// The same flags as command-line arguments (what `weft agent` parses back).
     pub fn to_args(&self) -> Vec<String> {
         let mut args = vec!["--node".to_string(), self.node.clone()];
-        if let Some(s) = &self.server {
-            args.extend(["--server".into(), s.clone()]);
-        }
-        if let Some(k) = &self.kubeconfig {
-            args.extend(["--kubeconfig".into(), k.display().to_string()]);
-        }
+        args.extend(self.api.to_args());
         args.extend([
             "--backend".into(),
             self.backend.to_string(),
@@ -111,44 +100,10 @@ impl AgentArgs {
         }
     }
 
-    /// A client of the API the flags name: `--server`, `--kubeconfig`, or
-    /// the in-cluster / default config.
+    /// A client of the API the flags name.
     pub async fn client(&self) -> Result<kube::Client> {
-        match (&self.server, &self.kubeconfig) {
-            (Some(url), _) => {
-                let uri: http::Uri = url.parse().with_context(|| format!("--server {url}"))?;
-                let mut config = kube::Config::new(uri);
-                config.read_timeout = Some(Duration::from_secs(300));
-                Ok(kube::Client::try_from(config)?)
-            }
-            (None, Some(path)) => {
-                let kc = kube::config::Kubeconfig::read_from(path)
-                    .with_context(|| format!("read --kubeconfig {}", path.display()))?;
-                let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                    .await
-                    .with_context(|| format!("use --kubeconfig {}", path.display()))?;
-                Ok(kube::Client::try_from(cfg)?)
-            }
-            // In a pod (the DaemonSet), the pod's own ServiceAccount first:
-            // kube's `infer` would prefer a kubeconfig found in $HOME.
-            (None, None) if in_pod() => {
-                let cfg = kube::Config::incluster().context(
-                    "read the in-cluster config (ServiceAccount token, KUBERNETES_SERVICE_HOST)",
-                )?;
-                Ok(kube::Client::try_from(cfg)?)
-            }
-            (None, None) => kube::Client::try_default()
-                .await
-                .context("no --server or --kubeconfig, and no in-cluster or default config"),
-        }
+        self.api.client().await
     }
-}
-
-/// Whether this process runs in a pod: the API's address in the
-/// environment and a ServiceAccount token mounted.
-fn in_pod() -> bool {
-    std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
-        && std::path::Path::new("/var/run/secrets/kubernetes.io/serviceaccount/token").exists()
 }
 
 #[cfg(test)]
@@ -165,7 +120,7 @@ mod tests {
     #[test]
     fn to_args_parses_back_to_the_same_flags() {
         let mut a = AgentArgs::new("node-2");
-        a.server = Some("http://192.168.1.2:6443".into());
+        a.api.server = Some("http://192.168.1.2:6443".into());
         a.backend = Backend::Auto;
         a.cni_conf_dir = "/tmp/n2/cni".into();
         a.ipam_dir = "/tmp/n2/ipam".into();

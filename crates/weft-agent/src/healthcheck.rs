@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use weft_kube::Health;
 use weft_proxy::HealthCheck;
 
-use crate::http::{Handler, Reply};
+use weft_kube::http::{Handler, Reply};
 
 /// What one port answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,7 +124,8 @@ impl HealthServer {
             match self.bind(*port).await {
                 Ok(listener) => {
                     let handler = self.handler(*port);
-                    let task = tokio::spawn(crate::http::serve(listener, handler, "health-check"));
+                    let task =
+                        tokio::spawn(weft_kube::http::serve(listener, handler, "health-check"));
                     self.listeners.insert(*port, task);
                     tracing::info!(port, service = %format!("{}/{}", entry.namespace, entry.name),
                         "serving health check node port");

@@ -8,7 +8,6 @@
 
 pub mod args;
 pub mod healthcheck;
-pub mod http;
 pub mod metrics;
 pub mod peers;
 pub mod proxy;

@@ -1,5 +1,5 @@
 //! Prometheus metrics (prometheus-client) and health endpoints of the agent,
-//! served by the agent's HTTP server ([`crate::http`]): `/metrics`,
+//! served by the agent's HTTP server ([`weft_kube::http`]): `/metrics`,
 //! `/healthz` (every sync runner has succeeded within twice its maximum
 //! interval; JSON body), `/livez`, `/readyz` (every feature synced once).
 
@@ -18,7 +18,7 @@ use prometheus_client::registry::Registry;
 use tokio::time::Instant;
 use weft_kube::Health;
 
-use crate::http::{Handler, Reply};
+use weft_kube::http::{Handler, Reply};
 
 /// Label of the proxy's sync counter: what a sync wrote.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -336,7 +336,7 @@ pub fn respond(method: &Method, path: &str, metrics: &Metrics, now: Instant) -> 
 
 /// Serves the endpoints until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
-    crate::http::serve(listener, metrics.handler(), "metrics").await
+    weft_kube::http::serve(listener, metrics.handler(), "metrics").await
 }
 
 #[cfg(test)]

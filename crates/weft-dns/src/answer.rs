@@ -207,6 +207,47 @@ impl Pending {
     }
 }
 
+impl Pending {
+    /// The client's reply when nothing is forwarded (`weft dns
+    /// --upstream=none`): an ExternalName's CNAME chain alone (NOERROR, the
+    /// client's resolver follows it if it can), autopath's original name
+    /// NXDOMAIN (what it would be without autopath, since nothing outside
+    /// resolves), any other outside name REFUSED (RFC 8906 §3.1.4: not a
+    /// server for that name).
+    pub fn unforwarded(&self) -> Vec<u8> {
+        let mut header = self.header;
+        let mut answers: Vec<Cow<'_, Record>> = Vec::new();
+        let mut authority: Vec<Cow<'_, Record>> = Vec::new();
+        match &self.alias {
+            Alias::None => {
+                header.set_response_code(ResponseCode::Refused);
+            }
+            Alias::Chain(chain) => {
+                header.set_authoritative(true);
+                answers.extend(chain.iter().map(Cow::Borrowed));
+            }
+            Alias::Autopath(ap) => {
+                header
+                    .set_authoritative(true)
+                    .set_response_code(ResponseCode::NXDomain);
+                authority.push(Cow::Borrowed(&ap.soa));
+            }
+        }
+        let sections = Sections {
+            answers,
+            authority,
+            additional: Vec::new(),
+        };
+        encode(
+            &header,
+            Some(&self.asked),
+            &sections,
+            self.client_edns.as_ref(),
+            self.limit,
+        )
+    }
+}
+
 /// splitmix64: a small, seedable generator for record order.
 pub(crate) struct OrderRng(u64);
 

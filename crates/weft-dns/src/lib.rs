@@ -10,9 +10,19 @@
 //! - [`cache`] / [`forward`] — names outside the cluster domain: a bounded cache
 //!   honouring TTLs and negative answers (RFC 2308) in front of upstream servers.
 //!
+//! - [`server`] / [`daemon`] — the process: SO_REUSEPORT UDP sockets (a thread
+//!   each) and TCP, the zone following the API through [`weft_kube`]'s
+//!   watch layer, [`metrics`] and health on one HTTP port.
+//!
 //! The wire format is hickory-proto's throughout; nothing here parses DNS by hand.
 
 pub mod answer;
+mod args;
 pub mod cache;
+pub mod daemon;
 pub mod forward;
+pub mod metrics;
+pub mod server;
 pub mod zone;
+
+pub use args::DnsArgs;

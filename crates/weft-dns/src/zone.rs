@@ -70,6 +70,22 @@ pub enum PodMode {
     Verified,
 }
 
+impl std::str::FromStr for PodMode {
+    type Err = String;
+
+    /// CoreDNS's names for the modes: `disabled`, `insecure`, `verified`.
+    fn from_str(s: &str) -> Result<PodMode, String> {
+        match s {
+            "disabled" => Ok(PodMode::Disabled),
+            "insecure" => Ok(PodMode::Insecure),
+            "verified" => Ok(PodMode::Verified),
+            other => Err(format!(
+                "unknown pod mode {other:?}: expected disabled, insecure or verified"
+            )),
+        }
+    }
+}
+
 /// What the zone is compiled for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {

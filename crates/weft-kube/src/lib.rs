@@ -29,11 +29,14 @@
 //! # Ok(()) }
 //! ```
 
+mod client;
 mod gate;
+pub mod http;
 mod runner;
 mod store;
 mod watches;
 
+pub use client::{in_pod, ClientFlags};
 pub use gate::{wait_ready, Gate};
 pub use runner::{Bounds, Health, Outcomes, SyncError, SyncRunner, Trigger};
 pub use store::{feed, Changes, Feed, Kind, Readiness, Selector, Store, StoreId};

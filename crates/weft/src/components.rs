@@ -114,3 +114,15 @@ pub fn agent(args: weft_agent::AgentArgs) -> Result<ExitCode> {
     })?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// `weft dns`: the cluster DNS server. Flags are checked before the API is
+/// reached, so a bad flag fails at once.
+pub fn dns(args: weft_dns::DnsArgs) -> Result<ExitCode> {
+    crate::init_logging();
+    let config = args.config()?;
+    multi_thread()?.block_on(async {
+        let client = args.api.client().await?;
+        weft_dns::daemon::run(client, config).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

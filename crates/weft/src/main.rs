@@ -99,6 +99,9 @@ enum Cmd {
     },
     /// The per-node agent: cross-node routes/overlay and the node's CNI config.
     Agent(weft_agent::AgentArgs),
+    /// Cluster DNS: Services, EndpointSlices and Pods as DNS names (the
+    /// Kubernetes DNS-Based Service Discovery spec), other names forwarded.
+    Dns(weft_dns::DnsArgs),
     /// Install the weft-cni plugin (found next to this binary) into a CNI bin directory:
     /// the agent DaemonSet's init container.
     InstallCni(components::InstallCniArgs),
@@ -133,6 +136,7 @@ fn main() -> ExitCode {
             return exit_code(weft_agnhost::main(all));
         }
         Cmd::Agent(args) => components::agent(args),
+        Cmd::Dns(args) => components::dns(args),
         Cmd::InstallCni(args) => components::install_cni(&args),
         // Single-threaded and before anything else: it forks.
         Cmd::PodInit(args) => return exit_code(weft_node::podinit::main(args)),
@@ -209,6 +213,7 @@ fn run(name: &str, command: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Agnhost { .. }
         | Cmd::Netexec { .. }
         | Cmd::Agent(_)
+        | Cmd::Dns(_)
         | Cmd::InstallCni(_)
         | Cmd::PodInit(_) => {
             anyhow::bail!("agnhost, agent and pod-init are dispatched before the cluster commands")

@@ -1,5 +1,5 @@
-//! The agent's one small HTTP server (hyper), shared by the metrics/health
-//! endpoints and the health-check node ports: each request is answered by a
+//! The one small HTTP server (hyper) of weft's daemons, shared by the agent's
+//! metrics/health endpoints and health-check node ports and by `weft dns`'s: each request is answered by a
 //! pure function of its method and path, so answers are unit-tested without
 //! sockets, and every listener gets the same connection handling (one task a
 //! connection, a header-read timeout, accept errors backed off).
