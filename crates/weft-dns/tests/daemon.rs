@@ -184,7 +184,7 @@ async fn a_service_created_in_the_api_answers_within_a_second_and_is_gone_after_
     )
     .await;
     let took = asked.elapsed();
-    assert_eq!(got, [ip.clone()]);
+    assert_eq!(got, std::slice::from_ref(&ip));
     eprintln!("new Service answered {took:?} after the API accepted it");
 
     // TCP serves the same zone; SRV for the named port.
