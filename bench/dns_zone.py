@@ -36,9 +36,9 @@ specification 1.1.0 (kubernetes/dns docs/specification.md) defines for them:
                       2.4.2 leaves that identifier unspecified).
   dns-version.cluster.local TXT "1.1.0"; SOA and NS at the apex; TTL 5.
 
-SRV priority 0; weight 100 for a ClusterIP Service and floor(100 / n) for each
-of the n records of a headless Service (the spec leaves both to the server;
-these are CoreDNS's values).  Query mix: 60% A of existing names, 15% SRV,
+SRV priority 0, weight 100, for a ClusterIP Service and for each of the n
+records of a headless Service (the spec leaves both to the server; equal
+weights are weft's choice, CoreDNS gives floor(100 / n)).  Query mix: 60% A of existing names, 15% SRV,
 10% PTR, 15% A of names that do not exist inside <ns>.svc.cluster.local
 (NXDOMAIN).
 """
@@ -163,7 +163,7 @@ def records(services):
             fwd.append((f"{h}.{host}", "A", str(ip)))
             rev.append((ptr_name(ip), "PTR", f"{h}.{host}."))
         for pname, port, proto in s["ports"]:
-            weight = 100 // len(named)
+            weight = 100
             for _, h in named:
                 fwd.append((f"_{pname}._{proto.lower()}.{host}", "SRV", f"0 {weight} {port} {h}.{host}."))
     return fwd, rev
@@ -265,7 +265,7 @@ def dnsmasq_lines(services):
         for ip, h in named:
             out.append(f"host-record={h}.{host},{ip},{TTL}")
         for pname, port, proto in s["ports"]:
-            weight = 100 // len(named)
+            weight = 100
             for _, h in named:
                 out.append(f"srv-host=_{pname}._{proto.lower()}.{host},{h}.{host},{port},0,{weight}")
         for ip, _ in s["endpoints"]:

@@ -29,7 +29,7 @@ use tokio::sync::Semaphore;
 
 use crate::answer::{answer, Action, Ctx, Pending, Transport, UpstreamError};
 use crate::forward::Forwarder;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Tally};
 use crate::zone::Zone;
 
 /// Open TCP connections at most; more are closed at accept.
@@ -113,11 +113,23 @@ pub fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>, rt: tokio::runtime
     let mut buf = vec![0u8; 65_535];
     let mut shuffle = Shuffle::new();
     let mut errors = 0u32;
+    let mut tally = shared.metrics.tally();
+    // A timeout so that an idle thread still merges its last counts.
+    let _ = socket.set_read_timeout(Some(Tally::MAX_AGE));
     loop {
         let (n, peer) = match socket.recv_from(&mut buf) {
             Ok(got) => {
                 errors = 0;
                 got
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                shared.metrics.merge(&mut tally);
+                continue;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
@@ -139,14 +151,16 @@ pub fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>, rt: tokio::runtime
         match action {
             Action::Reply(bytes) => {
                 let _ = socket.send_to(&bytes, peer);
-                shared.metrics.record_source("zone");
-                record(&shared.metrics, "udp", &bytes, started);
+                tally.source("zone");
+                let (qtype, rcode) = summary(&bytes);
+                tally.query("udp", qtype, rcode, started.elapsed());
             }
             Action::Forward(pending) if shared.forwarder.is_none() => {
                 let bytes = pending.unforwarded();
                 let _ = socket.send_to(&bytes, peer);
-                shared.metrics.record_source("unforwarded");
-                record(&shared.metrics, "udp", &bytes, started);
+                tally.source("unforwarded");
+                let (qtype, rcode) = summary(&bytes);
+                tally.query("udp", qtype, rcode, started.elapsed());
             }
             Action::Forward(pending) => {
                 let socket = socket.clone();
@@ -157,7 +171,10 @@ pub fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>, rt: tokio::runtime
                     record(&shared.metrics, "udp", &bytes, started);
                 });
             }
-            Action::Drop => shared.metrics.record_dropped(),
+            Action::Drop => tally.dropped(),
+        }
+        if tally.due(started) {
+            shared.metrics.merge(&mut tally);
         }
     }
 }

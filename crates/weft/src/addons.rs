@@ -14,6 +14,12 @@
 //! view of the node, so the agent names each node's own IPAM directory in
 //! the CNI config it writes (`<state>/nodes/$(NODE_NAME)/ipam`) rather than
 //! the machine's `/var/lib/cni/networks` that every node would share.
+//!
+//! The cluster DNS (deploy/weft-dns.yaml) is installed as it is, with one
+//! adaptation: the embedded cluster has no way out of its namespaces, so
+//! names outside the cluster domain are not forwarded (`--upstream=none`:
+//! answered REFUSED at once instead of timing out against the machine's
+//! resolvers, which the pods must never reach).
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -28,6 +34,13 @@ pub const AGENT_MANIFEST: &str = include_str!("../../../deploy/weft-agent.yaml")
 /// The name of the agent DaemonSet (and its container).
 pub const AGENT_DAEMONSET: &str = "weft-agent";
 pub const AGENT_NAMESPACE: &str = "weft-system";
+
+/// deploy/weft-dns.yaml, as built into this binary.
+pub const DNS_MANIFEST: &str = include_str!("../../../deploy/weft-dns.yaml");
+
+/// The cluster DNS Deployment (and its namespace).
+pub const DNS_DEPLOYMENT: &str = "weft-dns";
+pub const DNS_NAMESPACE: &str = "kube-system";
 
 /// Every document of a multi-document YAML text.
 pub fn documents(text: &str) -> Result<Vec<Value>> {
@@ -80,6 +93,36 @@ pub fn agent_objects(api: (Ipv4Addr, u16), backend: &str, nodes_dir: &Path) -> R
         nodes_dir.display()
     )));
     Ok(docs)
+}
+
+/// The cluster DNS's objects for an embedded cluster, and how many replicas
+/// its Deployment asks for (what `weft up` waits for).
+pub fn dns_objects() -> Result<(Vec<Value>, u64)> {
+    let mut docs = documents(DNS_MANIFEST).context("deploy/weft-dns.yaml")?;
+    let deploy = docs
+        .iter_mut()
+        .find(|d| d["kind"] == "Deployment")
+        .context("deploy/weft-dns.yaml has no Deployment")?;
+    let replicas = deploy
+        .pointer("/spec/replicas")
+        .and_then(Value::as_u64)
+        .unwrap_or(1);
+    let Some(dns) = deploy
+        .pointer_mut("/spec/template/spec/containers")
+        .and_then(Value::as_array_mut)
+        .and_then(|c| c.iter_mut().find(|c| c["name"] == "dns"))
+    else {
+        bail!("deploy/weft-dns.yaml: the Deployment has no container named dns");
+    };
+    if dns.get("args").is_none() {
+        dns["args"] = json!([]);
+    }
+    let args = dns["args"]
+        .as_array_mut()
+        .context("deploy/weft-dns.yaml: the dns container's args is not a list")?;
+    args.retain(|a| !a.as_str().is_some_and(|a| a.starts_with("--upstream")));
+    args.push(json!("--upstream=none"));
+    Ok((docs, replicas))
 }
 
 /// Creates or updates `objects` through `client` (server-side apply, as
@@ -168,6 +211,42 @@ mod tests {
             .filter(|a| a.starts_with("--ipam-dir"))
             .collect();
         assert_eq!(ipam, ["--ipam-dir=/s/nodes/$(NODE_NAME)/ipam"]);
+    }
+
+    #[test]
+    fn the_embedded_dns_forwards_nothing_and_keeps_the_rest_of_the_manifest() {
+        let (objs, replicas) = dns_objects().unwrap();
+        assert_eq!(replicas, 2);
+        let kinds: Vec<&str> = objs.iter().map(|o| o["kind"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "ServiceAccount",
+                "ClusterRole",
+                "ClusterRoleBinding",
+                "Deployment",
+                "Service"
+            ]
+        );
+        let deploy = objs.iter().find(|o| o["kind"] == "Deployment").unwrap();
+        let args: Vec<&str> = deploy
+            .pointer("/spec/template/spec/containers/0/args")
+            .and_then(Value::as_array)
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            args.iter().filter(|a| a.starts_with("--upstream")).count(),
+            1
+        );
+        assert!(args.contains(&"--upstream=none"), "{args:?}");
+        assert!(args.contains(&"--listen=0.0.0.0:53"), "{args:?}");
+        let svc = objs.iter().find(|o| o["kind"] == "Service").unwrap();
+        assert_eq!(
+            svc["spec"]["clusterIP"],
+            weft_cluster::DNS_SERVICE_IP.to_string()
+        );
     }
 
     #[test]

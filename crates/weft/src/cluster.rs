@@ -321,42 +321,66 @@ async fn wait_nodes(client: &Client, want: usize, deadline: Instant) -> Result<(
 }
 
 /// Waits until the node agents (the weft-agent DaemonSet) are Ready on
-/// `want` nodes: a node is Ready once its agent wrote the CNI config, its
-/// Services and routes once the agent's first sync is done.
+/// `want` nodes — a node is Ready once its agent wrote the CNI config, its
+/// Services and routes once the agent's first sync is done — and then the
+/// cluster DNS (its Deployment's replicas Ready: zone built, behind kube-dns).
 async fn wait_agents(client: &Client, want: usize, deadline: Instant) -> Result<()> {
-    let ds = Resource {
-        group: "apps".into(),
-        version: "v1".into(),
-        kind: "DaemonSet".into(),
-        plural: "daemonsets".into(),
-        singular: "daemonset".into(),
-        namespaced: true,
-        short_names: Vec::new(),
-    };
-    let api = api_for(client, &ds, Some(crate::addons::AGENT_NAMESPACE));
+    use crate::addons::{AGENT_DAEMONSET, AGENT_NAMESPACE, DNS_DEPLOYMENT, DNS_NAMESPACE};
+    wait_ready_count(
+        client,
+        &Resource::apps("DaemonSet", "daemonsets"),
+        (AGENT_NAMESPACE, AGENT_DAEMONSET),
+        "/status/numberReady",
+        want as u64,
+        "node agents",
+        deadline,
+    )
+    .await?;
+    let (_, replicas) = crate::addons::dns_objects()?;
+    wait_ready_count(
+        client,
+        &Resource::apps("Deployment", "deployments"),
+        (DNS_NAMESPACE, DNS_DEPLOYMENT),
+        "/status/readyReplicas",
+        replicas,
+        "cluster DNS pods",
+        deadline,
+    )
+    .await
+}
+
+/// Waits until the number at `pointer` in object `ns/name` of `kind`
+/// reaches `want`, with progress output naming `what`.
+async fn wait_ready_count(
+    client: &Client,
+    kind: &Resource,
+    (ns, name): (&str, &str),
+    pointer: &str,
+    want: u64,
+    what: &str,
+    deadline: Instant,
+) -> Result<()> {
+    let api = api_for(client, kind, Some(ns));
     let mut progress = Progress::new();
     loop {
-        let ready = match api.get_opt(crate::addons::AGENT_DAEMONSET).await {
+        let ready = match api.get_opt(name).await {
             Ok(Some(o)) => serde_json::to_value(o)?
-                .pointer("/status/numberReady")
+                .pointer(pointer)
                 .and_then(Value::as_u64)
                 .unwrap_or(0),
             _ => 0,
         };
-        if ready >= want as u64 {
-            progress.done(&format!("node agents Ready {ready}/{want}"));
+        if ready >= want {
+            progress.done(&format!("{what} Ready {ready}/{want}"));
             return Ok(());
         }
         if Instant::now() > deadline {
             bail!(
-                "only {ready}/{want} node agents (DaemonSet {}/{}) Ready; see `weft get pods -n {}` and `weft logs -n {} POD`",
-                crate::addons::AGENT_NAMESPACE,
-                crate::addons::AGENT_DAEMONSET,
-                crate::addons::AGENT_NAMESPACE,
-                crate::addons::AGENT_NAMESPACE
+                "only {ready}/{want} {what} ({} {ns}/{name}) Ready; see `weft get pods -n {ns}` and `weft logs -n {ns} POD`",
+                kind.kind
             );
         }
-        progress.update(format!("node agents Ready {ready}/{want}"));
+        progress.update(format!("{what} Ready {ready}/{want}"));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -140,6 +140,9 @@ impl ControlPlane {
             &layout.state_dir.join("nodes"),
         )?;
         crate::addons::apply(&admin.client()?, &agent).await?;
+        // The cluster DNS, from deploy/ too: a Deployment behind kube-dns.
+        let (dns, _) = crate::addons::dns_objects()?;
+        crate::addons::apply(&admin.client()?, &dns).await?;
         // Last: `weft up` waits for the port to appear.
         layout.write_state(&weft_cluster::ClusterState {
             api_port: Some(port),

@@ -41,6 +41,19 @@ impl Resource {
         }
     }
 
+    /// A kind of the `apps/v1` group (namespaced), which `weft up` reads.
+    pub fn apps(kind: &str, plural: &str) -> Resource {
+        Resource {
+            group: "apps".into(),
+            version: "v1".into(),
+            kind: kind.into(),
+            plural: plural.into(),
+            singular: kind.to_lowercase(),
+            namespaced: true,
+            short_names: Vec::new(),
+        }
+    }
+
     /// Pods, which the CLI itself reads (no discovery needed: core/v1 is
     /// every server's).
     pub fn pods() -> Resource {
