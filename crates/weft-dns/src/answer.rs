@@ -249,16 +249,24 @@ impl Pending {
 }
 
 /// splitmix64: a small, seedable generator for record order.
-pub(crate) struct OrderRng(u64);
+pub(crate) struct OrderRng {
+    state: u64,
+    /// Whether any order was drawn: the answer depended on the seed.
+    used: bool,
+}
 
 impl OrderRng {
     pub(crate) fn new(seed: u64) -> Self {
-        Self(seed)
+        Self {
+            state: seed,
+            used: false,
+        }
     }
 
     pub(crate) fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
+        self.used = true;
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
@@ -362,6 +370,22 @@ fn our_edns(client: &Edns) -> Edns {
 
 /// Answers one request. `shuffle` seeds the order of multi-record sets.
 pub fn answer(zone: &Zone, request: &[u8], ctx: &Ctx, shuffle: u64) -> Action {
+    answer_reusable(zone, request, ctx, shuffle).0
+}
+
+/// [`answer`], and whether the reply is the zone's only possible answer to
+/// these request bytes: it drew no record order (no set of more than one
+/// record) and does not depend on who asks (no autopath). Such a reply,
+/// with the id patched, answers every identical request (same bytes after
+/// the id, same transport) for as long as the zone snapshot is the same.
+pub fn answer_reusable(zone: &Zone, request: &[u8], ctx: &Ctx, shuffle: u64) -> (Action, bool) {
+    let mut rng = OrderRng::new(shuffle);
+    let action = answer_with(zone, request, ctx, &mut rng);
+    let reusable = matches!(action, Action::Reply(_)) && !rng.used && !zone.autopath();
+    (action, reusable)
+}
+
+fn answer_with(zone: &Zone, request: &[u8], ctx: &Ctx, rng: &mut OrderRng) -> Action {
     let Ok(req_header) = Header::read(&mut BinDecoder::new(request)) else {
         return Action::Drop;
     };
@@ -431,8 +455,7 @@ pub fn answer(zone: &Zone, request: &[u8], ctx: &Ctx, shuffle: u64) -> Action {
         return reply(&header, Some(query), &empty);
     }
 
-    let mut rng = OrderRng::new(shuffle);
-    match resolve(zone, query, ctx.client, &mut rng) {
+    match resolve(zone, query, ctx.client, rng) {
         Resolved::Answer {
             rcode,
             sections,

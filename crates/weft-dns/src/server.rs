@@ -14,6 +14,7 @@
 //! - The zone snapshot is an `ArcSwap`: a query loads the current one without
 //!   a lock, a sync swaps in a new one atomically ([`crate::daemon`]).
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -27,7 +28,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
-use crate::answer::{answer, Action, Ctx, Pending, Transport, UpstreamError};
+use crate::answer::{answer, answer_reusable, Action, Ctx, Pending, Transport, UpstreamError};
 use crate::forward::Forwarder;
 use crate::metrics::{Metrics, Tally};
 use crate::zone::Zone;
@@ -106,6 +107,67 @@ impl Shuffle {
     }
 }
 
+/// Whole UDP answers a socket thread has built, by the request's bytes
+/// after its id: a repeated question (pods ask the same few names again and
+/// again) is answered by copying the bytes and patching the id, without
+/// decoding or encoding. Only replies [`answer_reusable`] vouches for are
+/// kept; the map empties whenever a new zone snapshot is swapped in, and
+/// when it is full (memory stays bounded whatever a client sends).
+struct Answers {
+    /// The generation of the snapshot the answers came from.
+    zone: u64,
+    map: HashMap<Box<[u8]>, Reused, fnv::FnvBuildHasher>,
+}
+
+struct Reused {
+    bytes: Box<[u8]>,
+    qtype: RecordType,
+    rcode: ResponseCode,
+}
+
+impl Answers {
+    /// Entries per thread at most (~10 MB with typical answers).
+    const MAX: usize = 50_000;
+
+    fn new() -> Answers {
+        Answers {
+            zone: 0,
+            map: HashMap::default(),
+        }
+    }
+
+    /// Forgets everything if `zone` is not the snapshot the answers are from.
+    fn follow(&mut self, zone: &Zone) {
+        let id = zone.generation();
+        if id != self.zone {
+            self.map.clear();
+            self.zone = id;
+        }
+    }
+
+    fn get(&self, request: &[u8]) -> Option<&Reused> {
+        self.map.get(request.get(2..)?)
+    }
+
+    fn put(&mut self, request: &[u8], bytes: &[u8]) {
+        let (Some(key), true) = (request.get(2..), bytes.len() >= 2) else {
+            return;
+        };
+        if self.map.len() >= Self::MAX {
+            self.map.clear();
+        }
+        let (qtype, rcode) = summary(bytes);
+        self.map.insert(
+            key.into(),
+            Reused {
+                bytes: bytes.into(),
+                qtype,
+                rcode,
+            },
+        );
+    }
+}
+
 /// Serves one UDP socket on the calling thread, forever (until the process
 /// exits). Forwards run on `rt`.
 pub fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>, rt: tokio::runtime::Handle) {
@@ -114,6 +176,8 @@ pub fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>, rt: tokio::runtime
     let mut shuffle = Shuffle::new();
     let mut errors = 0u32;
     let mut tally = shared.metrics.tally();
+    let mut answers = Answers::new();
+    let mut out = Vec::with_capacity(4096);
     // A timeout so that an idle thread still merges its last counts.
     let _ = socket.set_read_timeout(Some(Tally::MAX_AGE));
     loop {
@@ -143,17 +207,34 @@ pub fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>, rt: tokio::runtime
             }
         };
         let started = Instant::now();
+        let zone = shared.zone.load();
+        answers.follow(&zone);
+        if let Some(r) = answers.get(&buf[..n]) {
+            out.clear();
+            out.extend_from_slice(&r.bytes);
+            out[..2].copy_from_slice(&buf[..2]);
+            let _ = socket.send_to(&out, peer);
+            tally.source("zone");
+            tally.query("udp", r.qtype, r.rcode, started.elapsed());
+            if tally.due(started) {
+                shared.metrics.merge(&mut tally);
+            }
+            continue;
+        }
         let ctx = Ctx {
             transport: Transport::Udp,
             client: peer.ip(),
         };
-        let action = answer(&shared.zone.load(), &buf[..n], &ctx, shuffle.next());
+        let (action, reusable) = answer_reusable(&zone, &buf[..n], &ctx, shuffle.next());
         match action {
             Action::Reply(bytes) => {
                 let _ = socket.send_to(&bytes, peer);
                 tally.source("zone");
                 let (qtype, rcode) = summary(&bytes);
                 tally.query("udp", qtype, rcode, started.elapsed());
+                if reusable {
+                    answers.put(&buf[..n], &bytes);
+                }
             }
             Action::Forward(pending) if shared.forwarder.is_none() => {
                 let bytes = pending.unforwarded();

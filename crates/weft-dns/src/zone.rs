@@ -187,6 +187,8 @@ pub struct Zone {
     pods: PodMode,
     autopath: bool,
     serial: u32,
+    /// Unique to this compile in this process (see [`Zone::generation`]).
+    generation: u64,
     soa: Record,
     soa_in_addr: Record,
     soa_ip6: Record,
@@ -249,6 +251,12 @@ impl Zone {
 
     pub fn autopath(&self) -> bool {
         self.autopath
+    }
+
+    /// A number no other zone compiled by this process has (clones share
+    /// it): what caches of answers key on to notice a new snapshot.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The SOA serial: a digest of the zone's records, so it changes when
@@ -649,7 +657,10 @@ pub fn compile(
 
     let mut skipped = b.skipped;
     skipped.sort_by(|a, b| (&a.object, &a.why).cmp(&(&b.object, &b.why)));
+    static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let generation = GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Zone {
+        generation,
         domain,
         ttl: cfg.ttl,
         pods: cfg.pods,

@@ -705,3 +705,46 @@ mod props {
         }
     }
 }
+
+#[test]
+fn only_answers_that_cannot_differ_are_marked_reusable() {
+    use weft_dns::answer::answer_reusable;
+    let z = zone();
+    let reusable = |name: &str, t: RecordType| {
+        let (action, reusable) = answer_reusable(&z, &query(name, t), &udp(), 7);
+        assert!(matches!(action, Action::Reply(_)), "{name}");
+        reusable
+    };
+    // One record, a negative answer, the version TXT: the same bytes every time.
+    assert!(reusable(
+        "kubernetes.default.svc.cluster.local.",
+        RecordType::A
+    ));
+    assert!(reusable(
+        "missing.default.svc.cluster.local.",
+        RecordType::A
+    ));
+    assert!(reusable("dns-version.cluster.local.", RecordType::TXT));
+    // A headless Service's several addresses come in a drawn order.
+    assert!(!reusable("web.default.svc.cluster.local.", RecordType::A));
+    // Forwards are not replies at all.
+    let (action, reusable) = answer_reusable(&z, &query("example.com.", RecordType::A), &udp(), 7);
+    assert!(matches!(action, Action::Forward(_)) && !reusable);
+    // With autopath the answer depends on who asks.
+    let z = zone_with(PodMode::Disabled, true);
+    let (_, reusable) = answer_reusable(
+        &z,
+        &query("kubernetes.default.svc.cluster.local.", RecordType::A),
+        &udp(),
+        7,
+    );
+    assert!(!reusable);
+}
+
+#[test]
+fn every_compiled_zone_has_its_own_generation() {
+    let a = zone();
+    let b = zone();
+    assert_ne!(a.generation(), b.generation());
+    assert_eq!(a.clone().generation(), a.generation());
+}

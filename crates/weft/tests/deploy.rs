@@ -6,8 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde::de::DeserializeOwned;
@@ -79,6 +79,8 @@ fn check(where_: &str, doc: &Value) {
             round_trip::<ClusterRoleBinding>(where_, doc)
         }
         (Some("apps/v1"), Some("DaemonSet")) => round_trip::<DaemonSet>(where_, doc),
+        (Some("apps/v1"), Some("Deployment")) => round_trip::<Deployment>(where_, doc),
+        (Some("v1"), Some("Service")) => round_trip::<Service>(where_, doc),
         (Some("apiextensions.k8s.io/v1"), Some("CustomResourceDefinition")) => {
             round_trip::<CustomResourceDefinition>(where_, doc)
         }
@@ -175,4 +177,56 @@ fn install_cni_puts_an_executable_plugin_in_the_bin_dir() {
     let err = String::from_utf8_lossy(&missing.stderr);
     assert!(!missing.status.success() && err.contains("nope"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_dns_deployment_serves_behind_kube_dns_with_only_port_53_privileges() {
+    let docs = documents(&deploy_dir().join("weft-dns.yaml"));
+    let d: Deployment = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment")
+        .map(|d| serde_json::from_value(d.clone()).unwrap())
+        .expect("a Deployment");
+    let spec = d.spec.unwrap();
+    assert_eq!(spec.replicas, Some(2));
+    let pod = spec.template.spec.unwrap();
+    assert_eq!(pod.service_account_name.as_deref(), Some("weft-dns"));
+    let c = &pod.containers[0];
+    assert_eq!(
+        c.command.as_deref(),
+        Some(&["weft".to_string(), "dns".to_string()][..])
+    );
+    let ready = c
+        .readiness_probe
+        .as_ref()
+        .and_then(|p| p.http_get.as_ref())
+        .unwrap();
+    assert_eq!(ready.path.as_deref(), Some("/ready"));
+    let sc = c.security_context.as_ref().unwrap();
+    let caps = sc.capabilities.as_ref().unwrap();
+    assert_eq!(
+        caps.add.as_deref(),
+        Some(&["NET_BIND_SERVICE".to_string()][..])
+    );
+    assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));
+    assert_eq!(sc.run_as_non_root, Some(true));
+    let labels = spec.template.metadata.unwrap().labels.unwrap();
+    assert_eq!(labels.get("k8s-app").map(String::as_str), Some("kube-dns"));
+
+    let svc: Service = docs
+        .iter()
+        .find(|d| d["kind"] == "Service")
+        .map(|d| serde_json::from_value(d.clone()).unwrap())
+        .expect("a Service");
+    assert_eq!(svc.metadata.name.as_deref(), Some("kube-dns"));
+    let spec = svc.spec.unwrap();
+    assert_eq!(spec.cluster_ip.as_deref(), Some("10.96.0.10"));
+    let ports: Vec<(i32, String)> = spec
+        .ports
+        .unwrap()
+        .iter()
+        .map(|p| (p.port, p.protocol.clone().unwrap_or_default()))
+        .collect();
+    assert!(ports.contains(&(53, "UDP".into())), "{ports:?}");
+    assert!(ports.contains(&(53, "TCP".into())), "{ports:?}");
 }
