@@ -13,7 +13,9 @@
 #      every server and dnsperf; default 0-1), DNS_BENCH_CLIENTS / _THREADS /
 #      _OUTSTANDING (dnsperf -c / -T / -q; default 4 / 2 / 100),
 #      DNS_BENCH_APPLY_JOBS (parallel kubectl applies; default 2),
-#      DNS_BENCH_TIMEOUT (whole script, seconds; default 2400), WEFT (a built
+#      DNS_BENCH_AUTOPATH_N (lookups per autopath mode; default 200; 0 skips
+#      the autopath row), DNS_BENCH_TIMEOUT (whole script, seconds; default
+#      2400), WEFT (a built
 #      weft binary: skip the cargo build), CARGO_TARGET_DIR.
 #
 # Data: bench/dns_zone.py --count N --seed S writes the Services and
@@ -55,6 +57,15 @@
 # p50/p99 per query, every rcode checked against the name's kind).  A run
 # with 0 completed queries, or any rcode other than NOERROR/NXDOMAIN, fails.
 #
+# The autopath row: in the weft cluster, a pod with the default resolv.conf
+# (ndots:5, three search domains) looks up N distinct outside names
+# (q<i>.<mode>.example.test, `getent ahostsv4`, one process each) through
+# kube-dns, with the weft-dns Deployment patched to forward to a dnsmasq on
+# the cluster's external client (198.51.100.5, serving example.test), first
+# without and then with --autopath. Counted: the queries the DNS pods
+# answered (their weft_dns_queries_total, read from the pod) and the queries
+# dnsmasq got, per lookup; timed: the loop inside the pod, per lookup.
+#
 # Everything the script starts (servers, weft up's cluster, kubectl) is
 # ended on any exit, by pid; `weft down` removes the cluster.
 set -euo pipefail
@@ -69,6 +80,7 @@ CORES=${DNS_BENCH_CORES:-0-1}
 CLIENTS=${DNS_BENCH_CLIENTS:-4}
 THREADS=${DNS_BENCH_THREADS:-2}
 OUTSTANDING=${DNS_BENCH_OUTSTANDING:-100}
+AUTOPATH_N=${DNS_BENCH_AUTOPATH_N:-200}
 APPLY_JOBS=${DNS_BENCH_APPLY_JOBS:-2}
 TIMEOUT=${DNS_BENCH_TIMEOUT:-2400}
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -503,6 +515,83 @@ for s in "${ORDER[@]}"; do
 done
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
+# --- autopath: an outside name from a pod with ndots:5 ----------------------
+AUTOPATH_ROWS=()
+dns_pod_queries() { # the sum of weft_dns_queries_total over the DNS pods, read from the resolver pod
+    local ips ip sum=0 n
+    ips=$(kc get pods -n kube-system -l k8s-app=kube-dns -o jsonpath='{.items[*].status.podIP}')
+    [[ -n $ips ]] || die "autopath: no kube-dns pod IPs"
+    for ip in $ips; do
+        n=$(kc exec resolver -- curl -sf --max-time 5 "http://$ip:9153/metrics" \
+            | awk '/^weft_dns_queries_total/ { s += $2 } END { printf "%d", s }') \
+            || die "autopath: reading the metrics of $ip failed"
+        sum=$((sum + n))
+    done
+    echo "$sum"
+}
+set_dns_args() { # EXTRA…: the weft-dns container's args with the upstream and EXTRA, rolled out
+    local args patch t0
+    args=$(kc get deployment weft-dns -n kube-system -o jsonpath='{.spec.template.spec.containers[0].args}')
+    patch=$("$PY" -c 'import json,sys
+a=[x for x in json.loads(sys.argv[1]) if not x.startswith(("--upstream", "--autopath"))]
+a += ["--upstream=198.51.100.5"] + sys.argv[2:]
+print(json.dumps([{"op": "replace", "path": "/spec/template/spec/containers/0/args", "value": a}]))' "$args" "$@")
+    kc patch deployment weft-dns -n kube-system --type json -p "$patch" >/dev/null \
+        || die "autopath: patching weft-dns failed"
+    bounded 180 kubectl --kubeconfig "$KUBECONFIG_PATH" rollout status -n kube-system deployment/weft-dns --timeout=150s >&2 \
+        || die "autopath: the weft-dns rollout did not finish"
+    # The old pods gone: only the new ones answer (and are counted).
+    t0=$SECONDS
+    until [[ $(kc get pods -n kube-system -l k8s-app=kube-dns -o name | wc -l) -eq 2 ]]; do
+        ((SECONDS - t0 < 60)) || die "autopath: old weft-dns pods still there after 60 s"
+        sleep 0.5
+    done
+}
+upstream_asked() { # MODE: the A queries for q<i>.MODE.example.test dnsmasq logged
+    local n
+    n=$(grep -c "query\[A\] q[0-9]*\.$1\.example\.test " "$TMP/upstream.log" 2>/dev/null) || true
+    echo "${n:-0}"
+}
+autopath_row() { # MODE [EXTRA ARGS…]
+    local mode=$1 before after up_before up_after out us
+    shift
+    set_dns_args "$@"
+    # A first lookup must resolve, so the loop below measures answers.
+    out=$(kc exec resolver -- getent ahostsv4 "probe.$mode.example.test" 2>&1 || true)
+    [[ $out == 192.0.2.10* ]] || die "autopath $mode: probe.$mode.example.test did not resolve from the pod: $out"
+    before=$(dns_pod_queries)
+    up_before=$(upstream_asked "$mode")
+    us=$(kc exec resolver -- sh -c 't0=$(date +%s%N); i=0
+while [ $i -lt '"$AUTOPATH_N"' ]; do i=$((i + 1)); getent ahostsv4 q$i.'"$mode"'.example.test >/dev/null || { echo "lookup $i failed"; exit 1; }; done
+echo $(( ($(date +%s%N) - t0) / 1000 ))') || die "autopath $mode: $us"
+    after=$(dns_pod_queries)
+    up_after=$(upstream_asked "$mode")
+    AUTOPATH_ROWS+=("$("$PY" -c 'import sys
+mode, n, q, up, us = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+print("| %s | %d | %.2f | %.2f | %.3f |" % (mode, n, q / n, up / n, us / n / 1000))' \
+        "$mode" "$AUTOPATH_N" "$((after - before))" "$((up_after - up_before))" "$us")")
+    log "autopath $mode: $((after - before)) queries to weft dns and $((up_after - up_before)) upstream for $AUTOPATH_N lookups in $((us / 1000)) ms"
+}
+if [[ -n ${WANT[weft]:-} ]] && ((HAVE_DNS && AUTOPATH_N > 0)); then
+    check_deadline
+    log "autopath: dnsmasq on the external client (198.51.100.5), a resolver pod, $AUTOPATH_N lookups per mode"
+    ip netns exec "weft-$CLUSTER-client" dnsmasq --keep-in-foreground --no-resolv --no-hosts \
+        --bind-interfaces --listen-address=198.51.100.5 --port=53 --address=/example.test/192.0.2.10 \
+        --log-queries --log-facility="$TMP/upstream.log" --pid-file= --user=root >"$TMP/dnsmasq-upstream.log" 2>&1 &
+    PIDS+=("$!")
+    printf '%s\n' 'apiVersion: v1' 'kind: Pod' 'metadata: {name: resolver, namespace: default}' 'spec:' \
+        '  containers:' '  - name: c' '    image: registry.k8s.io/e2e-test-images/jessie-dnsutils:1.3' \
+        '    command: [sleep, infinity]' >"$TMP/resolver.yaml"
+    kc apply -f "$TMP/resolver.yaml" >/dev/null || die "autopath: creating the resolver pod failed"
+    t0=$SECONDS
+    until [[ $(kc get pod resolver -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]; do
+        ((SECONDS - t0 < 120)) || die "autopath: the resolver pod is not Ready after 120 s"
+        sleep 0.5
+    done
+    autopath_row without
+    autopath_row with --autopath
+fi
+
 # --- report -----------------------------------------------------------------
 echo "## Cluster DNS: weft dns vs Knot DNS, NSD, dnsmasq"
 echo
@@ -521,6 +610,14 @@ echo "- load average: $LOAD_START at the start, $LOAD_END at the end"
 echo
 "$PY" "$REPO/bench/dns_perf.py" table "${RESULTS[@]}"
 echo
+if ((${#AUTOPATH_ROWS[@]})); then
+    echo "An outside name from a pod with ndots:5 (\`getent ahostsv4\`, $AUTOPATH_N distinct names per row, through kube-dns to a dnsmasq upstream):"
+    echo
+    echo "| autopath | lookups | queries to weft dns / lookup | upstream queries / lookup | ms / lookup |"
+    echo "|---|---:|---:|---:|---:|"
+    printf '%s\n' "${AUTOPATH_ROWS[@]}"
+    echo
+fi
 echo "Response codes (throughput run):"
 echo
 for f in "${RESULTS[@]}"; do
