@@ -17,12 +17,17 @@
 //! The wire format is hickory-proto's throughout; nothing here parses DNS by hand.
 
 pub mod answer;
+#[cfg(feature = "daemon")]
 mod args;
 pub mod cache;
+#[cfg(feature = "daemon")]
 pub mod daemon;
 pub mod forward;
+#[cfg(feature = "daemon")]
 pub mod metrics;
+#[cfg(feature = "daemon")]
 pub mod server;
 pub mod zone;
 
+#[cfg(feature = "daemon")]
 pub use args::DnsArgs;
