@@ -114,14 +114,26 @@ pub async fn run(client: kube::Client, config: DnsConfig) -> Result<()> {
     }
     let gate = Gate::new(readiness);
     let zone_config = config.zone.clone();
+    // What the zone was last built from: a sync whose inputs did not change
+    // (a Pod's status churn) keeps the snapshot and the sockets' reused answers.
+    let last = std::sync::Mutex::new(None::<u64>);
     let Err(e) = runner
         .run(
             &gate,
             async move || -> Result<(), std::convert::Infallible> {
                 let started = Instant::now();
                 let pods = pods.as_ref().map(|p| p.state()).unwrap_or_default();
-                let zone: Zone =
-                    zone::compile(&zone_config, &services.state(), &slices.state(), &pods);
+                let (services, slices) = (services.state(), slices.state());
+                let digest = zone::inputs_digest(&services, &slices, &pods);
+                {
+                    let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+                    if *last == Some(digest) {
+                        metrics.record_zone_unchanged();
+                        return Ok(());
+                    }
+                    *last = Some(digest);
+                }
+                let zone: Zone = zone::compile(&zone_config, &services, &slices, &pods);
                 let names = zone.len();
                 shared.zone.store(Arc::new(zone));
                 metrics.record_zone(names, started.elapsed());

@@ -62,6 +62,7 @@ pub struct Metrics {
     dropped: Counter,
     forward_errors: Counter,
     zone_syncs: Counter,
+    zone_unchanged: Counter,
     zone_names: Gauge,
     zone_build: Histogram,
     ready: AtomicBool,
@@ -106,6 +107,12 @@ impl Default for Metrics {
             "Cluster zone snapshots built and swapped in",
             zone_syncs.clone(),
         );
+        let zone_unchanged = Counter::default();
+        registry.register(
+            "zone_syncs_unchanged",
+            "Syncs that found nothing the zone reads changed (no rebuild)",
+            zone_unchanged.clone(),
+        );
         let zone_names = Gauge::default();
         registry.register(
             "zone_names",
@@ -127,6 +134,7 @@ impl Default for Metrics {
             dropped,
             forward_errors,
             zone_syncs,
+            zone_unchanged,
             zone_names,
             zone_build,
             ready: AtomicBool::new(false),
@@ -411,6 +419,11 @@ impl Metrics {
             .set(i64::try_from(names).unwrap_or(i64::MAX));
         self.zone_build.observe(took.as_secs_f64());
         self.ready.store(true, Ordering::Release);
+    }
+
+    /// A sync that kept the snapshot: nothing the zone reads changed.
+    pub fn record_zone_unchanged(&self) {
+        self.zone_unchanged.inc();
     }
 
     /// Whether a zone has been built from complete listings.

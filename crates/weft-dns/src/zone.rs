@@ -457,6 +457,84 @@ impl Builder {
     }
 }
 
+/// A digest of exactly what [`compile`] reads: each Service's and
+/// EndpointSlice's uid and resourceVersion, and of each Pod only its
+/// namespace, host network, terminal phase and IPs — so that the status
+/// churn of Pods (conditions, probes, restarts) does not rebuild a zone of
+/// thousands of Services. The order of the inputs does not matter.
+pub fn inputs_digest(
+    services: &[Arc<Service>],
+    slices: &[Arc<EndpointSlice>],
+    pods: &[Arc<Pod>],
+) -> u64 {
+    fn one(tag: u8, parts: &[Option<&str>]) -> u64 {
+        let mut h = FnvHasher::default();
+        h.write_u8(tag);
+        for p in parts {
+            match p {
+                Some(s) => {
+                    h.write_u8(1);
+                    h.write(s.as_bytes());
+                    h.write_u8(0);
+                }
+                None => h.write_u8(2),
+            }
+        }
+        h.finish()
+    }
+    let mut sum = 0u64;
+    for s in services {
+        let m = &s.metadata;
+        sum = sum.wrapping_add(one(
+            b's',
+            &[
+                m.uid.as_deref(),
+                m.resource_version.as_deref(),
+                m.name.as_deref(),
+                m.namespace.as_deref(),
+            ],
+        ));
+    }
+    for s in slices {
+        let m = &s.metadata;
+        sum = sum.wrapping_add(one(
+            b'e',
+            &[
+                m.uid.as_deref(),
+                m.resource_version.as_deref(),
+                m.name.as_deref(),
+                m.namespace.as_deref(),
+            ],
+        ));
+    }
+    for p in pods {
+        let host_network = p
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        let status = p.status.as_ref();
+        let terminal = status
+            .and_then(|s| s.phase.as_deref())
+            .filter(|ph| matches!(*ph, "Succeeded" | "Failed"));
+        let mut parts: Vec<Option<&str>> = vec![
+            p.metadata.namespace.as_deref(),
+            Some(if host_network { "host" } else { "pod" }),
+            terminal,
+            status.and_then(|s| s.pod_ip.as_deref()),
+        ];
+        parts.extend(
+            status
+                .and_then(|s| s.pod_ips.as_ref())
+                .into_iter()
+                .flatten()
+                .map(|ip| Some(ip.ip.as_str())),
+        );
+        sum = sum.wrapping_add(one(b'p', &parts));
+    }
+    sum ^ ((services.len() as u64) << 40) ^ ((slices.len() as u64) << 20) ^ pods.len() as u64
+}
+
 /// Builds the zone. Objects that cannot give a record are left out and
 /// listed in [`Zone::skipped`]; nothing here fails or panics.
 pub fn compile(

@@ -338,3 +338,41 @@ fn soa_serial_changes_with_the_content() {
     assert_ne!(a.serial(), b.serial());
     assert_eq!(a.serial(), zone().serial());
 }
+
+#[test]
+fn the_inputs_digest_ignores_pod_status_churn_and_sees_what_the_zone_reads() {
+    use weft_dns::zone::inputs_digest;
+    let (svcs, eps, pods) = (services(), slices(), pods());
+    let base = inputs_digest(&svcs, &eps, &pods);
+    // The order of the stores' snapshots does not matter.
+    let mut reversed = pods.clone();
+    reversed.reverse();
+    assert_eq!(inputs_digest(&svcs, &eps, &reversed), base);
+    // A Pod's conditions change (a probe): the zone would be the same.
+    let mut churned = pods.clone();
+    let mut p = (*churned[0]).clone();
+    p.status.as_mut().unwrap().conditions = Some(vec![serde_json::from_value(
+        serde_json::json!({"type": "Ready", "status": "False"}),
+    )
+    .unwrap()]);
+    p.metadata.resource_version = Some("999".into());
+    churned[0] = std::sync::Arc::new(p);
+    assert_eq!(inputs_digest(&svcs, &eps, &churned), base);
+    // Its IP changes: a different zone.
+    let mut moved = pods.clone();
+    let mut p = (*moved[0]).clone();
+    p.status.as_mut().unwrap().pod_ips = Some(vec![serde_json::from_value(
+        serde_json::json!({"ip": "10.9.9.9"}),
+    )
+    .unwrap()]);
+    moved[0] = std::sync::Arc::new(p);
+    assert_ne!(inputs_digest(&svcs, &eps, &moved), base);
+    // Any new version of a Service or EndpointSlice counts.
+    let mut changed = svcs.clone();
+    let mut s = (*changed[0]).clone();
+    s.metadata.resource_version = Some("2".into());
+    changed[0] = std::sync::Arc::new(s);
+    assert_ne!(inputs_digest(&changed, &eps, &pods), base);
+    // One object fewer.
+    assert_ne!(inputs_digest(&svcs, &eps[1..], &pods), base);
+}
