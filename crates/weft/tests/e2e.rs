@@ -267,9 +267,14 @@ fn crashes_are_recovered_and_down_cleans_after_kill_9() {
     .unwrap();
     c.ok(&["up", "-f", manifest.to_str().unwrap(), "--nodes", "2"]);
     let before = ready_pod_uids(c);
-    assert_eq!(before.len(), 4, "2 echo pods and 2 node agents: {before:?}");
+    assert_eq!(
+        before.len(),
+        6,
+        "2 echo pods, 2 node agents and 2 cluster DNS pods: {before:?}"
+    );
+    // A sandbox each for the echo and DNS pods (the agents use the node's network).
     let pod_prefix = format!("weft-{}-p-", c.name);
-    assert_eq!(netns_with_prefix(&pod_prefix).len(), 2);
+    assert_eq!(netns_with_prefix(&pod_prefix).len(), 4);
 
     // A node runtime killed with -9 is restarted by the supervisor; its pods keep running.
     let on_node_1 = pods(c)
@@ -302,7 +307,7 @@ fn crashes_are_recovered_and_down_cleans_after_kill_9() {
     );
     assert_eq!(
         netns_with_prefix(&pod_prefix).len(),
-        2,
+        4,
         "a sandbox leaked or vanished"
     );
 
@@ -322,7 +327,7 @@ fn crashes_are_recovered_and_down_cleans_after_kill_9() {
     wait_until("the same pods Ready again", 30, || {
         ready_pod_uids(c) == before
     });
-    assert_eq!(netns_with_prefix(&pod_prefix).len(), 2);
+    assert_eq!(netns_with_prefix(&pod_prefix).len(), 4);
 
     // Everything killed with -9 (control plane, node runtimes, containers): down still cleans all.
     let all: Vec<String> = netns_with_prefix(&format!("weft-{}-", c.name));
