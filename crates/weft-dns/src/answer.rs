@@ -192,22 +192,16 @@ impl Pending {
                 }
             }
         }
-        let sections = Sections {
-            answers,
-            authority,
-            additional,
-        };
-        encode(
+        self.reply(
             &header,
-            Some(&self.asked),
-            &sections,
-            self.client_edns.as_ref(),
-            self.limit,
+            &Sections {
+                answers,
+                authority,
+                additional,
+            },
         )
     }
-}
 
-impl Pending {
     /// The client's reply when nothing is forwarded (`weft dns
     /// --upstream=none`): an ExternalName's CNAME chain alone (NOERROR, the
     /// client's resolver follows it if it can), autopath's original name
@@ -233,15 +227,23 @@ impl Pending {
                 authority.push(Cow::Borrowed(&ap.soa));
             }
         }
-        let sections = Sections {
-            answers,
-            authority,
-            additional: Vec::new(),
-        };
-        encode(
+        self.reply(
             &header,
+            &Sections {
+                answers,
+                authority,
+                additional: Vec::new(),
+            },
+        )
+    }
+
+    /// The client's reply with `header` and `sections`: its question, its
+    /// EDNS, its size limit.
+    fn reply(&self, header: &Header, sections: &Sections<'_>) -> Vec<u8> {
+        encode(
+            header,
             Some(&self.asked),
-            &sections,
+            sections,
             self.client_edns.as_ref(),
             self.limit,
         )

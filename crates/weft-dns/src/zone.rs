@@ -482,30 +482,23 @@ pub fn inputs_digest(
         }
         h.finish()
     }
+    let version = |tag: u8, m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        one(
+            tag,
+            &[
+                m.uid.as_deref(),
+                m.resource_version.as_deref(),
+                m.name.as_deref(),
+                m.namespace.as_deref(),
+            ],
+        )
+    };
     let mut sum = 0u64;
     for s in services {
-        let m = &s.metadata;
-        sum = sum.wrapping_add(one(
-            b's',
-            &[
-                m.uid.as_deref(),
-                m.resource_version.as_deref(),
-                m.name.as_deref(),
-                m.namespace.as_deref(),
-            ],
-        ));
+        sum = sum.wrapping_add(version(b's', &s.metadata));
     }
     for s in slices {
-        let m = &s.metadata;
-        sum = sum.wrapping_add(one(
-            b'e',
-            &[
-                m.uid.as_deref(),
-                m.resource_version.as_deref(),
-                m.name.as_deref(),
-                m.namespace.as_deref(),
-            ],
-        ));
+        sum = sum.wrapping_add(version(b'e', &s.metadata));
     }
     for p in pods {
         let host_network = p
