@@ -12,10 +12,14 @@
 //!   command run in the pod's namespaces with the container's identity and
 //!   environment ([`crate::sandbox::Sandbox::command`]); with a TTY on a
 //!   pseudo-terminal whose size follows the resize channel.
-//! - `GET|POST /attach/{ns}/{pod}[/{uid}]/{container}?output=1&error=1`:
-//!   a WebSocket carrying the container's output from now on (read back
-//!   from its log as it grows), until the instance ends; containers here
-//!   have no stdin or terminal to attach to.
+//! - `GET|POST /attach/{ns}/{pod}[/{uid}]/{container}?input=1&output=1
+//!   &error=1&tty=1`: a WebSocket carrying the container's output from now
+//!   on (read back from its log as it grows), until the instance ends; for
+//!   a container with `stdin: true`, input goes to its stdin FIFO
+//!   ([`crate::plan::stdin_path`], relayed by its `pod-init run`), and for
+//!   one with `tty: true` resizes go to its terminal. Input to a container
+//!   without `stdin` (or whose `stdinOnce` input was used up) is dropped,
+//!   as kubelet does.
 //! - `GET|POST /portForward/{ns}/{pod}[/{uid}]?ports=…`: a WebSocket whose
 //!   channels carry TCP connections to 127.0.0.1:<port> in the pod's
 //!   network namespace; or, with WebSocket subprotocol
@@ -321,8 +325,8 @@ impl Kubelet {
         })
     }
 
-    /// Attaches to the container's output from now on (containers here
-    /// have no stdin or terminal of their own: input is not taken).
+    /// Attaches to the container's output from now on, and to its stdin and
+    /// terminal when it has them.
     fn attach(
         &self,
         req: Request<hyper::body::Incoming>,
@@ -349,14 +353,20 @@ impl Kubelet {
                 format!("container not found ({container:?})"),
             );
         }
+        let stdin = crate::plan::stdin_path(&follow.dir, container);
+        let resize = crate::plan::resize_path(&follow.dir, container);
         let opts = ExecOptions {
-            stdin: false,
+            stdin: query_flag(query, "input") && stdin.exists(),
             stdout: query_flag(query, "output"),
             stderr: query_flag(query, "error"),
-            tty: false,
+            tty: query_flag(query, "tty") && resize.exists(),
         };
-        upgrade(req, &[channels::V5, channels::V4], move |ws, _| {
-            attach_session(ws, follow, opts)
+        let input = AttachInput {
+            stdin: opts.stdin.then_some(stdin),
+            resize: opts.tty.then_some(resize),
+        };
+        upgrade(req, &[channels::V5, channels::V4], move |ws, protocol| {
+            attach_session(ws, protocol, follow, opts, input)
         })
     }
 
@@ -643,12 +653,12 @@ struct ExecOptions {
 }
 
 /// A pseudo-terminal: the master side (ours) and the slave (the command's).
-struct Pty {
-    master: std::os::fd::OwnedFd,
-    slave: std::fs::File,
+pub(crate) struct Pty {
+    pub(crate) master: std::os::fd::OwnedFd,
+    pub(crate) slave: std::fs::File,
 }
 
-fn open_pty() -> std::io::Result<Pty> {
+pub(crate) fn open_pty() -> std::io::Result<Pty> {
     use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
     let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
     grantpt(&master)?;
@@ -780,6 +790,26 @@ async fn exec_session(
     close_normally(&mut sink).await;
 }
 
+/// The FIFOs an attach session writes to: the container's stdin and its
+/// terminal's size.
+struct AttachInput {
+    stdin: Option<PathBuf>,
+    resize: Option<PathBuf>,
+}
+
+/// Opens a FIFO for writing without waiting: `None` when nobody reads it
+/// (a `stdinOnce` container whose input was used, or an instance that has
+/// ended).
+fn open_fifo_writer(path: &Path) -> Option<tokio::net::unix::pipe::Sender> {
+    match tokio::net::unix::pipe::OpenOptions::new().open_sender(path) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::debug!(fifo = %path.display(), error = %e, "attach input not taken");
+            None
+        }
+    }
+}
+
 type ExecStarted = (
     tokio::process::Child,
     Option<Box<dyn tokio::io::AsyncWrite + Send + Unpin>>,
@@ -789,7 +819,13 @@ type ExecStarted = (
 /// Streams the container's new log entries on the stdout and stderr
 /// channels until its instance ends (then Success on the error channel) or
 /// the client leaves.
-async fn attach_session(ws: Ws, follow: LogFollow, opts: ExecOptions) {
+async fn attach_session(
+    ws: Ws,
+    protocol: &'static str,
+    follow: LogFollow,
+    opts: ExecOptions,
+    input: AttachInput,
+) {
     let (mut sink, mut source) = ws.split();
     let first = if opts.stdout {
         channels::STDOUT
@@ -810,14 +846,44 @@ async fn attach_session(ws: Ws, follow: LogFollow, opts: ExecOptions) {
     if file.read_to_end(&mut skip).await.is_err() {
         return;
     }
+    // Input only after the skip: output it causes is attach's.
+    let mut stdin = input.stdin.as_deref().and_then(open_fifo_writer);
+    let mut resize = input.resize.as_deref().and_then(open_fifo_writer);
     let mut data = Vec::new();
     let mut tick = tokio::time::interval(FOLLOW_POLL);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            msg = source.next() => match msg {
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
-                Some(Ok(_)) => continue,
+            msg = source.next() => {
+                let data = match msg {
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                    Some(Ok(Message::Binary(b))) => b,
+                    Some(Ok(_)) => continue,
+                };
+                match channels::parse_incoming(protocol, &data) {
+                    Incoming::Stdin(d) => {
+                        if let Some(w) = stdin.as_mut() {
+                            // A container that does not read holds this up
+                            // once the FIFO is full, as a pipe would.
+                            if w.write_all(d).await.is_err() {
+                                stdin = None;
+                            }
+                        }
+                    }
+                    Incoming::Close(channels::STDIN) => stdin = None,
+                    Incoming::Resize { width, height } => {
+                        if let Some(w) = resize.as_mut() {
+                            let line = format!("{width} {height}\n");
+                            if w.write_all(line.as_bytes()).await.is_err() {
+                                resize = None;
+                            }
+                        }
+                    }
+                    Incoming::Invalid(e) => tracing::debug!(error = %e, "ignored an attach message"),
+                    Incoming::Close(_) | Incoming::Ignored => {}
+                }
+                // Output is read on the next tick.
+                continue;
             },
         }
         let ended = !follow.still_written(ino);

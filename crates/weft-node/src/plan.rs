@@ -57,6 +57,36 @@ pub fn log_path(pod_dir: &Path, container: &str) -> std::path::PathBuf {
     pod_dir.join(format!("{container}.log"))
 }
 
+/// The FIFO a container with `stdin: true` reads its input from (written
+/// by `attach` sessions, relayed by the container's `pod-init run`).
+pub fn stdin_path(pod_dir: &Path, container: &str) -> std::path::PathBuf {
+    pod_dir.join(format!("{container}.stdin"))
+}
+
+/// The FIFO that carries terminal sizes ("<cols> <rows>\n") to a container
+/// with `tty: true`.
+pub fn resize_path(pod_dir: &Path, container: &str) -> std::path::PathBuf {
+    pod_dir.join(format!("{container}.resize"))
+}
+
+/// A container's `stdin`, `stdinOnce` and `tty` (core/v1 Container).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ContainerIo {
+    pub stdin: bool,
+    pub stdin_once: bool,
+    pub tty: bool,
+}
+
+impl ContainerIo {
+    pub fn of(c: &k8s_openapi::api::core::v1::Container) -> ContainerIo {
+        ContainerIo {
+            stdin: c.stdin.unwrap_or(false),
+            stdin_once: c.stdin_once.unwrap_or(false),
+            tty: c.tty.unwrap_or(false),
+        }
+    }
+}
+
 fn pod_ns(pod: &Pod) -> &str {
     pod.metadata.namespace.as_deref().unwrap_or("default")
 }

@@ -43,6 +43,8 @@ use std::collections::BTreeSet;
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
+#[cfg(test)]
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -118,6 +120,21 @@ pub struct RunArgs {
     /// passing the descriptors through.
     #[arg(long)]
     pub cri_log: bool,
+    /// Feed the command's stdin from this FIFO (what `attach -i` sessions
+    /// write); without `--stdin-once` it stays open across sessions.
+    #[arg(long)]
+    pub stdin_fifo: Option<PathBuf>,
+    /// Close the command's stdin when the first writer of `--stdin-fifo`
+    /// leaves (core/v1 `stdinOnce`).
+    #[arg(long)]
+    pub stdin_once: bool,
+    /// Run the command on a pseudo-terminal of its own (core/v1 `tty`):
+    /// its output is logged as stdout, `--stdin-fifo` is its input.
+    #[arg(long)]
+    pub tty: bool,
+    /// Terminal sizes for `--tty`, as lines "<cols> <rows>".
+    #[arg(long)]
+    pub resize_fifo: Option<PathBuf>,
     #[arg(last = true, required = true)]
     pub argv: Vec<String>,
 }
@@ -378,6 +395,13 @@ fn run(a: &RunArgs) -> i32 {
     } else {
         None
     };
+    let input = match open_input(a) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("weft pod-init: {e}");
+            return 126;
+        }
+    };
     // Blocked across fork: a signal that comes before the child's pid is
     // known waits instead of being lost.
     let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None);
@@ -417,9 +441,18 @@ fn run(a: &RunArgs) -> i32 {
                     std::process::exit(126);
                 }
             }
+            if let Err(e) = input.child_side() {
+                eprintln!("weft pod-init: {e}");
+                std::process::exit(126);
+            }
             if let Err(e) = become_container(a, &keep) {
                 eprintln!("weft pod-init: {e}");
                 std::process::exit(126);
+            }
+            if matches!(input, Input::Tty { .. }) {
+                // Its own session leaves our process group: the runtime's
+                // SIGKILL of the group would miss it, our death must not.
+                let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
             }
             let err = match nix::unistd::execvp(&argv[0], &argv) {
                 Err(e) => e,
@@ -435,8 +468,20 @@ fn run(a: &RunArgs) -> i32 {
         Ok(ForkResult::Parent { child }) => {
             CHILD.store(child.as_raw(), Ordering::SeqCst);
             let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&all), None);
+            let (inputs, terminal) = match input.parent_side(a) {
+                Ok(i) => i,
+                Err(e) => {
+                    // Logged where the container's output goes.
+                    eprintln!("weft pod-init: {e}");
+                    (Inputs::default(), None)
+                }
+            };
             if let Some(((out, _), (err, _))) = pipes {
-                relay_logs(child, out, err);
+                match terminal {
+                    // The terminal is the command's only output.
+                    Some(master) => relay_logs(child, master, None, inputs),
+                    None => relay_logs(child, out, Some(err), inputs),
+                }
             }
             loop {
                 match waitpid(child, None) {
@@ -456,20 +501,35 @@ fn run(a: &RunArgs) -> i32 {
 /// Copies the command's stdout and stderr to this process's stdout as CRI
 /// log entries until the command has exited (a pidfd says when; what its
 /// pipes still hold then is read to the end of what is there) or both
-/// pipes are closed.
-fn relay_logs(child: nix::unistd::Pid, out: std::os::fd::OwnedFd, err: std::os::fd::OwnedFd) {
+/// pipes are closed; meanwhile feeds its input ([`Inputs`]).
+///
+/// `err: None` is a terminal's output (the master side): every read is
+/// logged at once, an unfinished line (a prompt) as a partial entry, so
+/// `attach` shows what a terminal would.
+///
+/// One poll loop, no threads: this process has entered the pod's PID
+/// namespace for its children, and the kernel refuses `CLONE_THREAD` then.
+fn relay_logs(
+    child: nix::unistd::Pid,
+    out: std::os::fd::OwnedFd,
+    err: Option<std::os::fd::OwnedFd>,
+    mut inputs: Inputs,
+) {
     use crate::logs::{LineSplitter, Stream};
     use rustix::event::{PollFd, PollFlags};
     let pidfd = rustix::process::Pid::from_raw(child.as_raw())
         .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
+    let terminal = err.is_none();
     let mut streams = [
         (Some(out), LineSplitter::new(Stream::Stdout)),
-        (Some(err), LineSplitter::new(Stream::Stderr)),
+        (err, LineSplitter::new(Stream::Stderr)),
     ];
     let mut log = std::io::stdout();
     let mut buf = vec![0u8; 64 * 1024];
     while streams.iter().any(|(fd, _)| fd.is_some()) {
-        let mut ready = [false; 3];
+        // 0, 1: the outputs; 2: the pidfd; 3: stdin's FIFO or, while input
+        // waits to be taken, the command's input; 4: the resize FIFO.
+        let mut ready = [false; 5];
         {
             let mut fds: Vec<PollFd<'_>> = Vec::new();
             let mut which = Vec::new();
@@ -482,6 +542,21 @@ fn relay_logs(child: nix::unistd::Pid, out: std::os::fd::OwnedFd, err: std::os::
             if let Some(p) = &pidfd {
                 fds.push(PollFd::new(p, PollFlags::IN));
                 which.push(2);
+            }
+            if let Some(s) = &inputs.stdin {
+                if s.pending.is_empty() {
+                    if let Some(f) = &s.fifo {
+                        fds.push(PollFd::new(f, PollFlags::IN));
+                        which.push(3);
+                    }
+                } else {
+                    fds.push(PollFd::new(&s.into, PollFlags::OUT));
+                    which.push(3);
+                }
+            }
+            if let Some(r) = &inputs.resize {
+                fds.push(PollFd::new(&r.fifo, PollFlags::IN));
+                which.push(4);
             }
             match rustix::event::poll(&mut fds, None) {
                 Ok(_) => {}
@@ -512,20 +587,240 @@ fn relay_logs(child: nix::unistd::Pid, out: std::os::fd::OwnedFd, err: std::os::
             }
             return;
         }
+        if ready[3] {
+            inputs.stdin = inputs.stdin.take().and_then(|s| s.step(&mut buf));
+        }
+        if ready[4] {
+            inputs.resize = inputs.resize.take().and_then(|r| r.step(&mut buf));
+        }
         for (i, (fd, split)) in streams.iter_mut().enumerate() {
             if !ready[i] {
                 continue;
             }
             let Some(f) = fd.as_ref() else { continue };
             match rustix::io::read(f, &mut buf) {
+                // A terminal's master shares the input's non-blocking mode.
+                Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => {}
                 Ok(0) | Err(_) => {
                     finish_entries(&mut log, split);
                     *fd = None;
                 }
-                Ok(n) => write_entries(&mut log, split, &buf[..n]),
+                Ok(n) => {
+                    write_entries(&mut log, split, &buf[..n]);
+                    if terminal {
+                        finish_entries(&mut log, split);
+                    }
+                }
             }
         }
     }
+}
+
+/// What feeds a container's input while [`relay_logs`] runs.
+#[derive(Default)]
+struct Inputs {
+    stdin: Option<StdinRelay>,
+    resize: Option<ResizeRelay>,
+}
+
+/// Copies what writers of the stdin FIFO send to the command's input
+/// (non-blocking both ways: a command that does not read its input never
+/// holds up the logging of its output). With `once` the FIFO is open for
+/// reading only, so the first writer's leaving reads as its end, and the
+/// input is closed then (EOF on a pipe); otherwise it is also open for
+/// writing here, so writers come and go and the input never ends.
+struct StdinRelay {
+    /// `None` once the writer left under `once`: what is pending is
+    /// delivered, then the relay ends.
+    fifo: Option<File>,
+    into: std::os::fd::OwnedFd,
+    pending: Vec<u8>,
+}
+
+impl StdinRelay {
+    fn open(fifo: &Path, into: std::os::fd::OwnedFd, once: bool) -> Result<StdinRelay, String> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let from = std::fs::OpenOptions::new()
+            .read(true)
+            .write(!once)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(fifo)
+            .map_err(|e| format!("open {}: {e}", fifo.display()))?;
+        rustix::fs::fcntl_setfl(&into, rustix::fs::OFlags::NONBLOCK)
+            .map_err(|e| format!("make the input non-blocking: {e}"))?;
+        Ok(StdinRelay {
+            fifo: Some(from),
+            into,
+            pending: Vec::new(),
+        })
+    }
+
+    /// One step after poll said ready; `None`: the input is finished.
+    fn step(mut self, buf: &mut [u8]) -> Option<StdinRelay> {
+        if self.pending.is_empty() {
+            let f = self.fifo.as_ref()?;
+            match rustix::io::read(f, &mut *buf) {
+                Ok(0) => self.fifo = None,
+                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+                Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => {}
+                Err(_) => self.fifo = None,
+            }
+        }
+        while !self.pending.is_empty() {
+            match rustix::io::write(&self.into, &self.pending) {
+                Ok(n) => {
+                    self.pending.drain(..n);
+                }
+                Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => break,
+                // The command closed its input: nothing more to give.
+                Err(_) => return None,
+            }
+        }
+        if self.fifo.is_none() && self.pending.is_empty() {
+            return None;
+        }
+        Some(self)
+    }
+}
+
+/// Applies each "<cols> <rows>" line written to the resize FIFO (held
+/// open for writing too: never at its end) to the terminal.
+struct ResizeRelay {
+    fifo: File,
+    master: std::os::fd::OwnedFd,
+    line: Vec<u8>,
+}
+
+impl ResizeRelay {
+    fn step(mut self, buf: &mut [u8]) -> Option<ResizeRelay> {
+        match rustix::io::read(&self.fifo, &mut *buf) {
+            Ok(0) => return None,
+            Ok(n) => self.line.extend_from_slice(&buf[..n]),
+            Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => return Some(self),
+            Err(_) => return None,
+        }
+        while let Some(nl) = self.line.iter().position(|b| *b == b'\n') {
+            let size = std::str::from_utf8(&self.line[..nl])
+                .ok()
+                .and_then(parse_size);
+            if let Some((cols, rows)) = size {
+                let size = rustix::termios::Winsize {
+                    ws_row: rows,
+                    ws_col: cols,
+                    ws_xpixel: 0,
+                    ws_ypixel: 0,
+                };
+                let _ = rustix::termios::tcsetwinsize(&self.master, size);
+            }
+            self.line.drain(..=nl);
+        }
+        // A writer that never ends its line does not grow this for ever.
+        if self.line.len() > 64 {
+            self.line.clear();
+        }
+        Some(self)
+    }
+}
+
+/// Where a container's stdin comes from, made before the fork.
+enum Input {
+    /// /dev/null, as the runtime left it.
+    Null,
+    /// A pipe fed from `--stdin-fifo`.
+    Pipe {
+        read: std::os::fd::OwnedFd,
+        write: std::os::fd::OwnedFd,
+    },
+    /// A pseudo-terminal: stdin, stdout and stderr of the command.
+    Tty(crate::kubelet::Pty),
+}
+
+fn open_input(a: &RunArgs) -> Result<Input, String> {
+    if a.tty {
+        if !a.cri_log {
+            return Err("--tty needs --cri-log".into());
+        }
+        return crate::kubelet::open_pty()
+            .map(Input::Tty)
+            .map_err(|e| format!("allocate a pseudo-terminal: {e}"));
+    }
+    if a.stdin_fifo.is_none() {
+        return Ok(Input::Null);
+    }
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| format!("create the stdin pipe: {e}"))?;
+    Ok(Input::Pipe { read, write })
+}
+
+impl Input {
+    /// In the child, before exec: the descriptors become its stdio.
+    fn child_side(&self) -> Result<(), String> {
+        match self {
+            Input::Null => Ok(()),
+            Input::Pipe { read, .. } => {
+                rustix::stdio::dup2_stdin(read).map_err(|e| format!("take the stdin pipe: {e}"))
+            }
+            Input::Tty(pty) => {
+                rustix::process::setsid().map_err(|e| format!("setsid: {e}"))?;
+                rustix::process::ioctl_tiocsctty(&pty.slave)
+                    .map_err(|e| format!("take the terminal: {e}"))?;
+                rustix::stdio::dup2_stdin(&pty.slave)
+                    .and_then(|()| rustix::stdio::dup2_stdout(&pty.slave))
+                    .and_then(|()| rustix::stdio::dup2_stderr(&pty.slave))
+                    .map_err(|e| format!("take the terminal: {e}"))
+            }
+        }
+    }
+
+    /// In the parent, after the fork: the relays of the command's input,
+    /// and a terminal's master side (the command's output).
+    fn parent_side(self, a: &RunArgs) -> Result<(Inputs, Option<std::os::fd::OwnedFd>), String> {
+        let mut inputs = Inputs::default();
+        match self {
+            Input::Null => Ok((inputs, None)),
+            Input::Pipe { read, write } => {
+                drop(read);
+                if let Some(fifo) = &a.stdin_fifo {
+                    inputs.stdin = Some(StdinRelay::open(fifo, write, a.stdin_once)?);
+                }
+                Ok((inputs, None))
+            }
+            Input::Tty(pty) => {
+                drop(pty.slave);
+                let dup = || {
+                    pty.master
+                        .try_clone()
+                        .map_err(|e| format!("duplicate the terminal: {e}"))
+                };
+                if let Some(fifo) = &a.stdin_fifo {
+                    inputs.stdin = Some(StdinRelay::open(fifo, dup()?, a.stdin_once)?);
+                }
+                if let Some(fifo) = &a.resize_fifo {
+                    let from = std::fs::OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .open(fifo)
+                        .map_err(|e| format!("open {}: {e}", fifo.display()))?;
+                    rustix::fs::fcntl_setfl(&from, rustix::fs::OFlags::NONBLOCK)
+                        .map_err(|e| format!("open {}: {e}", fifo.display()))?;
+                    inputs.resize = Some(ResizeRelay {
+                        fifo: from,
+                        master: dup()?,
+                        line: Vec::new(),
+                    });
+                }
+                Ok((inputs, Some(pty.master)))
+            }
+        }
+    }
+}
+
+/// "<cols> <rows>" as numbers; anything else is ignored.
+fn parse_size(line: &str) -> Option<(u16, u16)> {
+    let mut it = line.split_ascii_whitespace();
+    let cols = it.next()?.parse().ok()?;
+    let rows = it.next()?.parse().ok()?;
+    it.next().is_none().then_some((cols, rows))
 }
 
 fn write_entries(log: &mut std::io::Stdout, split: &mut crate::logs::LineSplitter, data: &[u8]) {
@@ -741,4 +1036,82 @@ fn become_container(a: &RunArgs, keep: &CapsHashSet) -> Result<(), String> {
         .filter(|d| !d.is_empty())
         .unwrap_or("/");
     std::env::set_current_dir(dir).map_err(|e| format!("change to working directory {dir}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_terminal_size_is_two_numbers_and_nothing_else() {
+        assert_eq!(parse_size("100 30"), Some((100, 30)));
+        assert_eq!(parse_size("100"), None);
+        assert_eq!(parse_size("100 30 1"), None);
+        assert_eq!(parse_size("wide 30"), None);
+        assert_eq!(parse_size("70000 30"), None);
+    }
+
+    fn fifo(name: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("weft-podinit-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &path,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+            0,
+        )
+        .unwrap();
+        path
+    }
+
+    /// Steps the relay until it ends or `n` steps passed.
+    fn run(mut relay: Option<StdinRelay>, n: usize) -> Option<StdinRelay> {
+        let mut buf = vec![0u8; 64];
+        for _ in 0..n {
+            relay = relay?.step(&mut buf);
+        }
+        relay
+    }
+
+    #[test]
+    fn stdin_once_delivers_the_first_writers_input_then_closes_it() {
+        let path = fifo("once");
+        let (read, write) = rustix::pipe::pipe().unwrap();
+        let relay = StdinRelay::open(&path, write, true).unwrap();
+        let mut w = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        w.write_all(b"hello\n").unwrap();
+        drop(w);
+        // Data, then the writer's end, then the input is closed.
+        assert!(run(Some(relay), 4).is_none(), "the relay ended");
+        let mut got = String::new();
+        File::from(read).read_to_string(&mut got).unwrap();
+        assert_eq!(got, "hello\n", "EOF after the first writer's input");
+        // Nobody reads the FIFO any more: a later writer is refused.
+        let late = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path);
+        assert!(late.is_err(), "a second session gets no input");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn stdin_without_once_outlives_its_writers() {
+        let path = fifo("many");
+        let (read, write) = rustix::pipe::pipe().unwrap();
+        let mut relay = Some(StdinRelay::open(&path, write, false).unwrap());
+        for word in ["a\n", "b\n"] {
+            let mut w = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            w.write_all(word.as_bytes()).unwrap();
+            drop(w);
+            relay = run(relay, 2);
+            assert!(relay.is_some(), "a writer leaving does not end the input");
+        }
+        drop(relay);
+        let mut got = String::new();
+        File::from(read).read_to_string(&mut got).unwrap();
+        assert_eq!(got, "a\nb\n");
+        let _ = std::fs::remove_file(&path);
+    }
 }

@@ -1227,7 +1227,7 @@ async fn container_loop(
             }
             None => {
                 let spawned = sb
-                    .container_command(&launch)
+                    .container_command(&launch, plan::ContainerIo::of(&container))
                     .map_err(|e| e.to_string())
                     .and_then(|cmd| {
                         tokio::process::Command::from(cmd)

@@ -821,7 +821,12 @@ impl Sandbox {
     /// CRI log entries ([`crate::logs`]); the log of the instance before
     /// (if any) becomes the previous log. The program is looked up first (as execvp will, in the container's
     /// PATH), so a missing one is a start error, not an exit code.
-    pub fn container_command(&self, launch: &Launch) -> Result<Command> {
+    ///
+    /// With `io.stdin` the command reads from the FIFO
+    /// [`plan::stdin_path`] (`attach -i` writes to it), with `io.tty` it
+    /// runs on a terminal of its own whose output is its stdout log and
+    /// whose size comes through [`plan::resize_path`].
+    pub fn container_command(&self, launch: &Launch, io: plan::ContainerIo) -> Result<Command> {
         if let Some(prog) = launch.argv.first() {
             let path = launch
                 .env
@@ -836,7 +841,23 @@ impl Sandbox {
                 msg,
             })?;
         }
-        let mut cmd = self.command_with(launch, &["--cri-log"])?;
+        let mut options = vec!["--cri-log".to_string()];
+        if io.stdin {
+            let fifo = plan::stdin_path(&self.dir, &launch.name);
+            make_fifo(&fifo).map_err(self.io(format!("create {}", fifo.display())))?;
+            options.push(format!("--stdin-fifo={}", fifo.display()));
+            if io.stdin_once {
+                options.push("--stdin-once".into());
+            }
+        }
+        if io.tty {
+            let fifo = plan::resize_path(&self.dir, &launch.name);
+            make_fifo(&fifo).map_err(self.io(format!("create {}", fifo.display())))?;
+            options.push("--tty".into());
+            options.push(format!("--resize-fifo={}", fifo.display()));
+        }
+        let options: Vec<&str> = options.iter().map(String::as_str).collect();
+        let mut cmd = self.command_with(launch, &options)?;
         let log = plan::log_path(&self.dir, &launch.name);
         if log.exists() {
             let previous = crate::logs::previous_log_path(&self.dir, &launch.name);
@@ -1007,5 +1028,23 @@ pub fn cni_gc(env: &NodeEnv, valid: &[String]) -> std::result::Result<(), String
             ));
         }
     }
+    Ok(())
+}
+
+/// A fresh FIFO at `path` (0600; one left by an earlier instance is
+/// replaced, so no old writer or reader shares it).
+fn make_fifo(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+        0,
+    )?;
     Ok(())
 }

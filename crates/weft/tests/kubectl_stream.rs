@@ -23,6 +23,16 @@ spec:\n  containers:\n  - name: c\n    image: busybox\n    command: [sh, -c, 'ec
 apiVersion: v1\nkind: Pod\nmetadata: {name: ticker}\n\
 spec:\n  containers:\n  - name: c\n    image: busybox\n    command: [sh, -c, 'i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done']\n";
 
+/// `reader` echoes what reaches its stdin (`stdinOnce`: closed when the
+/// first attach session leaves); `term` runs on a terminal of its own,
+/// reads a line, and reports its terminal and, once the attach session's
+/// size arrived (or 5 s passed), that size.
+const INPUT: &str = "\
+apiVersion: v1\nkind: Pod\nmetadata: {name: reader}\n\
+spec:\n  restartPolicy: Never\n  containers:\n  - name: c\n    image: busybox\n    stdin: true\n    stdinOnce: true\n    command: [sh, -c, 'while read l; do echo \"got $l\"; done; echo eof']\n---\n\
+apiVersion: v1\nkind: Pod\nmetadata: {name: term}\n\
+spec:\n  restartPolicy: Never\n  containers:\n  - name: c\n    image: busybox\n    stdin: true\n    tty: true\n    command: [sh, -c, 'read x; tty; i=0; while [ \"$(stty size)\" != \"30 100\" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; echo \"size $(stty size) read $x\"']\n";
+
 /// An HTTP server (agnhost netexec) for port-forwarding.
 const WEB: &str = "\
 apiVersion: v1\nkind: Pod\nmetadata: {name: web}\n\
@@ -54,11 +64,11 @@ fn cluster() -> &'static Mutex<Option<Cluster>> {
         }
         let c = Cluster::new("ks");
         let path = std::env::temp_dir().join(format!("{}-stream.yaml", c.name));
-        std::fs::write(&path, format!("{MANIFEST}---\n{WEB}")).unwrap();
+        std::fs::write(&path, format!("{MANIFEST}---\n{WEB}---\n{INPUT}")).unwrap();
         c.ok(&["up", "-f", path.to_str().unwrap(), "--timeout", "180"]);
         wait_until("pods done and ticker running", 120, || {
             let ps = pods(&c);
-            ["done", "ticker", "web"].iter().all(|n| {
+            ["done", "ticker", "web", "reader", "term"].iter().all(|n| {
                 ps.iter().any(|p| {
                     field(p, "/metadata/name") == *n && field(p, "/status/phase") == "Running"
                 })
@@ -357,6 +367,76 @@ fn kubectl_attach_streams_the_container_output_from_now_on() {
             let _ = child.kill();
             let _ = child.wait();
             assert_eq!(ticks, 3, "kubectl attach ended before three lines");
+        },
+    );
+}
+
+#[test]
+fn kubectl_attach_with_stdin_feeds_the_container_and_stdin_once_closes_it() {
+    with_cluster(
+        "kubectl_attach_with_stdin_feeds_the_container_and_stdin_once_closes_it",
+        |c| {
+            // `timeout`: a session that never ends fails the test.
+            let mut child = Command::new("timeout")
+                .args(["60", "kubectl", "--kubeconfig"])
+                .arg(c.state.join("kubeconfig"))
+                .args(["attach", "-i", "reader"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("run kubectl attach");
+            let mut input = child.stdin.take().expect("kubectl's stdin");
+            input.write_all(b"one\ntwo\n").expect("write to kubectl");
+            // Our end of stdin closes: kubectl closes the stdin channel,
+            // and stdinOnce closes the container's input.
+            drop(input);
+            let pid = child.id();
+            let out = child.wait_with_output().expect("kubectl attach ends");
+            let text = stdout(&out);
+            assert!(
+                text.contains("got one\ngot two\neof"),
+                "kubectl attach (pid {pid}) {:?}: {text:?}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            wait_until("reader succeeded (its input ended)", 30, || {
+                pods(c).iter().any(|p| {
+                    field(p, "/metadata/name") == "reader"
+                        && field(p, "/status/phase") == "Succeeded"
+                })
+            });
+        },
+    );
+}
+
+#[test]
+fn kubectl_attach_with_a_tty_reaches_the_containers_terminal() {
+    with_cluster(
+        "kubectl_attach_with_a_tty_reaches_the_containers_terminal",
+        |c| {
+            // `script` gives kubectl a terminal (kubectl wants one for -t)
+            // whose size goes through the resize channel; the piped line is
+            // typed on it.
+            let kubectl = format!(
+                "stty cols 100 rows 30; kubectl --kubeconfig {} attach -it term",
+                c.state.join("kubeconfig").display()
+            );
+            let mut child = Command::new("timeout")
+                .args(["60", "script", "-qec", &kubectl, "/dev/null"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("run script (util-linux)");
+            let mut input = child.stdin.take().expect("script's stdin");
+            input.write_all(b"go\n").expect("write to script");
+            drop(input);
+            // The container ends after its report, and so does the session.
+            let out = child.wait_with_output().expect("script ends");
+            let seen = stdout(&out);
+            assert!(out.status.success(), "{:?}: {seen:?}", out.status);
+            assert!(seen.contains("/dev/pts/"), "{seen:?}");
+            assert!(seen.contains("size 30 100 read go"), "{seen:?}");
         },
     );
 }
