@@ -147,6 +147,8 @@ pub struct Outcome {
     pub mark: u32,
     /// Chains entered, in order.
     pub path: Vec<String>,
+    /// The prefixes of the `log` statements passed, in order.
+    pub logged: Vec<String>,
 }
 
 /// Every possible outcome of one packet.
@@ -183,7 +185,7 @@ impl Trace {
 /// Why a trace could not be completed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TraceError {
-    #[error("chain {chain} rule {rule} `{expr}`: unsupported expression at `{at}` (the tracer knows ip/ip6 saddr/daddr, meta l4proto, th/tcp/udp/sctp dport/sport, meta mark, iifname, fib daddr type local, ct state, numgen random mod N, vmap, @set lookups, update @set, counter, accept/drop/reject/return/jump/goto, dnat, masquerade, meta mark set)")]
+    #[error("chain {chain} rule {rule} `{expr}`: unsupported expression at `{at}` (the tracer knows ip/ip6 saddr/daddr, meta l4proto, th/tcp/udp/sctp dport/sport, meta mark, iifname, fib daddr type local, ct state, numgen random mod N, vmap, @set lookups, update @set, counter, log prefix/group, accept/drop/reject/return/jump/goto, dnat, masquerade, meta mark set)")]
     Unsupported {
         chain: String,
         rule: usize,
@@ -212,6 +214,7 @@ pub fn trace(rs: &Ruleset, packet: &Packet) -> Result<Trace, TraceError> {
         dnat: None,
         masquerade: false,
         path: Vec::new(),
+        logged: Vec::new(),
     };
     let tracer = Tracer { rs, packet };
     let first = if packet.local_origin {
@@ -251,6 +254,7 @@ pub fn trace(rs: &Ruleset, packet: &Packet) -> Result<Trace, TraceError> {
                 masquerade: st.masquerade,
                 mark: st.mark,
                 path: st.path,
+                logged: st.logged,
             })
             .collect(),
     })
@@ -267,6 +271,7 @@ struct St {
     dnat: Option<Dnat>,
     masquerade: bool,
     path: Vec<String>,
+    logged: Vec<String>,
 }
 
 /// How a chain ended.
@@ -407,6 +412,9 @@ const KNOWN_WORDS: &[&str] = &[
     "dnat",
     "to",
     "masquerade",
+    "log",
+    "prefix",
+    "group",
     ".",
     "{",
     "}",
@@ -598,6 +606,34 @@ impl<'a> Tracer<'a> {
         let next = |n: usize| cx.tok(pos + n);
         match t {
             "counter" => self.eval(cx, pos + 1, st),
+            "log" => {
+                // `log [prefix "P"] [group N]`: no effect on the packet.
+                let mut at = pos + 1;
+                let mut prefix = String::new();
+                loop {
+                    match cx.tok(at) {
+                        Some("prefix") => {
+                            let p = cx
+                                .tok(at + 1)
+                                .ok_or_else(|| cx.err("log prefix without text"))?;
+                            if !(p.len() >= 2 && p.starts_with('"') && p.ends_with('"')) {
+                                return Err(cx.err("log prefix must be one quoted word"));
+                            }
+                            prefix = p.trim_matches('"').to_string();
+                            at += 2;
+                        }
+                        Some("group") => {
+                            cx.tok(at + 1)
+                                .and_then(parse_num)
+                                .ok_or_else(|| cx.err("log group without a number"))?;
+                            at += 2;
+                        }
+                        _ => break,
+                    }
+                }
+                st.logged.push(prefix);
+                self.eval(cx, at, st)
+            }
             "accept" => Ok(vec![(st, Out::Final(Verdict::Accept))]),
             "drop" => Ok(vec![(st, Out::Final(Verdict::Drop))]),
             "return" => Ok(vec![(st, Out::Return)]),
