@@ -153,7 +153,11 @@ fn wait_for_log(path: &Path, needle: &str) -> String {
 }
 
 fn start(sb: &Sandbox, launch: &Launch) -> std::process::Child {
-    let child = sb.container_command(launch, Default::default()).unwrap().spawn().unwrap();
+    let child = sb
+        .container_command(launch, Default::default())
+        .unwrap()
+        .spawn()
+        .unwrap();
     sb.record_pid(&launch.name, child.id()).unwrap();
     child
 }
@@ -759,7 +763,10 @@ fn a_missing_program_is_a_start_error_not_an_exit_code() {
         argv: vec!["weft-t-no-such-program".into()],
         ..sh("app", "")
     };
-    let err = sb.container_command(&launch, Default::default()).unwrap_err().to_string();
+    let err = sb
+        .container_command(&launch, Default::default())
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("weft-t-no-such-program") && err.contains("not found"),
         "{err}"

@@ -192,11 +192,22 @@ fn unsupported_expression_is_an_error_naming_it() {
 #[test]
 fn unsupported_expression_after_a_failing_match_is_still_an_error() {
     let e = trace(
-        &one_chain(&["ip saddr 1.1.1.1 log prefix \"x\" accept"]),
+        &one_chain(&["ip saddr 1.1.1.1 limit rate 10/second accept"]),
         &pkt(),
     )
     .unwrap_err();
-    assert!(e.to_string().contains("log"), "{e}");
+    assert!(e.to_string().contains("limit"), "{e}");
+}
+
+#[test]
+fn log_statements_pass_the_packet_on_and_are_recorded() {
+    let t = trace(
+        &one_chain(&["counter log prefix \"deny:x/p:\" group 100 drop"]),
+        &pkt(),
+    )
+    .unwrap();
+    assert_eq!(t.outcomes[0].verdict, Verdict::Drop);
+    assert_eq!(t.outcomes[0].logged, vec!["deny:x/p:".to_string()]);
 }
 
 #[test]
