@@ -40,6 +40,10 @@ pub struct AgentArgs {
     /// Run the Service proxy (`--proxy=false`: leave Services to another proxy).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub proxy: bool,
+    /// Enforce NetworkPolicy (`--network-policy=false`: leave it to another
+    /// implementation).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub network_policy: bool,
 }
 
 impl AgentArgs {
@@ -57,6 +61,7 @@ impl AgentArgs {
                 .expect("CLUSTER_CIDR is a valid prefix"),
             metrics_addr: None,
             proxy: true,
+            network_policy: true,
         }
     }
 
@@ -80,6 +85,7 @@ impl AgentArgs {
             args.extend(["--metrics-addr".into(), m.to_string()]);
         }
         args.push(format!("--proxy={}", self.proxy));
+        args.push(format!("--network-policy={}", self.network_policy));
         args
     }
 
@@ -97,6 +103,7 @@ impl AgentArgs {
             cluster_cidr: self.cluster_cidr,
             metrics_addr: self.metrics_addr,
             proxy: self.proxy,
+            network_policy: self.network_policy,
         }
     }
 

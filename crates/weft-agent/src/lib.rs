@@ -10,6 +10,7 @@ pub mod args;
 pub mod healthcheck;
 pub mod metrics;
 pub mod peers;
+pub mod policy;
 pub mod proxy;
 
 use std::collections::BTreeMap;
@@ -44,6 +45,8 @@ pub struct AgentConfig {
     pub metrics_addr: Option<SocketAddr>,
     /// Run the Service proxy (table `inet weft-proxy`).
     pub proxy: bool,
+    /// Enforce NetworkPolicy (table `inet weft-policy`).
+    pub network_policy: bool,
 }
 
 /// The overlay sync: at most every 100 ms (bursts of Node changes coalesce), at
@@ -133,6 +136,7 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<()> {
     overlay.write_cni_config()?;
 
     let metrics_for_proxy = metrics.clone();
+    let metrics_for_policy = metrics.clone();
     let mut runner = SyncRunner::new("overlay", OVERLAY_SYNC);
     runner.follow(nodes.changes());
     metrics.watch_runner("overlay", runner.health());
@@ -140,15 +144,24 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<()> {
         let Err(e) = runner.run(&gate, async move || overlay.sync().await).await;
         Err::<(), _>(e).context("overlay sync")
     };
-    if !config.proxy {
-        return overlay_task.await;
-    }
-    let node = proxy::ProxyNode {
-        name: config.node_name.clone(),
-        ips: vec![std::net::IpAddr::V4(node_ip)],
-        cluster_cidrs: vec![IpNet::V4(config.cluster_cidr)],
+    let proxy_task = async {
+        if !config.proxy {
+            return std::future::pending::<Result<()>>().await;
+        }
+        let node = proxy::ProxyNode {
+            name: config.node_name.clone(),
+            ips: vec![std::net::IpAddr::V4(node_ip)],
+            cluster_cidrs: vec![IpNet::V4(config.cluster_cidr)],
+        };
+        proxy::run(&watches, node, metrics_for_proxy).await
     };
-    tokio::try_join!(overlay_task, proxy::run(&watches, node, metrics_for_proxy)).map(|_| ())
+    let policy_task = async {
+        if !config.network_policy {
+            return std::future::pending::<Result<()>>().await;
+        }
+        policy::run(&watches, config.node_name.clone(), metrics_for_policy).await
+    };
+    tokio::try_join!(overlay_task, proxy_task, policy_task).map(|_| ())
 }
 
 /// This node's address and pod CIDR, once its Node is registered with both.

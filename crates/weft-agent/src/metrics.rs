@@ -27,6 +27,37 @@ pub struct SyncKindLabel {
     pub kind: &'static str,
 }
 
+/// Labels of the per-policy packet counts.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct PolicyPackets {
+    /// `namespace/name`.
+    pub policy: String,
+    /// `ingress` or `egress`.
+    pub direction: String,
+    /// `allowed` (by one of its rules) or `denied` (of the pods it isolates,
+    /// counted on the first isolating policy by name).
+    pub verdict: String,
+}
+
+/// Label of the isolated-pods gauge.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabel {
+    pub direction: &'static str,
+}
+
+/// NetworkPolicy metrics (`weft_agent_policy_…`).
+#[derive(Debug)]
+struct PolicyMetrics {
+    syncs: Family<SyncKindLabel, Counter>,
+    errors: Counter,
+    sync_seconds: Histogram,
+    policies: Gauge,
+    isolated: Family<DirectionLabel, Gauge>,
+    rules: Gauge,
+    elements: Gauge,
+    packets: Family<PolicyPackets, Gauge>,
+}
+
 /// The agent's metrics, registered once in their own registry.
 #[derive(Debug)]
 pub struct Metrics {
@@ -49,6 +80,7 @@ pub struct Metrics {
     proxy_conntrack_deleted: Counter,
     proxy_last_sync: Gauge<f64, AtomicU64>,
     proxy_last_error: Gauge<f64, AtomicU64>,
+    policy: PolicyMetrics,
     /// The sync runners /healthz and /readyz look at, by feature name.
     runners: Mutex<Vec<(&'static str, Health)>>,
 }
@@ -167,8 +199,61 @@ impl Default for Metrics {
             "Unix time of the last failed sync (0: none)",
             proxy_last_error.clone(),
         );
+        let policy = PolicyMetrics {
+            syncs: Family::default(),
+            errors: Counter::default(),
+            // 1 ms … ~65 s.
+            sync_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
+            policies: Gauge::default(),
+            isolated: Family::default(),
+            rules: Gauge::default(),
+            elements: Gauge::default(),
+            packets: Family::default(),
+        };
+        let pr = registry.sub_registry_with_prefix("policy");
+        pr.register(
+            "syncs",
+            "NetworkPolicy syncs that succeeded, by what they wrote",
+            policy.syncs.clone(),
+        );
+        pr.register(
+            "sync_errors",
+            "NetworkPolicy syncs that failed",
+            policy.errors.clone(),
+        );
+        pr.register(
+            "sync_duration_seconds",
+            "Duration of successful NetworkPolicy syncs (resolve, compile and write)",
+            policy.sync_seconds.clone(),
+        );
+        pr.register(
+            "policies",
+            "NetworkPolicies in the cluster",
+            policy.policies.clone(),
+        );
+        pr.register(
+            "isolated_pods",
+            "Pods of this node isolated by at least one policy, by direction",
+            policy.isolated.clone(),
+        );
+        pr.register(
+            "rules",
+            "Policy rules programmed on this node",
+            policy.rules.clone(),
+        );
+        pr.register(
+            "set_elements",
+            "Elements of the policy table's sets and maps",
+            policy.elements.clone(),
+        );
+        pr.register(
+            "packets",
+            "New connections counted by the kernel per policy: allowed by its rules, or denied for pods it isolates (read every 5 s)",
+            policy.packets.clone(),
+        );
         Metrics {
             registry,
+            policy,
             syncs,
             errors,
             sync_seconds,
@@ -190,6 +275,18 @@ impl Default for Metrics {
             runners: Mutex::new(Vec::new()),
         }
     }
+}
+
+/// What one successful policy sync did, for the metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct PolicySyncReport {
+    pub kind: &'static str,
+    pub took: Duration,
+    pub policies: usize,
+    pub isolated_ingress: usize,
+    pub isolated_egress: usize,
+    pub rules: usize,
+    pub elements: usize,
 }
 
 /// What one successful proxy sync did, for the metrics.
@@ -237,6 +334,40 @@ impl Metrics {
     pub fn record_proxy_error(&self) {
         self.proxy_errors.inc();
         self.proxy_last_error.set(unix_now());
+    }
+
+    pub fn record_policy_sync(&self, r: &PolicySyncReport) {
+        let p = &self.policy;
+        p.syncs.get_or_create(&SyncKindLabel { kind: r.kind }).inc();
+        p.sync_seconds.observe(r.took.as_secs_f64());
+        p.policies.set(gauge(r.policies));
+        p.isolated
+            .get_or_create(&DirectionLabel {
+                direction: "ingress",
+            })
+            .set(gauge(r.isolated_ingress));
+        p.isolated
+            .get_or_create(&DirectionLabel {
+                direction: "egress",
+            })
+            .set(gauge(r.isolated_egress));
+        p.rules.set(gauge(r.rules));
+        p.elements.set(gauge(r.elements));
+    }
+
+    pub fn record_policy_error(&self) {
+        self.policy.errors.inc();
+    }
+
+    /// Replaces the per-policy packet counts (policies gone disappear).
+    pub fn record_policy_packets(&self, counts: std::collections::BTreeMap<PolicyPackets, u64>) {
+        self.policy.packets.clear();
+        for (k, n) in counts {
+            self.policy
+                .packets
+                .get_or_create(&k)
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 
     pub fn record_conntrack_deleted(&self, n: usize) {

@@ -393,21 +393,25 @@ add rule inet weft-cni hostports jump {chain} comment \"c1/eth0\"
                     chain: "hostports".into(),
                     handle: 10,
                     comment: Some("c1/eth0".into()),
+                    packets: None,
                 },
                 ListedRule {
                     chain: "hostports".into(),
                     handle: 11,
                     comment: Some("c2/eth0".into()),
+                    packets: None,
                 },
                 ListedRule {
                     chain: "masq".into(),
                     handle: 12,
                     comment: Some("c1/eth0".into()),
+                    packets: None,
                 },
                 ListedRule {
                     chain: "prerouting".into(),
                     handle: 1,
                     comment: None,
+                    packets: None,
                 },
             ],
         };
@@ -501,11 +505,13 @@ add rule inet weft-cni hostports jump {chain} comment \"c1/eth0\"
                     chain: "hostports".into(),
                     handle: 10,
                     comment: Some(tag(&long)),
+                    packets: None,
                 },
                 ListedRule {
                     chain: "hostports".into(),
                     handle: 11,
                     comment: Some(tag(&owner())),
+                    packets: None,
                 },
             ],
         };

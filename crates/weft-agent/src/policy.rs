@@ -1,0 +1,187 @@
+//! The NetworkPolicy feature of the agent: Pods, Namespaces and
+//! NetworkPolicies from the process's shared weft-kube stores →
+//! weft-policy's model and compile step → weft-nft's `Syncer`, the one
+//! writer of table `inet weft-policy` on this node (the whole table at start
+//! and after a failed write, otherwise only the chains, sets and elements
+//! that changed). Between syncs, the kernel's per-rule counters are read
+//! back (`nft -t -j`, no set contents) into per-policy allowed and denied
+//! packet counts.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use weft_kube::{Bounds, Gate, Selector, Store, SyncRunner, Watches};
+use weft_nft::{NftBackend, SyncKind, Syncer};
+use weft_policy::{Model, NodeCtx, Snapshot};
+
+use crate::metrics::{Metrics, PolicyPackets, PolicySyncReport};
+
+/// The policy sync: at most every 50 ms (a label change is enforced well
+/// within the second the API promises), at least every 30 s, 1 s after a
+/// failure, backing off to 30 s while failures go on.
+pub const POLICY_SYNC: Bounds = Bounds {
+    min_interval: Duration::from_millis(50),
+    max_interval: Duration::from_secs(30),
+    retry_interval: Duration::from_secs(1),
+    retry_max_interval: Duration::from_secs(30),
+};
+
+/// How often the kernel's counters are read back into the metrics.
+const COUNTERS_EVERY: Duration = Duration::from_secs(5);
+
+/// Runs the policy feature until an error makes it stop (only a store that
+/// can never list).
+pub async fn run(watches: &Watches, node: String, metrics: Arc<Metrics>) -> Result<()> {
+    let pods = watches.store::<Pod>(Selector::all());
+    let namespaces = watches.store::<Namespace>(Selector::all());
+    let policies = watches.store::<NetworkPolicy>(Selector::all());
+    let gate = Gate::new([
+        pods.readiness(),
+        namespaces.readiness(),
+        policies.readiness(),
+    ]);
+    let mut runner = SyncRunner::new("policy", POLICY_SYNC);
+    runner.follow(pods.changes());
+    runner.follow(namespaces.changes());
+    runner.follow(policies.changes());
+    metrics.watch_runner("policy", runner.health());
+    let owners: Arc<Mutex<BTreeMap<String, (String, weft_policy::Direction, bool)>>> =
+        Arc::default();
+    tokio::spawn(read_counters(owners.clone(), metrics.clone()));
+    let mut sync = PolicySync {
+        node: NodeCtx { node_name: node },
+        pods,
+        namespaces,
+        policies,
+        syncer: Arc::new(Mutex::new(Syncer::new(NftBackend))),
+        metrics,
+        owners,
+        last_problems: Vec::new(),
+    };
+    let Err(e) = runner.run(&gate, async move || sync.sync().await).await;
+    Err(e).context("policy sync")
+}
+
+struct PolicySync {
+    node: NodeCtx,
+    pods: Store<Pod>,
+    namespaces: Store<Namespace>,
+    policies: Store<NetworkPolicy>,
+    syncer: Arc<Mutex<Syncer<NftBackend>>>,
+    metrics: Arc<Metrics>,
+    /// Chain name → (policy, direction, allow?) for the counters reader.
+    owners: Arc<Mutex<BTreeMap<String, (String, weft_policy::Direction, bool)>>>,
+    last_problems: Vec<String>,
+}
+
+impl PolicySync {
+    async fn sync(&mut self) -> Result<()> {
+        let result = self.sync_once().await;
+        if result.is_err() {
+            self.metrics.record_policy_error();
+        }
+        result
+    }
+
+    async fn sync_once(&mut self) -> Result<()> {
+        let started = Instant::now();
+        let pods = self.pods.state();
+        let namespaces = self.namespaces.state();
+        let policies = self.policies.state();
+        let node = self.node.clone();
+        let syncer = self.syncer.clone();
+        let (compiled, kind, owners) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let snapshot = Snapshot::new(
+                pods.iter().map(|p| p.as_ref()),
+                namespaces.iter().map(|n| n.as_ref()),
+                policies.iter().map(|p| p.as_ref()),
+            );
+            let model = Model::build(snapshot);
+            let compiled = weft_policy::compile(&model, &node)?;
+            let mut syncer = syncer
+                .lock()
+                .map_err(|_| anyhow::anyhow!("policy syncer lock poisoned"))?;
+            let kind = syncer.sync(&compiled.ruleset)?;
+            Ok((compiled, kind, weft_policy::compile::chain_owners(&model)))
+        })
+        .await
+        .context("policy sync task")??;
+        if let Ok(mut o) = self.owners.lock() {
+            *o = owners;
+        }
+        if compiled.problems != self.last_problems {
+            for p in &compiled.problems {
+                tracing::warn!(problem = %p, "part of a NetworkPolicy ignored");
+            }
+            self.last_problems = compiled.problems.clone();
+        }
+        let kind = match kind {
+            SyncKind::Full => "full",
+            SyncKind::Diff => "diff",
+            SyncKind::Unchanged => "unchanged",
+        };
+        let c = compiled.counts;
+        let report = PolicySyncReport {
+            kind,
+            took: started.elapsed(),
+            policies: c.policies,
+            isolated_ingress: c.isolated_ingress,
+            isolated_egress: c.isolated_egress,
+            rules: c.rules,
+            elements: c.elements,
+        };
+        self.metrics.record_policy_sync(&report);
+        if kind != "unchanged" {
+            tracing::info!(
+                kind,
+                policies = c.policies,
+                isolated_ingress = c.isolated_ingress,
+                isolated_egress = c.isolated_egress,
+                rules = c.rules,
+                took_ms = report.took.as_millis() as u64,
+                "network policies synced"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Reads the table's counters every few seconds into per-policy packet
+/// counts (allowed: its rules' counters; denied: its deny chain's).
+async fn read_counters(
+    owners: Arc<Mutex<BTreeMap<String, (String, weft_policy::Direction, bool)>>>,
+    metrics: Arc<Metrics>,
+) {
+    let mut tick = tokio::time::interval(COUNTERS_EVERY);
+    loop {
+        tick.tick().await;
+        let owners = owners.lock().map(|o| o.clone()).unwrap_or_default();
+        if owners.is_empty() {
+            continue;
+        }
+        let listed = tokio::task::spawn_blocking(|| {
+            weft_nft::list_table_terse(weft_nft::Family::Inet, weft_policy::TABLE)
+        })
+        .await;
+        let Ok(Ok(Some(table))) = listed else {
+            continue;
+        };
+        let mut counts: BTreeMap<PolicyPackets, u64> = BTreeMap::new();
+        for r in &table.rules {
+            let (Some(n), Some((policy, d, allow))) = (r.packets, owners.get(&r.chain)) else {
+                continue;
+            };
+            let key = PolicyPackets {
+                policy: policy.clone(),
+                direction: d.as_str().to_string(),
+                verdict: if *allow { "allowed" } else { "denied" }.to_string(),
+            };
+            *counts.entry(key).or_default() += n;
+        }
+        metrics.record_policy_packets(counts);
+    }
+}
