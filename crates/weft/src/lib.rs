@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod components;
 pub mod control_plane;
 pub mod credentials;
+pub mod explain;
 pub mod gateway_api;
 mod manifests;
 pub mod procs;

@@ -81,6 +81,9 @@ enum Cmd {
         #[arg(short = 'c', long)]
         container: Option<String>,
     },
+    /// Why NetworkPolicy allows or denies a connection: which policies select each side
+    /// and which rule allows it, or why none does (exit status 1 when denied).
+    Explain(weft::explain::ExplainArgs),
     /// Print the path of a kubeconfig for kubectl.
     Kubeconfig,
     /// Show whether the cluster runs, where its API is, and its nodes.
@@ -160,6 +163,7 @@ fn run(name: &str, command: Cmd) -> anyhow::Result<ExitCode> {
     match command {
         Cmd::Up(args) => cluster::up(&layout, &args),
         Cmd::Down => cluster::down(&layout),
+        Cmd::Explain(args) => weft::explain::explain(&layout, &args),
         Cmd::Apply { files } => cluster::apply(&layout, &files),
         Cmd::Delete {
             files,
