@@ -81,6 +81,11 @@ pub struct Metrics {
     proxy_last_sync: Gauge<f64, AtomicU64>,
     proxy_last_error: Gauge<f64, AtomicU64>,
     policy: PolicyMetrics,
+    /// Local pod addresses the last applied policy table was compiled with
+    /// (`None`: policy not enforced here, or not synced yet: see
+    /// `policy_enabled`).
+    policy_programmed: std::sync::RwLock<Option<std::collections::HashSet<std::net::IpAddr>>>,
+    policy_enabled: std::sync::atomic::AtomicBool,
     /// The sync runners /healthz and /readyz look at, by feature name.
     runners: Mutex<Vec<(&'static str, Health)>>,
 }
@@ -254,6 +259,8 @@ impl Default for Metrics {
         Metrics {
             registry,
             policy,
+            policy_programmed: std::sync::RwLock::new(None),
+            policy_enabled: std::sync::atomic::AtomicBool::new(false),
             syncs,
             errors,
             sync_seconds,
@@ -353,6 +360,53 @@ impl Metrics {
             .set(gauge(r.isolated_egress));
         p.rules.set(gauge(r.rules));
         p.elements.set(gauge(r.elements));
+    }
+
+    /// The policy feature runs here: `/policy/pods/…` answers.
+    pub fn enable_policy(&self) {
+        self.policy_enabled
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The local pod addresses the table just applied was compiled with.
+    pub fn record_policy_programmed(&self, ips: std::collections::HashSet<std::net::IpAddr>) {
+        if let Ok(mut p) = self.policy_programmed.write() {
+            *p = Some(ips);
+        }
+    }
+
+    /// `/policy/pods/<ip>`: 200 once the applied policy table accounts for
+    /// the local pod at `ip`, 503 until then, 404 when this agent does not
+    /// enforce policy (the node runtime then does not wait).
+    fn policy_pod(&self, ip: &str) -> Reply {
+        if !self
+            .policy_enabled
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Reply::text(
+                StatusCode::NOT_FOUND,
+                "network policy is not enforced by this agent\n",
+            );
+        }
+        let Ok(ip) = ip.parse::<std::net::IpAddr>() else {
+            return Reply::text(
+                StatusCode::BAD_REQUEST,
+                format!("{ip:?} is not an IP address\n"),
+            );
+        };
+        let programmed = self
+            .policy_programmed
+            .read()
+            .map(|p| p.as_ref().is_some_and(|s| s.contains(&ip)))
+            .unwrap_or(false);
+        if programmed {
+            Reply::text(StatusCode::OK, "programmed\n")
+        } else {
+            Reply::text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not in the policy table yet\n",
+            )
+        }
     }
 
     pub fn record_policy_error(&self) {
@@ -461,6 +515,7 @@ pub fn respond(method: &Method, path: &str, metrics: &Metrics, now: Instant) -> 
         "/livez" => Reply::text(StatusCode::OK, "ok\n"),
         "/readyz" if metrics.ready() => Reply::text(StatusCode::OK, "ok\n"),
         "/readyz" => Reply::text(StatusCode::SERVICE_UNAVAILABLE, "not synced yet\n"),
+        p if p.starts_with("/policy/pods/") => metrics.policy_pod(&p["/policy/pods/".len()..]),
         _ => Reply::text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }

@@ -49,6 +49,7 @@ pub async fn run(watches: &Watches, node: String, metrics: Arc<Metrics>) -> Resu
     runner.follow(namespaces.changes());
     runner.follow(policies.changes());
     metrics.watch_runner("policy", runner.health());
+    metrics.enable_policy();
     let owners: Arc<Mutex<BTreeMap<String, (String, weft_policy::Direction, bool)>>> =
         Arc::default();
     tokio::spawn(read_counters(owners.clone(), metrics.clone()));
@@ -94,7 +95,7 @@ impl PolicySync {
         let policies = self.policies.state();
         let node = self.node.clone();
         let syncer = self.syncer.clone();
-        let (compiled, kind, owners) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let (compiled, kind, owners, local) = tokio::task::spawn_blocking(move || -> Result<_> {
             let snapshot = Snapshot::new(
                 pods.iter().map(|p| p.as_ref()),
                 namespaces.iter().map(|n| n.as_ref()),
@@ -106,10 +107,23 @@ impl PolicySync {
                 .lock()
                 .map_err(|_| anyhow::anyhow!("policy syncer lock poisoned"))?;
             let kind = syncer.sync(&compiled.ruleset)?;
-            Ok((compiled, kind, weft_policy::compile::chain_owners(&model)))
+            let local: std::collections::HashSet<std::net::IpAddr> = model
+                .snapshot
+                .pods
+                .iter()
+                .filter(|p| p.node.as_deref() == Some(node.node_name.as_str()))
+                .flat_map(|p| p.ips.iter().copied())
+                .collect();
+            Ok((
+                compiled,
+                kind,
+                weft_policy::compile::chain_owners(&model),
+                local,
+            ))
         })
         .await
         .context("policy sync task")??;
+        self.metrics.record_policy_programmed(local);
         if let Ok(mut o) = self.owners.lock() {
             *o = owners;
         }

@@ -11,7 +11,16 @@ pub struct NodeRuntimeArgs {
     /// agent DaemonSet's init container) to write it, or `write-default`.
     #[arg(long, value_enum, default_value = "wait")]
     pub cni_config: crate::CniConfig,
+    /// The node agent's HTTP endpoint (`weft agent --metrics-addr`); a pod's
+    /// containers start once the agent's NetworkPolicy table accounts for
+    /// the pod (`/policy/pods/<ip>`), so no policy-isolated pod serves a
+    /// connection its policy denies. Empty: do not wait.
+    #[arg(long, default_value = DEFAULT_POLICY_GATE)]
+    pub policy_gate: String,
 }
+
+/// Where the agent DaemonSet (deploy/weft-agent.yaml) serves on a node.
+pub const DEFAULT_POLICY_GATE: &str = "http://127.0.0.1:9101";
 
 impl NodeRuntimeArgs {
     /// The same flags as command-line arguments.
@@ -21,6 +30,7 @@ impl NodeRuntimeArgs {
         if let Some(value) = self.cni_config.to_possible_value() {
             v.push(format!("--cni-config={}", value.get_name()));
         }
+        v.push(format!("--policy-gate={}", self.policy_gate));
         v
     }
 }
@@ -41,6 +51,7 @@ mod tests {
         let a = NodeRuntimeArgs {
             node: "node-3".into(),
             cni_config: crate::CniConfig::WriteDefault,
+            policy_gate: String::new(),
         };
         let mut argv = vec!["node-runtime".to_string()];
         argv.extend(a.to_args());

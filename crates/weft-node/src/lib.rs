@@ -78,6 +78,9 @@ pub struct NodeConfig {
     pub cni_bin_dir: std::path::PathBuf,
     /// Who writes the node's CNI network config.
     pub cni_config: CniConfig,
+    /// The agent endpoint whose `/policy/pods/<ip>` gates container starts
+    /// ([`args::NodeRuntimeArgs::policy_gate`]).
+    pub policy_gate: Option<String>,
 }
 
 /// Who writes the node's CNI network config (`cni/10-weft.conflist`).

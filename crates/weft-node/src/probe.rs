@@ -243,6 +243,42 @@ async fn http_get(
     }
 }
 
+/// The status code of one `GET url` (`http://host:port/path`) from this
+/// process's namespace, within `timeout`.
+pub async fn http_get_status(url: &str, timeout: Duration) -> Result<u16, String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("{url:?}: {e}"))?;
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("{url:?} has no host"))?
+        .to_string();
+    let port = uri.port_u16().unwrap_or(80);
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let work = async {
+        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| format!("connect {host}:{port}: {e}"))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = Request::get(path)
+            .header("Host", format!("{host}:{port}"))
+            .header("Connection", "close")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        Ok(resp.status().as_u16())
+    };
+    tokio::time::timeout(timeout, work)
+        .await
+        .unwrap_or_else(|_| Err(format!("GET {url}: timed out")))
+}
+
 /// Runs a tcpSocket or httpGet check against `pod_ip` on a dedicated OS
 /// thread, inside `netns` when given (else in the runtime's own namespace,
 /// which is the node's). `Err` is the failure message.

@@ -53,6 +53,8 @@ struct Ctx {
     network: watch::Receiver<bool>,
     /// What the kubelet endpoint (exec) needs of running containers.
     registry: Arc<crate::kubelet::Registry>,
+    /// The agent's endpoint for the NetworkPolicy gate.
+    policy_gate: Option<String>,
 }
 
 fn uid(pod: &Pod) -> String {
@@ -114,6 +116,7 @@ pub async fn run(client: kube::Client, config: NodeConfig) -> anyhow::Result<()>
         events: Events::new(client.clone(), &config.node.name),
         network: network.clone(),
         registry: Arc::new(crate::kubelet::Registry::default()),
+        policy_gate: config.policy_gate.clone(),
     });
     let mut tasks: JoinSet<TaskEnd> = JoinSet::new();
     {
@@ -765,6 +768,33 @@ async fn pod_worker(ctx: Arc<Ctx>, mut rx: watch::Receiver<Option<Pod>>) {
             refresher.spawn(resync_volumes(ctx.clone(), rx.clone(), sb.clone()));
         }
         tracing::info!(pod = %label, ip = %pod_ip, "pod sandbox ready");
+        if let (Some(gate), false) = (ctx.policy_gate.clone(), host_net) {
+            // The pod's address must reach the API (the agent learns it
+            // there) before the agent can account for it.
+            let waiting: Vec<ContainerRuntime> = fresh
+                .iter()
+                .cloned()
+                .map(|mut c| {
+                    c.state = RunState::Waiting {
+                        reason: "ContainerCreating".into(),
+                        message: Some("waiting for the node's NetworkPolicy state".into()),
+                    };
+                    c
+                })
+                .collect();
+            let input = StatusInput {
+                restart_policy: &policy,
+                pod_ip: Some(pod_ip.clone()),
+                host_ip: host_ip.clone(),
+                start_time,
+                now: Timestamp::now(),
+                sandbox_ready: true,
+                message: None,
+            };
+            let status = status::pod_status(&input, &waiting, writer.last.as_ref());
+            writer.write(status).await;
+            policy_gate(&gate, &pod_ip, &label).await;
+        }
 
         let (stop_tx, stop_rx) = watch::channel(None);
         let shared = Arc::new(PodShared {
@@ -1476,6 +1506,51 @@ async fn exec_probe(
             sandbox::signal_group(pid, Signal::SIGKILL);
             Err(format!("command {:?} timed out", command.join(" ")))
         }
+    }
+}
+
+/// How long a pod's containers wait for the agent's NetworkPolicy state
+/// before they start anyway (with a warning): an agent that is down must
+/// not stop the node's pods for ever.
+const POLICY_GATE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Waits until the agent at `gate` says its NetworkPolicy table accounts
+/// for the pod at `ip` (200), polling while it says not yet (503). An agent
+/// that does not enforce policy (404) or does not answer at all is not
+/// waited for beyond its first refusal.
+async fn policy_gate(gate: &str, ip: &str, pod: &str) {
+    let url = format!("{}/policy/pods/{ip}", gate.trim_end_matches('/'));
+    let started = Instant::now();
+    let mut refused = 0;
+    loop {
+        match crate::probe::http_get_status(&url, Duration::from_secs(1)).await {
+            Ok(200) => {
+                tracing::debug!(
+                    pod,
+                    waited_ms = started.elapsed().as_millis() as u64,
+                    "policy state in place"
+                );
+                return;
+            }
+            Ok(503) => {}
+            Ok(code) => {
+                tracing::debug!(pod, code, "the agent does not gate pods on policy");
+                return;
+            }
+            Err(e) => {
+                // Not listening (yet): the agent may be starting; a few tries.
+                refused += 1;
+                if refused > 20 {
+                    tracing::warn!(pod, error = %e, "no agent answers the NetworkPolicy gate; starting the containers");
+                    return;
+                }
+            }
+        }
+        if started.elapsed() > POLICY_GATE_TIMEOUT {
+            tracing::warn!(pod, "the agent's NetworkPolicy state did not account for the pod in time; starting the containers");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -56,6 +56,7 @@ pub fn node_runtime(layout: &Layout, args: weft_node::NodeRuntimeArgs) -> Result
                 weft_bin,
                 cni_bin_dir,
                 cni_config: args.cni_config,
+                policy_gate: Some(args.policy_gate.clone()).filter(|g| !g.is_empty()),
             },
         )
         .await

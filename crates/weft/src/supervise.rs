@@ -84,6 +84,7 @@ impl Daemon {
             node: node.name.clone(),
             // The node's `weft agent` writes the CNI config.
             cni_config: weft_node::CniConfig::Wait,
+            policy_gate: weft_node::args::DEFAULT_POLICY_GATE.into(),
         })
     }
 
