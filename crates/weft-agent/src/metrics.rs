@@ -664,13 +664,24 @@ mod tests {
     fn policy_pods_answers_404_503_then_200_as_the_table_accounts_for_the_pod() {
         let m = Metrics::default();
         let path = "/policy/pods/10.244.0.7";
-        assert_eq!(respond(&Method::GET, path, &m, now()).status, 404, "not enforced");
+        assert_eq!(
+            respond(&Method::GET, path, &m, now()).status,
+            404,
+            "not enforced"
+        );
         m.enable_policy();
-        assert_eq!(respond(&Method::GET, path, &m, now()).status, 503, "no sync yet");
+        assert_eq!(
+            respond(&Method::GET, path, &m, now()).status,
+            503,
+            "no sync yet"
+        );
         m.record_policy_programmed(["10.244.0.8".parse().unwrap()].into());
         assert_eq!(respond(&Method::GET, path, &m, now()).status, 503);
         m.record_policy_programmed(["10.244.0.7".parse().unwrap()].into());
         assert_eq!(respond(&Method::GET, path, &m, now()).status, 200);
-        assert_eq!(respond(&Method::GET, "/policy/pods/nope", &m, now()).status, 400);
+        assert_eq!(
+            respond(&Method::GET, "/policy/pods/nope", &m, now()).status,
+            400
+        );
     }
 }

@@ -81,9 +81,52 @@ pub enum CompileError {
     Invalid(#[from] ModelError),
 }
 
-/// The readable, hashed base of a policy's chains and sets.
+/// The readable, hashed base of a policy's chains and sets: weft-proxy's
+/// `HASH-readable` names. The hash is of the real key; the readable part
+/// keeps only what nft names may hold (an object the API server would have
+/// refused must not make the table invalid).
 pub fn policy_base(p: &ResolvedPolicy) -> String {
-    hash_and_truncate(&p.key())
+    let key = p.key();
+    let clean: String = key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '.' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if clean == key {
+        return hash_and_truncate(&key);
+    }
+    // The hash of the real key (so two keys cleaned alike stay apart), on
+    // the clean text.
+    let digest = Sha256::digest(key.as_bytes());
+    let bits = digest[..5]
+        .iter()
+        .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+    const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let hash: String = (0..8)
+        .rev()
+        .map(|i| char::from(BASE32[((bits >> (i * 5)) & 31) as usize]))
+        .collect();
+    let readable = hash_and_truncate(&clean);
+    let rest = readable.split_once('-').map_or("", |(_, r)| r);
+    format!("{hash}-{rest}")
+}
+
+/// Text safe inside an nft comment or quoted string.
+fn clean_text(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if matches!(c, '"' | '\\' | ' ' | ';' | '#') || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 fn dir_short(d: Direction) -> &'static str {
@@ -196,7 +239,14 @@ pub fn compile(model: &Model, node: &NodeCtx) -> Result<Compiled, CompileError> 
             c = c.rule(Rule::new(format!("goto {}", deny_chain(first, d))));
             rs.add_chain(c);
         }
-        for ip in &model.pod(pod).ips {
+        // An address two pods claim (a transient of address reuse) belongs
+        // to the one the model gives it to.
+        for ip in model
+            .pod(pod)
+            .ips
+            .iter()
+            .filter(|ip| model.by_ip.get(ip) == Some(&pod))
+        {
             let map = match (d, ip) {
                 (Direction::Ingress, IpAddr::V4(_)) => "ingress-pods4",
                 (Direction::Ingress, IpAddr::V6(_)) => "ingress-pods6",
@@ -205,8 +255,10 @@ pub fn compile(model: &Model, node: &NodeCtx) -> Result<Compiled, CompileError> 
             };
             let set = rs.sets.get_mut(map).expect("skeleton map");
             set.insert(
-                Element::map(ip.to_string(), format!("goto {chain}"))
-                    .with_comment(cut(&model.pod(pod).key(), weft_nft::model::COMMENT_MAX)),
+                Element::map(ip.to_string(), format!("goto {chain}")).with_comment(cut(
+                    &clean_text(&model.pod(pod).key()),
+                    weft_nft::model::COMMENT_MAX,
+                )),
             );
         }
     }
@@ -276,7 +328,7 @@ fn add_policy(
 ) {
     let base = policy_base(p);
     let short = dir_short(d);
-    let key = p.key();
+    let key = clean_text(&p.key());
     let deny = deny_chain(p, d);
     let prefix = cut(&format!("weft-policy:deny-{}:{key}:", d.as_str()), 120);
     rs.add_chain(

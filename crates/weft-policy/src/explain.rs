@@ -76,9 +76,10 @@ fn address(model: &Model, side: &Side, like: Option<IpAddr>) -> Option<IpAddr> {
         Side::Addr(a) => Some(*a),
         Side::Pod(i) => {
             let ips = &model.pod(*i).ips;
-            like.and_then(|l| ips.iter().find(|ip| ip.is_ipv4() == l.is_ipv4()))
-                .or(ips.first())
-                .copied()
+            match like {
+                Some(l) => ips.iter().find(|ip| ip.is_ipv4() == l.is_ipv4()).copied(),
+                None => ips.first().copied(),
+            }
         }
     }
 }
@@ -227,6 +228,9 @@ pub fn explain(
 ) -> Option<Explanation> {
     let dst = address(model, to, None)?;
     let src = address(model, from, Some(dst))?;
+    if src.is_ipv4() != dst.is_ipv4() {
+        return None;
+    }
     let from_pod = match from {
         Side::Pod(i) => Some(*i),
         Side::Addr(a) => model.by_ip.get(a).copied(),

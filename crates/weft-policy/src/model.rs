@@ -214,6 +214,9 @@ impl Snapshot {
     ) -> Snapshot {
         let mut pods: Vec<PodInfo> = pods.into_iter().filter_map(PodInfo::from_pod).collect();
         pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        // Names are unique in the API; a caller's duplicate is dropped (the
+        // first stays), so chain and set names stay one object's.
+        pods.dedup_by(|b, a| a.namespace == b.namespace && a.name == b.name);
         let namespaces = namespaces
             .into_iter()
             .filter_map(|n| {
@@ -225,6 +228,9 @@ impl Snapshot {
         policies.sort_by(|a, b| {
             (&a.metadata.namespace, &a.metadata.name)
                 .cmp(&(&b.metadata.namespace, &b.metadata.name))
+        });
+        policies.dedup_by(|b, a| {
+            a.metadata.namespace == b.metadata.namespace && a.metadata.name == b.metadata.name
         });
         Snapshot {
             pods,

@@ -486,3 +486,29 @@ fn other_namespaces_pods_and_labels_are_found_after_a_label_change() {
     w.namespaces[1] = namespace("y", json!({"ns": "y", "team": "blue"}));
     assert!(w.can("y/a", "x/a", Tcp, 80));
 }
+
+#[test]
+fn names_the_api_server_would_refuse_still_compile_to_a_valid_table() {
+    // Found by the fuzz target: nft names and strings hold only so much.
+    let w = model_world().with(policy(
+        "x",
+        "p (copy); #2 \"é\"",
+        json!({"podSelector": {}, "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "b"}}}]}]}),
+    ));
+    assert!(w.can("x/b", "x/a", Tcp, 80));
+    assert!(!w.can("y/b", "x/a", Tcp, 80));
+}
+
+#[test]
+fn an_address_two_pods_claim_is_judged_as_the_model_judges_it() {
+    // Address reuse in flight: the ruleset follows the model's owner.
+    let mut w = model_world();
+    let ip = w.ip("x/a").to_string();
+    w.pods
+        .push(pod("w", "twin", &ip, "node-1", json!({"pod": "twin"})));
+    let w = w.with(policy("x", "deny", json!({"podSelector": {}})));
+    let src = w.ip("x/b");
+    let dst = w.ip("x/a");
+    let model = weft_policy::allowed(&w.model(), src, dst, Tcp, 80);
+    assert_eq!(w.traced(src, dst, Tcp, 80), model);
+}
