@@ -1027,3 +1027,46 @@ async fn a_secrets_type_cannot_change() {
     );
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[tokio::test]
+async fn namespaces_carry_their_name_label_whatever_the_client_sent() {
+    let d = dir("nslabel");
+    let api = ApiServer::open(config(&d)).unwrap();
+    let ns = json!({"metadata": {"name": "shop", "labels": {"kubernetes.io/metadata.name": "other", "team": "a"}}});
+    let (c, s) = call(&api, "POST", "/api/v1/namespaces", Some(ns)).await;
+    assert_eq!(c, 201, "{s}");
+    assert_eq!(
+        s["metadata"]["labels"]["kubernetes.io/metadata.name"],
+        "shop"
+    );
+    assert_eq!(s["metadata"]["labels"]["team"], "a");
+    let (c, s) = call(&api, "GET", "/api/v1/namespaces/default", None).await;
+    assert_eq!(c, 200, "{s}");
+    assert_eq!(
+        s["metadata"]["labels"]["kubernetes.io/metadata.name"],
+        "default"
+    );
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[tokio::test]
+async fn network_policies_get_upstreams_defaults() {
+    let d = dir("npdefaults");
+    let api = ApiServer::open(config(&d)).unwrap();
+    let np = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "p"},
+        "spec": {"podSelector": {}, "ingress": [{"ports": [{"port": 80}, {"port": 53, "protocol": "UDP"}]}],
+                 "egress": [{}]}});
+    let (c, s) = call(
+        &api,
+        "POST",
+        "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies",
+        Some(np),
+    )
+    .await;
+    assert_eq!(c, 201, "{s}");
+    assert_eq!(s["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+    assert_eq!(s["spec"]["ingress"][0]["ports"][0]["protocol"], "TCP");
+    assert_eq!(s["spec"]["ingress"][0]["ports"][1]["protocol"], "UDP");
+    let _ = std::fs::remove_dir_all(d);
+}

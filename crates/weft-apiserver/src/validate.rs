@@ -373,7 +373,13 @@ pub fn prepare(
         "namespaces" => {
             let status = ensure_object(obj, "status");
             set_default(status, "phase", json!("Active"));
+            // kube-apiserver sets it on every write (since 1.21), whatever
+            // the client sent: NetworkPolicies select namespaces by it.
+            let meta = ensure_object(obj, "metadata");
+            let labels = ensure_object(meta, "labels");
+            labels["kubernetes.io/metadata.name"] = json!(name);
         }
+        "networkpolicies" => network_policy_defaults(obj),
         "deployments" | "statefulsets" | "replicasets" | "daemonsets" => {
             workload(kind, obj, &mut causes)
         }
@@ -402,6 +408,45 @@ pub fn prepare(
         Ok(())
     } else {
         Err(invalid(causes))
+    }
+}
+
+/// networking/v1 defaults (`SetDefaults_NetworkPolicy*`): a port's protocol
+/// is TCP; `policyTypes` unset becomes Ingress, plus Egress when there are
+/// egress rules.
+fn network_policy_defaults(obj: &mut Value) {
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for dir in ["ingress", "egress"] {
+        for rule in spec
+            .get_mut(dir)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            for port in rule
+                .get_mut("ports")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(p) = port.as_object_mut() {
+                    p.entry("protocol").or_insert(json!("TCP"));
+                }
+            }
+        }
+    }
+    if spec.get("policyTypes").is_none_or(Value::is_null) {
+        let egress = spec
+            .get("egress")
+            .and_then(Value::as_array)
+            .is_some_and(|e| !e.is_empty());
+        let mut types = vec![json!("Ingress")];
+        if egress {
+            types.push(json!("Egress"));
+        }
+        spec.insert("policyTypes".into(), Value::Array(types));
     }
 }
 
