@@ -97,8 +97,9 @@ fn mismatch(
             Peers::All => 0,
             Peers::Some { ranges, .. } => ranges.v4.len() + ranges.v6.len(),
         };
+        let ranges = if n == 1 { "range" } else { "ranges" };
         return Some(format!(
-            "its peers ({n} address ranges) do not include {peer}"
+            "{peer} is not one of its peers ({n} address {ranges})"
         ));
     }
     if r.admits(peer, dst_pod, proto, port) {

@@ -21,6 +21,9 @@
 //! expected allowed must be allowed (over-blocking fails). Probes from a pod to
 //! itself are not made (upstream ignores them: their verdict is undefined).
 //!
+//! The manifests quote the namespace names: kubectl reads YAML 1.1, where
+//! a bare `y` is the boolean true.
+//!
 //! Policies take effect asynchronously, so a table is polled: the wrong
 //! entries are probed again until none is left (30 s at most), then the whole
 //! table is probed once more. On that second look an entry expected blocked
@@ -242,7 +245,7 @@ impl Net {
 /// UDP on it, with upstream's named container ports.
 fn pod_manifest(ns: &str, name: &str, ready_delay: u32) -> String {
     let mut m = format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels: {{pod: {name}}}\n\
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: \"{ns}\"\n  labels: {{pod: {name}}}\n\
          spec:\n  terminationGracePeriodSeconds: 1\n  containers:\n"
     );
     for port in PORTS {
@@ -270,14 +273,14 @@ fn fixture() -> String {
         // (NamespaceDefaultLabelName); weft's does not, so the fixture does.
         m += &format!(
             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n  \
-             labels: {{ns: {ns}, kubernetes.io/metadata.name: {ns}}}\n---\n"
+             labels: {{ns: \"{ns}\", kubernetes.io/metadata.name: \"{ns}\"}}\n---\n"
         );
     }
     for ns in NAMESPACES {
         for pod in PODS {
             m += &pod_manifest(ns, pod, 0);
             m += &format!(
-                "apiVersion: v1\nkind: Service\nmetadata:\n  name: s-{ns}-{pod}\n  namespace: {ns}\n\
+                "apiVersion: v1\nkind: Service\nmetadata:\n  name: s-{ns}-{pod}\n  namespace: \"{ns}\"\n\
                  spec:\n  selector: {{pod: {pod}}}\n  ports:\n"
             );
             for port in PORTS {
@@ -779,7 +782,7 @@ spec:
   policyTypes: [Ingress]
   ingress:
   - from:
-    - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: y}}
+    - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: "y"}}
 "#,
     );
     expect(net, "x/a admits namespace y", |p| {
@@ -803,7 +806,7 @@ spec:
   - from:
     - namespaceSelector:
         matchExpressions:
-        - {key: kubernetes.io/metadata.name, operator: NotIn, values: [x]}
+        - {key: kubernetes.io/metadata.name, operator: NotIn, values: ["x"]}
       podSelector: {matchLabels: {pod: b}}
 "#,
     );
@@ -828,7 +831,7 @@ spec:
   - from:
     - namespaceSelector:
         matchExpressions:
-        - {key: kubernetes.io/metadata.name, operator: NotIn, values: [x]}
+        - {key: kubernetes.io/metadata.name, operator: NotIn, values: ["x"]}
     - podSelector: {matchLabels: {pod: b}}
 "#,
     );
@@ -976,7 +979,7 @@ spec:
   podSelector: {matchLabels: {pod: a}}
   egress:
   - to:
-    - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: y}}
+    - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: "y"}}
       podSelector: {matchLabels: {pod: b}}
     ports:
     - {port: 81, protocol: TCP}
@@ -1290,6 +1293,126 @@ fn a_pod_started_into_a_default_deny_namespace_is_never_reachable(net: &Net) {
     settle(net, "after deleting x/late", &|_| true, false);
 }
 
+/// Every IPv4 address in `s` as `IP` (addresses vary between runs).
+fn mask_ips(s: &str) -> String {
+    s.split_inclusive(|c: char| c == ' ' || c == '(' || c == ')' || c == '\n')
+        .map(|w| {
+            let core = w.trim_end_matches([' ', '(', ')', '\n']);
+            if core.parse::<Ipv4Addr>().is_ok() {
+                w.replacen(core, "IP", 1)
+            } else {
+                w.to_string()
+            }
+        })
+        .collect()
+}
+
+/// The output the README shows for `$ COMMAND` (the lines after it, up to
+/// the next prompt or the end of its code block).
+fn readme_output(command: &str) -> String {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let start = readme
+        .find(&format!("$ {command}\n"))
+        .unwrap_or_else(|| panic!("README shows no `$ {command}`"));
+    let rest = &readme[start + command.len() + 3..];
+    let end = rest
+        .find("\n$ ")
+        .map(|i| i + 1)
+        .into_iter()
+        .chain(rest.find("```"))
+        .min()
+        .unwrap();
+    rest[..end].to_string()
+}
+
+/// The README's NetworkPolicy example (examples/netpol.yaml): its `kubectl
+/// get netpol` and both `weft explain` outputs are what the cluster prints
+/// (addresses and ages aside), the explained verdicts are the kernel's
+/// (api reaches db, web does not), and a denied explanation exits 1.
+fn netpol_readme_example_explains_an_allowed_and_a_denied_connection(net: &Net) {
+    let example = repo_root().join("examples/netpol.yaml");
+    let example = example.to_str().unwrap();
+    net.kubectl_ok(&["apply", "-f", example]);
+    wait_until("the shop pods Ready", 120, || {
+        let out = net.c.kubectl(&["get", "pods", "-n", "shop", "-o", "json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let items = v["items"].as_array().cloned().unwrap_or_default();
+        items.len() == 3 && items.iter().all(is_ready)
+    });
+    let get = net.kubectl_ok(&["get", "netpol", "-n", "shop"]);
+    let want = readme_output("kubectl get netpol -n shop");
+    let cells = |s: &str| -> Vec<Vec<String>> {
+        s.lines()
+            .map(|l| {
+                let mut w: Vec<String> = l.split_whitespace().map(String::from).collect();
+                w.pop(); // AGE
+                w
+            })
+            .collect()
+    };
+    assert_eq!(cells(&get), cells(&want), "kubectl get netpol:\n{get}");
+    let ip = |pod: &str| {
+        net.kubectl_ok(&[
+            "get",
+            "pod",
+            "-n",
+            "shop",
+            pod,
+            "-o",
+            "jsonpath={.status.podIP}",
+        ])
+    };
+    for (from, allowed) in [("api", true), ("web", false)] {
+        let command = format!("weft explain --from shop/{from} --to shop/db --port 5432/TCP");
+        let out = net.c.weft(&[
+            "explain",
+            "--from",
+            &format!("shop/{from}"),
+            "--to",
+            "shop/db",
+            "--port",
+            "5432/TCP",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(if allowed { 0 } else { 1 }),
+            "{text}"
+        );
+        assert_eq!(
+            mask_ips(&text),
+            mask_ips(&readme_output(&command)),
+            "`{command}` prints what the README shows"
+        );
+        // The kernel agrees with the explanation.
+        let probe = net.c.kubectl(&[
+            "exec",
+            "-n",
+            "shop",
+            from,
+            "--",
+            "weft",
+            "agnhost",
+            "connect",
+            "--timeout=1s",
+            &format!("{}:5432", ip("db")),
+        ]);
+        assert_eq!(
+            probe.status.success(),
+            allowed,
+            "shop/{from} → shop/db:5432: {}",
+            String::from_utf8_lossy(&probe.stderr)
+        );
+    }
+    net.kubectl_ok(&[
+        "delete",
+        "-f",
+        example,
+        "--wait=false",
+        "--ignore-not-found",
+    ]);
+}
+
 /// After a failed check: its policies, labels and pod gone (best effort; the
 /// next check polls its table anyway).
 fn reset(net: &Net) {
@@ -1377,6 +1500,10 @@ const CHECKS: &[(&str, Check)] = &[
     (
         "a_pod_started_into_a_default_deny_namespace_is_never_reachable",
         a_pod_started_into_a_default_deny_namespace_is_never_reachable,
+    ),
+    (
+        "netpol_readme_example_explains_an_allowed_and_a_denied_connection",
+        netpol_readme_example_explains_an_allowed_and_a_denied_connection,
     ),
 ];
 
