@@ -30,6 +30,9 @@ pub const POLICY_SYNC: Bounds = Bounds {
     retry_max_interval: Duration::from_secs(30),
 };
 
+/// Which policy each chain's counters belong to, shared with the reader.
+type Owners = Arc<Mutex<weft_policy::compile::ChainOwners>>;
+
 /// How often the kernel's counters are read back into the metrics.
 const COUNTERS_EVERY: Duration = Duration::from_secs(5);
 
@@ -50,7 +53,7 @@ pub async fn run(watches: &Watches, node: String, metrics: Arc<Metrics>) -> Resu
     runner.follow(policies.changes());
     metrics.watch_runner("policy", runner.health());
     metrics.enable_policy();
-    let owners: Arc<Mutex<BTreeMap<String, (String, weft_policy::Direction, bool)>>> =
+    let owners: Owners =
         Arc::default();
     tokio::spawn(read_counters(owners.clone(), metrics.clone()));
     let mut sync = PolicySync {
@@ -75,7 +78,7 @@ struct PolicySync {
     syncer: Arc<Mutex<Syncer<NftBackend>>>,
     metrics: Arc<Metrics>,
     /// Chain name → (policy, direction, allow?) for the counters reader.
-    owners: Arc<Mutex<BTreeMap<String, (String, weft_policy::Direction, bool)>>>,
+    owners: Owners,
     last_problems: Vec<String>,
 }
 
@@ -167,7 +170,7 @@ impl PolicySync {
 /// Reads the table's counters every few seconds into per-policy packet
 /// counts (allowed: its rules' counters; denied: its deny chain's).
 async fn read_counters(
-    owners: Arc<Mutex<BTreeMap<String, (String, weft_policy::Direction, bool)>>>,
+    owners: Owners,
     metrics: Arc<Metrics>,
 ) {
     let mut tick = tokio::time::interval(COUNTERS_EVERY);

@@ -489,9 +489,13 @@ fn named_elements(
     out
 }
 
+/// Chain name → (policy key, direction, whether its counters count
+/// allowed packets (policy chain) or denied ones (deny chain)).
+pub type ChainOwners = BTreeMap<String, (String, Direction, bool)>;
+
 /// Policy chains → the policy's key, for counters read back from the
 /// kernel (`nft -j list table`).
-pub fn chain_owners(model: &Model) -> BTreeMap<String, (String, Direction, bool)> {
+pub fn chain_owners(model: &Model) -> ChainOwners {
     let mut out = BTreeMap::new();
     for p in &model.policies {
         for d in [Direction::Ingress, Direction::Egress] {

@@ -1295,7 +1295,7 @@ fn a_pod_started_into_a_default_deny_namespace_is_never_reachable(net: &Net) {
 
 /// Every IPv4 address in `s` as `IP` (addresses vary between runs).
 fn mask_ips(s: &str) -> String {
-    s.split_inclusive(|c: char| c == ' ' || c == '(' || c == ')' || c == '\n')
+    s.split_inclusive([' ', '(', ')', '\n'])
         .map(|w| {
             let core = w.trim_end_matches([' ', '(', ')', '\n']);
             if core.parse::<Ipv4Addr>().is_ok() {
