@@ -1351,6 +1351,12 @@ fn netpol_readme_example_explains_an_allowed_and_a_denied_connection(net: &Net) 
             .collect()
     };
     assert_eq!(cells(&get), cells(&want), "kubectl get netpol:\n{get}");
+    let weft_get = net.c.ok(&["get", "netpol", "-n", "shop"]);
+    assert_eq!(
+        cells(&weft_get),
+        cells(&want),
+        "weft get netpol:\n{weft_get}"
+    );
     let ip = |pod: &str| {
         net.kubectl_ok(&[
             "get",
