@@ -1410,6 +1410,42 @@ fn netpol_readme_example_explains_an_allowed_and_a_denied_connection(net: &Net) 
             String::from_utf8_lossy(&probe.stderr)
         );
     }
+    // Both connections are counted on db's node, per policy (the agent
+    // reads the kernel's counters every 5 s).
+    let node = net.kubectl_ok(&[
+        "get",
+        "pod",
+        "-n",
+        "shop",
+        "db",
+        "-o",
+        "jsonpath={.spec.nodeName}",
+    ]);
+    let series = |verdict: &str| {
+        format!(
+            "weft_agent_policy_packets{{policy=\"shop/db-from-api\",direction=\"ingress\",verdict=\"{verdict}\"}} "
+        )
+    };
+    let mut metrics = String::new();
+    wait_until("the agent's per-policy packet counts", 30, || {
+        let out = net.c.weft(&[
+            "exec",
+            "--node",
+            &node,
+            "--",
+            "wget",
+            "-qO-",
+            "http://127.0.0.1:9101/metrics",
+        ]);
+        metrics = String::from_utf8_lossy(&out.stdout).into_owned();
+        ["allowed", "denied"].iter().all(|v| {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(series(v).as_str()))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .is_some_and(|n| n >= 1)
+        })
+    });
     net.kubectl_ok(&[
         "delete",
         "-f",
