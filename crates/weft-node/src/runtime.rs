@@ -575,6 +575,40 @@ impl StatusWriter {
     }
 }
 
+/// The status of a pod whose sandbox is ready while its containers wait
+/// (ContainerCreating, with `msg` saying for what).
+fn creating_status(
+    fresh: &[ContainerRuntime],
+    msg: &str,
+    policy: &str,
+    pod_ip: &str,
+    host_ip: &str,
+    start_time: Timestamp,
+    writer: &StatusWriter,
+) -> PodStatus {
+    let waiting: Vec<ContainerRuntime> = fresh
+        .iter()
+        .cloned()
+        .map(|mut c| {
+            c.state = RunState::Waiting {
+                reason: "ContainerCreating".into(),
+                message: Some(msg.to_string()),
+            };
+            c
+        })
+        .collect();
+    let input = StatusInput {
+        restart_policy: policy,
+        pod_ip: Some(pod_ip.to_string()),
+        host_ip: host_ip.to_string(),
+        start_time,
+        now: Timestamp::now(),
+        sandbox_ready: true,
+        message: None,
+    };
+    status::pod_status(&input, &waiting, writer.last.as_ref())
+}
+
 async fn pod_worker(ctx: Arc<Ctx>, mut rx: watch::Receiver<Option<Pod>>) {
     let Some(first) = rx.borrow_and_update().clone() else {
         return;
@@ -732,27 +766,9 @@ async fn pod_worker(ctx: Arc<Ctx>, mut rx: watch::Receiver<Option<Pod>>) {
                     if msg.starts_with("MountVolume.SetUp failed") {
                         ctx.events.record(&pod, None, Note::failed_mount(&msg));
                     }
-                    let waiting: Vec<ContainerRuntime> = fresh
-                        .iter()
-                        .cloned()
-                        .map(|mut c| {
-                            c.state = RunState::Waiting {
-                                reason: "ContainerCreating".into(),
-                                message: Some(msg.clone()),
-                            };
-                            c
-                        })
-                        .collect();
-                    let input = StatusInput {
-                        restart_policy: &policy,
-                        pod_ip: Some(pod_ip.clone()),
-                        host_ip: host_ip.clone(),
-                        start_time,
-                        now: Timestamp::now(),
-                        sandbox_ready: true,
-                        message: None,
-                    };
-                    let status = status::pod_status(&input, &waiting, writer.last.as_ref());
+                    let status = creating_status(
+                        &fresh, &msg, &policy, &pod_ip, &host_ip, start_time, &writer,
+                    );
                     writer.write(status).await;
                     if let Err(end) = back_off(&mut rx, &mut pod, failures).await {
                         break 'life end;
@@ -771,27 +787,9 @@ async fn pod_worker(ctx: Arc<Ctx>, mut rx: watch::Receiver<Option<Pod>>) {
         if let (Some(gate), false) = (ctx.policy_gate.clone(), host_net) {
             // The pod's address must reach the API (the agent learns it
             // there) before the agent can account for it.
-            let waiting: Vec<ContainerRuntime> = fresh
-                .iter()
-                .cloned()
-                .map(|mut c| {
-                    c.state = RunState::Waiting {
-                        reason: "ContainerCreating".into(),
-                        message: Some("waiting for the node's NetworkPolicy state".into()),
-                    };
-                    c
-                })
-                .collect();
-            let input = StatusInput {
-                restart_policy: &policy,
-                pod_ip: Some(pod_ip.clone()),
-                host_ip: host_ip.clone(),
-                start_time,
-                now: Timestamp::now(),
-                sandbox_ready: true,
-                message: None,
-            };
-            let status = status::pod_status(&input, &waiting, writer.last.as_ref());
+            let msg = "waiting for the node's NetworkPolicy state";
+            let status =
+                creating_status(&fresh, msg, &policy, &pod_ip, &host_ip, start_time, &writer);
             writer.write(status).await;
             policy_gate(&gate, &pod_ip, &label).await;
         }
