@@ -53,8 +53,7 @@ pub async fn run(watches: &Watches, node: String, metrics: Arc<Metrics>) -> Resu
     runner.follow(policies.changes());
     metrics.watch_runner("policy", runner.health());
     metrics.enable_policy();
-    let owners: Owners =
-        Arc::default();
+    let owners: Owners = Arc::default();
     tokio::spawn(read_counters(owners.clone(), metrics.clone()));
     let mut sync = PolicySync {
         node: NodeCtx { node_name: node },
@@ -169,10 +168,7 @@ impl PolicySync {
 
 /// Reads the table's counters every few seconds into per-policy packet
 /// counts (allowed: its rules' counters; denied: its deny chain's).
-async fn read_counters(
-    owners: Owners,
-    metrics: Arc<Metrics>,
-) {
+async fn read_counters(owners: Owners, metrics: Arc<Metrics>) {
     let mut tick = tokio::time::interval(COUNTERS_EVERY);
     loop {
         tick.tick().await;
