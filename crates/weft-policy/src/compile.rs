@@ -31,7 +31,7 @@ use weft_nft::{
     BaseChain, Chain, ChainType, Element, Family as NftFamily, Hook, ModelError, Priority, Rule,
     Ruleset, Set, SetFlag, Table,
 };
-use weft_proxy::names::hash_and_truncate;
+use weft_proxy::names::hashed_name;
 
 use crate::model::{Direction, Model, Peers, Ports, ResolvedPolicy, ResolvedRule};
 
@@ -84,7 +84,8 @@ pub enum CompileError {
 /// The readable, hashed base of a policy's chains and sets: weft-proxy's
 /// `HASH-readable` names. The hash is of the real key; the readable part
 /// keeps only what nft names may hold (an object the API server would have
-/// refused must not make the table invalid).
+/// refused must not make the table invalid). For a valid key this is
+/// `hash_and_truncate(key)`.
 pub fn policy_base(p: &ResolvedPolicy) -> String {
     let key = p.key();
     let clean: String = key
@@ -97,23 +98,7 @@ pub fn policy_base(p: &ResolvedPolicy) -> String {
             }
         })
         .collect();
-    if clean == key {
-        return hash_and_truncate(&key);
-    }
-    // The hash of the real key (so two keys cleaned alike stay apart), on
-    // the clean text.
-    let digest = Sha256::digest(key.as_bytes());
-    let bits = digest[..5]
-        .iter()
-        .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
-    const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let hash: String = (0..8)
-        .rev()
-        .map(|i| char::from(BASE32[((bits >> (i * 5)) & 31) as usize]))
-        .collect();
-    let readable = hash_and_truncate(&clean);
-    let rest = readable.split_once('-').map_or("", |(_, r)| r);
-    format!("{hash}-{rest}")
+    hashed_name(&key, &clean)
 }
 
 /// Text safe inside an nft comment or quoted string.

@@ -20,20 +20,28 @@ const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 /// The first 8 base32 characters of SHA-256(`name`), a `-`, then `name`,
 /// cut to [`BASE_MAX`] bytes with a trailing `...` when too long.
 pub fn hash_and_truncate(name: &str) -> String {
-    let digest = Sha256::digest(name.as_bytes());
+    hashed_name(name, name)
+}
+
+/// [`hash_and_truncate`]'s form with the hash of `hashed` in front of
+/// `readable` (ASCII): for names whose readable part had to be cleaned, so
+/// two names cleaned alike still differ.
+pub fn hashed_name(hashed: &str, readable: &str) -> String {
+    let digest = Sha256::digest(hashed.as_bytes());
     // 8 base32 characters hold exactly the first 40 bits (5 bytes).
     let bits = digest[..5]
         .iter()
         .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
-    let mut out = String::with_capacity(9 + name.len());
+    let mut out = String::with_capacity(9 + readable.len());
     for i in (0..8).rev() {
         out.push(char::from(BASE32[((bits >> (i * 5)) & 31) as usize]));
     }
     out.push('-');
-    out.push_str(name);
+    out.push_str(readable);
     if out.len() > BASE_MAX {
-        // Every input is ASCII (checked where Services are read), so any
-        // byte index is a character boundary.
+        // Every readable part is ASCII (checked where Services are read,
+        // cleaned where policies are), so any byte index is a character
+        // boundary.
         out.truncate(BASE_MAX - 3);
         out.push_str("...");
     }
