@@ -56,6 +56,7 @@ struct PolicyMetrics {
     rules: Gauge,
     elements: Gauge,
     packets: Family<PolicyPackets, Gauge>,
+    conntrack_deleted: Counter,
 }
 
 /// The agent's metrics, registered once in their own registry.
@@ -214,6 +215,7 @@ impl Default for Metrics {
             rules: Gauge::default(),
             elements: Gauge::default(),
             packets: Family::default(),
+            conntrack_deleted: Counter::default(),
         };
         let pr = registry.sub_registry_with_prefix("policy");
         pr.register(
@@ -230,6 +232,11 @@ impl Default for Metrics {
             "sync_duration_seconds",
             "Duration of successful NetworkPolicy syncs (resolve, compile and write)",
             policy.sync_seconds.clone(),
+        );
+        pr.register(
+            "conntrack_deleted",
+            "Conntrack entries of UDP flows deleted because a policy change denies them",
+            policy.conntrack_deleted.clone(),
         );
         pr.register(
             "policies",
@@ -360,6 +367,12 @@ impl Metrics {
             .set(gauge(r.isolated_egress));
         p.rules.set(gauge(r.rules));
         p.elements.set(gauge(r.elements));
+    }
+
+    pub fn record_policy_conntrack_deleted(&self, n: usize) {
+        self.policy
+            .conntrack_deleted
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
     }
 
     /// The policy feature runs here: `/policy/pods/…` answers.

@@ -5,9 +5,11 @@
 //! and after a failed write, otherwise only the chains, sets and elements
 //! that changed). Between syncs, the kernel's per-rule counters are read
 //! back (`nft -t -j`, no set contents) into per-policy allowed and denied
-//! packet counts.
+//! packet counts. After a change, the conntrack entries of UDP flows the
+//! new table denies are deleted (UDP flows have no end of their own).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,6 +18,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use weft_kube::{Bounds, Gate, Selector, Store, SyncRunner, Watches};
 use weft_nft::{NftBackend, SyncKind, Syncer};
+use weft_policy::conntrack::{Sweep, UdpFlow};
 use weft_policy::{Model, NodeCtx, Snapshot};
 
 use crate::metrics::{Metrics, PolicyPackets, PolicySyncReport};
@@ -97,34 +100,60 @@ impl PolicySync {
         let policies = self.policies.state();
         let node = self.node.clone();
         let syncer = self.syncer.clone();
-        let (compiled, kind, owners, local) = tokio::task::spawn_blocking(move || -> Result<_> {
-            let snapshot = Snapshot::new(
-                pods.iter().map(|p| p.as_ref()),
-                namespaces.iter().map(|n| n.as_ref()),
-                policies.iter().map(|p| p.as_ref()),
-            );
-            let model = Model::build(snapshot);
-            let compiled = weft_policy::compile(&model, &node)?;
-            let mut syncer = syncer
-                .lock()
-                .map_err(|_| anyhow::anyhow!("policy syncer lock poisoned"))?;
-            let kind = syncer.sync(&compiled.ruleset)?;
-            let local: std::collections::HashSet<std::net::IpAddr> = model
-                .snapshot
-                .pods
-                .iter()
-                .filter(|p| p.node.as_deref() == Some(node.node_name.as_str()))
-                .flat_map(|p| p.ips.iter().copied())
-                .collect();
-            Ok((
-                compiled,
-                kind,
-                weft_policy::compile::chain_owners(&model),
-                local,
-            ))
-        })
-        .await
-        .context("policy sync task")??;
+        let (compiled, kind, owners, local, swept) =
+            tokio::task::spawn_blocking(move || -> Result<_> {
+                let snapshot = Snapshot::new(
+                    pods.iter().map(|p| p.as_ref()),
+                    namespaces.iter().map(|n| n.as_ref()),
+                    policies.iter().map(|p| p.as_ref()),
+                );
+                let model = Model::build(snapshot);
+                let compiled = weft_policy::compile(&model, &node)?;
+                let mut syncer = syncer
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("policy syncer lock poisoned"))?;
+                let kind = syncer.sync(&compiled.ruleset)?;
+                drop(syncer);
+                // After the table changed: UDP flows it now denies lose their
+                // conntrack entries, so their next packet is checked as new.
+                let swept = if kind == SyncKind::Unchanged {
+                    Ok(0)
+                } else {
+                    sweep_udp(&model, &node.node_name)
+                };
+                let local: std::collections::HashSet<std::net::IpAddr> = model
+                    .snapshot
+                    .pods
+                    .iter()
+                    .filter(|p| p.node.as_deref() == Some(node.node_name.as_str()))
+                    .flat_map(|p| p.ips.iter().copied())
+                    .collect();
+                Ok((
+                    compiled,
+                    kind,
+                    weft_policy::compile::chain_owners(&model),
+                    local,
+                    swept,
+                ))
+            })
+            .await
+            .context("policy sync task")??;
+        match swept {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(
+                    deleted = n,
+                    "deleted conntrack entries of UDP flows policy denies"
+                );
+                self.metrics.record_policy_conntrack_deleted(n);
+            }
+            // The table is written; entries left behind only age out. Said
+            // once per sync that changed something, and counted as an error.
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "deleting conntrack entries of UDP flows policy denies");
+                self.metrics.record_policy_error();
+            }
+        }
         self.metrics.record_policy_programmed(local);
         if let Ok(mut o) = self.owners.lock() {
             *o = owners;
@@ -164,6 +193,31 @@ impl PolicySync {
         }
         Ok(())
     }
+}
+
+/// Deletes the conntrack entries of the UDP flows `model` denies on this
+/// node (see weft-policy's `conntrack`); how many went.
+fn sweep_udp(model: &Model, node_name: &str) -> Result<usize> {
+    let node_addrs: HashSet<IpAddr> = weft_linux::netlink::Handle::new()
+        .and_then(|mut h| h.addresses(None))
+        .context("listing this node's addresses")?
+        .into_iter()
+        .map(|(_, net)| net.addr())
+        .collect();
+    let mut ct = weft_linux::conntrack::Conntrack::new()?;
+    let mut sweep = Sweep::new(model, node_name, &node_addrs);
+    let mut deleted = 0;
+    for flow in ct.udp_flows()? {
+        let seen = UdpFlow {
+            src: flow.original.src,
+            dst: flow.reply.src,
+        };
+        if sweep.denies(&seen) && ct.delete(&flow)? {
+            tracing::debug!(%flow, "deleted conntrack entry of a UDP flow policy denies");
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
 }
 
 /// Reads the table's counters every few seconds into per-policy packet

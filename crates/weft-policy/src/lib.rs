@@ -28,10 +28,13 @@
 //! node's bridge; it reaches these hooks because bridged IPv4/IPv6 is passed
 //! to them (`net.bridge.bridge-nf-call-iptables=1`, what kube-proxy needs
 //! too). Replies and related packets of an allowed connection pass
-//! (`ct state established,related`); a policy change does not cut
-//! connections already established.
+//! (`ct state established,related`); a policy change does not cut TCP or
+//! SCTP connections already established. UDP flows have no end, so after
+//! each change the agent deletes the conntrack entries of UDP flows the new
+//! model denies ([`conntrack`]): their next packet is checked as new.
 
 pub mod compile;
+pub mod conntrack;
 pub mod explain;
 pub mod model;
 

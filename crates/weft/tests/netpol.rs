@@ -1066,6 +1066,168 @@ spec:
     expect(net, "the policy deleted", |_| true);
 }
 
+/// A `kubectl exec` started by a check, killed (by its pid) when dropped.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One UDP socket per target, each kept (same source port) for the whole
+/// run, sending a datagram every 100 ms and printing one line per round:
+/// `ok` or `lost` per target. Bounded: 40 s.
+const UDP_FLOWS: &str = r#"
+import socket, sys, time
+socks = []
+for a in sys.argv[1:]:
+    h, p = a.rsplit(":", 1)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(0.5)
+    s.connect((h, int(p)))
+    socks.append(s)
+end = time.time() + 40
+while time.time() < end:
+    seen = []
+    for s in socks:
+        try:
+            s.send(b"flow\n")
+            s.recv(512)
+            seen.append("ok")
+        except OSError:
+            seen.append("lost")
+    print(" ".join(seen), flush=True)
+    time.sleep(0.1)
+"#;
+
+/// Not upstream's (its probes are new connections): a UDP flow that keeps
+/// talking — to the pod IP and through the ClusterIP, one socket each — is
+/// cut once a policy edit denies it, although conntrack knows it as
+/// established (weft deletes the entries of UDP flows a change denies).
+fn an_established_udp_flow_is_cut_by_a_policy_that_denies_it(net: &Net) {
+    let to = net.member(Peer { ns: "x", pod: "b" });
+    // What x/b's node's agent has deleted so far (earlier checks' probes
+    // count too).
+    let node = net.kubectl_ok(&[
+        "get",
+        "pod",
+        "-n",
+        "x",
+        "b",
+        "-o",
+        "jsonpath={.spec.nodeName}",
+    ]);
+    let deleted = || {
+        let out = net.c.weft(&[
+            "exec",
+            "--node",
+            &node,
+            "--",
+            "wget",
+            "-qO-",
+            "http://127.0.0.1:9101/metrics",
+        ]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("weft_agent_policy_conntrack_deleted_total "))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+    };
+    let before = deleted().expect("x/b's agent serves weft_agent_policy_conntrack_deleted_total");
+    let kubeconfig = net.c.state.join("kubeconfig");
+    let child = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args([
+            "exec", "-n", "y", "b", "-c", "cont-80", "--", "python3", "-c", UDP_FLOWS,
+        ])
+        .arg(format!("{}:80", to.ip))
+        .arg(format!("{}:80", to.service_ip))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl exec");
+    let mut flows = Running(child);
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = flows.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Lines until `done` says stop, or `secs` pass (then what was seen).
+    let read_until = |secs: u64, done: &mut dyn FnMut(&str) -> bool| -> Result<(), Vec<String>> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if done(&line) {
+                        return Ok(());
+                    }
+                    seen.push(line);
+                }
+                Err(_) => break,
+            }
+        }
+        Err(seen)
+    };
+    // Both flows answered: conntrack has them, established.
+    if let Err(seen) = read_until(30, &mut |l| l == "ok ok") {
+        panic!(
+            "the UDP flows from y/b to x/b never both answered before any policy; lines: {seen:?}\nstderr: {}",
+            {
+                let _ = flows.0.kill();
+                let mut e = String::new();
+                let _ = std::io::Read::read_to_string(flows.0.stderr.as_mut().unwrap(), &mut e);
+                e
+            }
+        );
+    }
+    net.apply(
+        r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny-all, namespace: x}
+spec:
+  podSelector: {}
+  policyTypes: [Ingress]
+"#,
+    );
+    let started = Instant::now();
+    // Cut: three rounds in a row where neither flow gets an answer.
+    let mut lost_in_a_row = 0;
+    if let Err(seen) = read_until(15, &mut |l| {
+        lost_in_a_row = if l == "lost lost" {
+            lost_in_a_row + 1
+        } else {
+            0
+        };
+        lost_in_a_row == 3
+    }) {
+        let tail = &seen[seen.len().saturating_sub(10)..];
+        panic!("the established UDP flows from y/b to x/b still pass 15 s after deny-all in x; last rounds: {tail:?}");
+    }
+    println!(
+        "established UDP flows cut {:.1} s after deny-all was applied",
+        started.elapsed().as_secs_f64()
+    );
+    drop(flows);
+    // The cut was the agent's deletion on x/b's node: both flows' entries
+    // there (to the pod IP, and the ClusterIP flow after its DNAT on y/b's
+    // node).
+    wait_until(
+        "x/b's agent counting the flows' deleted conntrack entries",
+        10,
+        || deleted().is_some_and(|n| n >= before + 2),
+    );
+    finish(net);
+}
+
 /// Upstream: "should not allow access by TCP when a policy specifies only
 /// UDP" (here on the whole table: only 81/UDP reaches x/a).
 fn a_udp_only_port_rule_does_not_admit_tcp(net: &Net) {
@@ -1534,6 +1696,10 @@ const CHECKS: &[(&str, Check)] = &[
     (
         "an_updated_and_a_deleted_policy_take_effect",
         an_updated_and_a_deleted_policy_take_effect,
+    ),
+    (
+        "an_established_udp_flow_is_cut_by_a_policy_that_denies_it",
+        an_established_udp_flow_is_cut_by_a_policy_that_denies_it,
     ),
     (
         "a_udp_only_port_rule_does_not_admit_tcp",
