@@ -30,8 +30,8 @@
 //!    deleted);
 //! 3. delete removed sets and maps (and ones whose definition changed);
 //! 4. delete removed chains (and base chains whose hook/priority changed);
-//! 5. create new chains, sets and maps;
-//! 6. add elements;
+//! 5. create new chains, sets and maps (a new set with its elements);
+//! 6. add elements to surviving sets;
 //! 7. add the rules of new and rewritten chains.
 //!
 //! kube-proxy is more cautious: it flushes stale chains and deletes them only
@@ -176,15 +176,13 @@ pub fn diff(written: &Ruleset, desired: &Ruleset) -> Result<Transaction, ModelEr
             tx.push(c.add_statement(t));
         }
     }
+    // (a created set's elements are in its `add set`: element statements
+    // cost a read of every set in the ruleset, see
+    // `Set::add_statement_with_elements`)
     for s in &created_sets {
-        tx.push(s.add_statement(t));
+        tx.push(s.add_statement_with_elements(t));
     }
-    // 6. elements.
-    for s in &created_sets {
-        for st in s.add_elements_statements(t) {
-            tx.push(st);
-        }
-    }
+    // 6. elements of surviving sets.
     for e in element_adds {
         tx.push(e);
     }

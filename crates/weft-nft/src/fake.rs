@@ -409,7 +409,12 @@ fn delete_chain(rs: &mut Ruleset, name: &str) -> Result<(), String> {
 
 fn add_set(rs: &mut Ruleset, kind: &str, name: &str, body: &str) -> Result<(), String> {
     let mut set = Set::new(name, "");
+    let mut elements = None;
     for clause in body_clauses(body)? {
+        if let Some(e) = clause.strip_prefix("elements = ") {
+            elements = Some(e.to_string());
+            continue;
+        }
         let typed = clause
             .strip_prefix("type ")
             .map(|ty| (ty, ""))
@@ -445,12 +450,15 @@ fn add_set(rs: &mut Ruleset, kind: &str, name: &str, body: &str) -> Result<(), S
         return Err(format!("a {kind} needs a type"));
     }
     match rs.sets.get(name) {
-        Some(s) if s.same_definition(&set) && s.keyword() == kind => Ok(()),
-        Some(_) => Err(format!("{name} exists with another definition")),
+        Some(s) if s.same_definition(&set) && s.keyword() == kind => {}
+        Some(_) => return Err(format!("{name} exists with another definition")),
         None => {
             rs.sets.insert(name.to_string(), set);
-            Ok(())
         }
+    }
+    match elements {
+        Some(e) => add_element(rs, name, &e),
+        None => Ok(()),
     }
 }
 

@@ -165,8 +165,7 @@ fn new_chain_set_and_map_element_are_created_in_order() {
     assert_eq!(
         checked_diff(&a, &b),
         "add chain inet weft-proxy service-api\n\
-         add set inet weft-proxy allowed { type ipv4_addr . inet_service ; }\n\
-         add element inet weft-proxy allowed { 10.0.0.1 . 443 }\n\
+         add set inet weft-proxy allowed { type ipv4_addr . inet_service ; elements = { 10.0.0.1 . 443 } ; }\n\
          add element inet weft-proxy service-ips { 10.96.0.1 . tcp . 443 : goto service-api }\n\
          add rule inet weft-proxy service-api reject with tcp reset\n"
     );
@@ -208,8 +207,7 @@ fn set_with_new_flags_is_recreated_and_its_users_rewritten() {
         checked_diff(&a, &b),
         "flush chain inet weft-proxy external-web\n\
          delete set inet weft-proxy lb-source-ranges\n\
-         add set inet weft-proxy lb-source-ranges { type ipv4_addr ; }\n\
-         add element inet weft-proxy lb-source-ranges { 198.51.100.1 }\n\
+         add set inet weft-proxy lb-source-ranges { type ipv4_addr ; elements = { 198.51.100.1 } ; }\n\
          add rule inet weft-proxy external-web jump mark-for-masquerade\n\
          add rule inet weft-proxy external-web goto service-web\n\
          add rule inet weft-proxy external-web ip saddr @lb-source-ranges accept\n"

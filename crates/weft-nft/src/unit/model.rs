@@ -21,14 +21,10 @@ add chain inet weft-proxy service-endpoints-check
 add chain inet weft-proxy service-web
 add chain inet weft-proxy services
 add set inet weft-proxy affinity-web { type ipv4_addr ; flags timeout,dynamic ; timeout 10800s ; }
-add set inet weft-proxy lb-source-ranges { type ipv4_addr ; flags interval ; }
-add map inet weft-proxy no-endpoint-services { type ipv4_addr . inet_proto . inet_service : verdict ; }
-add map inet weft-proxy service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; comment "ClusterIP, external IP and LB IP traffic" ; }
-add map inet weft-proxy service-nodeports { type inet_proto . inet_service : verdict ; }
-add element inet weft-proxy lb-source-ranges { 198.51.100.0/24, 203.0.113.0/25 }
-add element inet weft-proxy no-endpoint-services { 10.96.0.20 . tcp . 80 comment "default/empty:http" : goto reject-chain }
-add element inet weft-proxy service-ips { 10.96.0.10 . tcp . 80 comment "default/web:http" : goto service-web }
-add element inet weft-proxy service-nodeports { tcp . 30080 : goto external-web }
+add set inet weft-proxy lb-source-ranges { type ipv4_addr ; flags interval ; elements = { 198.51.100.0/24, 203.0.113.0/25 } ; }
+add map inet weft-proxy no-endpoint-services { type ipv4_addr . inet_proto . inet_service : verdict ; elements = { 10.96.0.20 . tcp . 80 comment "default/empty:http" : goto reject-chain } ; }
+add map inet weft-proxy service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; comment "ClusterIP, external IP and LB IP traffic" ; elements = { 10.96.0.10 . tcp . 80 comment "default/web:http" : goto service-web } ; }
+add map inet weft-proxy service-nodeports { type inet_proto . inet_service : verdict ; elements = { tcp . 30080 : goto external-web } ; }
 add rule inet weft-proxy endpoint-web-10.244.1.5 ip saddr 10.244.1.5 jump mark-for-masquerade comment "hairpin"
 add rule inet weft-proxy endpoint-web-10.244.1.5 update @affinity-web { ip saddr }
 add rule inet weft-proxy endpoint-web-10.244.1.5 meta l4proto tcp dnat ip to 10.244.1.5:8080
@@ -55,7 +51,7 @@ add rule inet weft-proxy services fib daddr type local meta l4proto . th dport v
 "#;
 
 #[test]
-fn full_sync_replaces_the_table_with_chains_sets_elements_then_rules() {
+fn full_sync_replaces_the_table_with_chains_then_sets_with_their_elements_then_rules() {
     assert_eq!(full_sync(&testdata::services()).unwrap().render(), FULL);
 }
 
@@ -269,23 +265,23 @@ fn typeof_keys_render_as_typeof_and_only_known_expressions_validate() {
 }
 
 #[test]
-fn a_full_sync_writes_a_sets_elements_in_batches() {
+fn a_full_sync_creates_each_set_with_its_elements_and_no_element_statement() {
     let mut rs = small();
     let mut s = Set::new("many", "ipv4_addr");
-    for i in 0..(ELEMENTS_PER_STATEMENT + 1) {
+    for i in 0..1001 {
         s.insert(Element::key(format!("10.0.{}.{}", i / 250, i % 250)));
     }
     rs.add_set(s);
-    let adds: Vec<String> = rs
-        .create_statements()
-        .into_iter()
-        .filter(|st| st.starts_with("add element inet t many"))
-        .collect();
-    assert_eq!(
-        adds.len(),
-        2,
-        "{} elements in two statements",
-        ELEMENTS_PER_STATEMENT + 1
+    let statements = rs.create_statements();
+    assert!(
+        !statements.iter().any(|st| st.starts_with("add element")),
+        "{statements:?}"
     );
-    assert_eq!(adds[0].matches(", ").count(), ELEMENTS_PER_STATEMENT - 1);
+    let add: Vec<&String> = statements
+        .iter()
+        .filter(|st| st.starts_with("add set inet t many"))
+        .collect();
+    assert_eq!(add.len(), 1);
+    assert!(add[0].ends_with(" ; }"), "{}", add[0]);
+    assert_eq!(add[0].matches(", ").count(), 1000, "1001 elements");
 }
