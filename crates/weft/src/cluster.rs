@@ -102,8 +102,7 @@ pub fn up(layout: &Layout, args: &UpArgs) -> Result<ExitCode> {
             layout.name, recorded.nodes
         );
         stop_node_runtimes(layout, recorded.nodes);
-        let pid = supervise::spawn_control_plane(layout)?;
-        let url = wait_for_api(layout, pid, deadline)?;
+        let url = start_control_plane(layout, deadline)?;
         step(&format!("control plane: API at {url}"));
         return finish_up(layout, files, &manifests, recorded.nodes, start, deadline);
     }
@@ -154,8 +153,7 @@ pub fn up(layout: &Layout, args: &UpArgs) -> Result<ExitCode> {
             .collect::<Vec<_>>()
             .join(", ")
     ));
-    let pid = supervise::spawn_control_plane(layout)?;
-    let url = wait_for_api(layout, pid, deadline)?;
+    let url = start_control_plane(layout, deadline)?;
     step(&format!(
         "control plane: API at {url}, kubeconfig {}",
         layout.kubeconfig_path().display()
@@ -233,33 +231,81 @@ fn describe_paths(files: &[PathBuf]) -> String {
         .join(", ")
 }
 
-fn wait_for_api(layout: &Layout, pid: i32, deadline: Instant) -> Result<String> {
+/// How a control plane that did not come up ended.
+enum StartFailure {
+    /// Killed by a signal it did not send itself, before serving anything.
+    Signalled(i32),
+    Other(anyhow::Error),
+}
+
+/// Starts the control plane and waits for its API. A control plane killed
+/// by a signal before it served anything (it has written nothing a restart
+/// could lose) is started once more, saying so; how it ended is named in
+/// the error either way.
+fn start_control_plane(layout: &Layout, deadline: Instant) -> Result<String> {
+    for attempt in 1..=2 {
+        let child = supervise::spawn_control_plane(layout)?;
+        match wait_for_api(layout, child, deadline) {
+            Ok(url) => return Ok(url),
+            Err(StartFailure::Signalled(sig)) if attempt == 1 => {
+                let name = nix::sys::signal::Signal::try_from(sig)
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_else(|_| format!("signal {sig}"));
+                eprintln!(
+                    "weft up: the control plane was killed by {name} during start-up (not by weft up); starting it again"
+                );
+            }
+            Err(StartFailure::Signalled(sig)) => bail!(
+                "the control plane was killed by signal {sig} during start-up, twice; its log: {}",
+                layout.logs_dir().join("control-plane.log").display()
+            ),
+            Err(StartFailure::Other(e)) => return Err(e),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+fn wait_for_api(
+    layout: &Layout,
+    mut child: std::process::Child,
+    deadline: Instant,
+) -> std::result::Result<String, StartFailure> {
+    use std::os::unix::process::ExitStatusExt;
+    let log = layout.logs_dir().join("control-plane.log");
     loop {
-        if let Some(url) = crate::api::local_api_url(layout)? {
-            let ready = std::net::TcpStream::connect_timeout(
-                &url.trim_start_matches("https://")
-                    .parse()
-                    .context("API address")?,
-                Duration::from_millis(200),
-            )
-            .is_ok();
-            if ready {
+        let url = crate::api::local_api_url(layout).map_err(StartFailure::Other)?;
+        if let Some(url) = url {
+            let addr = url
+                .trim_start_matches("https://")
+                .parse()
+                .context("API address")
+                .map_err(StartFailure::Other)?;
+            if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
                 return Ok(url);
             }
         }
-        // By pid, not by command line: right after fork the child still
-        // shows our own command line until it execs.
-        if !procs::alive(pid) {
-            bail!(
-                "the control plane exited during start-up; its log: {}",
-                layout.logs_dir().join("control-plane.log").display()
-            );
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                if let Some(sig) = status.signal() {
+                    return Err(StartFailure::Signalled(sig));
+                }
+                return Err(StartFailure::Other(anyhow::anyhow!(
+                    "the control plane exited during start-up ({status}); its log: {}",
+                    log.display()
+                )));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                return Err(StartFailure::Other(
+                    anyhow::Error::new(e).context("wait for the control plane"),
+                ))
+            }
         }
         if Instant::now() > deadline {
-            bail!(
+            return Err(StartFailure::Other(anyhow::anyhow!(
                 "the API server did not come up in time; see {}",
-                layout.logs_dir().join("control-plane.log").display()
-            );
+                log.display()
+            )));
         }
         std::thread::sleep(Duration::from_millis(50));
     }

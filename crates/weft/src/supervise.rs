@@ -47,7 +47,7 @@ fn write_pid(layout: &Layout, name: &str, pid: u32) -> Result<()> {
 /// Starts `weft control-plane` detached (own session), logging to the state
 /// dir. Returns its pid. The API port of an earlier control plane is
 /// forgotten first, so it cannot be mistaken for the new one's.
-pub fn spawn_control_plane(layout: &Layout) -> Result<i32> {
+pub fn spawn_control_plane(layout: &Layout) -> Result<std::process::Child> {
     if let Some(mut state) = layout.read_state()? {
         state.api_port = None;
         layout.write_state(&state)?;
@@ -69,7 +69,7 @@ pub fn spawn_control_plane(layout: &Layout) -> Result<i32> {
     }
     let child = cmd.spawn().context("start the control plane")?;
     write_pid(layout, "control-plane", child.id())?;
-    Ok(child.id() as i32)
+    Ok(child)
 }
 
 /// A per-node daemon the control plane keeps alive, with its flags.
