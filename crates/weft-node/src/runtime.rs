@@ -1133,7 +1133,8 @@ async fn terminate(proc: &mut Proc, grace: Duration) -> (i32, Option<i32>, Strin
     sandbox::signal_group(pid, Signal::SIGTERM);
     match tokio::time::timeout(grace, proc.wait()).await {
         Ok(r) => {
-            sandbox::signal_group(pid, Signal::SIGKILL);
+            // The leader is reaped: only its group's members, if any remain.
+            sandbox::signal_stragglers(pid, Signal::SIGKILL);
             r
         }
         Err(_) => {
@@ -1379,8 +1380,9 @@ async fn container_loop(
             });
             return;
         };
-        // Whatever the main process left behind in its group goes with it.
-        sandbox::signal_group(pid, Signal::SIGKILL);
+        // Whatever the main process left behind in its group goes with it
+        // (the main process is reaped: never a group that is not ours).
+        sandbox::signal_stragglers(pid, Signal::SIGKILL);
         let _ = std::fs::remove_file(sb.pid_file(&cname));
         let terminated = RunState::Terminated {
             exit_code: code,

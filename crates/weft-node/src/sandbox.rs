@@ -253,7 +253,36 @@ pub fn alive(pid: u32, started: u64) -> bool {
     !zombie && start_time(pid) == Some(started)
 }
 
-/// Sends `sig` to the process group led by `pid` (each container is one).
+/// Sends `sig` to what is left of the process group of a leader that has
+/// exited and been reaped: only if some process other than `pgid` itself is
+/// still in the group. While such a member lives the kernel keeps the group
+/// id allocated, so it cannot name a newer process; with no member left,
+/// `killpg` could reach an unrelated process that has since been given the
+/// same pid and leads a group of its own (pid_max is often 32768, and every
+/// `setsid` makes a group leader).
+pub fn signal_stragglers(pgid: u32, sig: Signal) {
+    let members = std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|pid| *pid != pgid)
+                .any(|pid| process_group(pid) == Some(pgid))
+        })
+        .unwrap_or(false);
+    if members {
+        signal_group(pgid, sig);
+    }
+}
+
+/// Field 5 of /proc/<pid>/stat.
+fn process_group(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// Sends `sig` to the process group led by `pid` (each container is one);
+/// the leader must not have been reaped yet (see [`signal_stragglers`]).
 pub fn signal_group(pid: u32, sig: Signal) {
     if let Ok(p) = i32::try_from(pid) {
         if p > 1 {
@@ -1047,4 +1076,46 @@ fn make_fifo(path: &Path) -> std::io::Result<()> {
         0,
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+
+    #[test]
+    fn signal_stragglers_kills_what_a_reaped_leader_left_in_its_group() {
+        // The leader starts a sleeper in its group, prints its pid and exits.
+        let out = std::process::Command::new("sh")
+            .args(["-c", "sleep 60 >/dev/null 2>&1 & echo $!"])
+            .process_group(0)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let leader = out.id();
+        let out = out.wait_with_output().unwrap();
+        let straggler: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        assert_eq!(
+            process_group(straggler),
+            Some(leader),
+            "the sleeper is in the leader's group"
+        );
+        signal_stragglers(leader, Signal::SIGKILL);
+        // The sleeper is not our child (its parent, sh, is gone): it is
+        // reaped by init; wait until it is no longer in the group.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while process_group(straggler) == Some(leader)
+            && !std::fs::read_to_string(format!("/proc/{straggler}/stat")).is_ok_and(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            })
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the straggler survived"
+            );
+            std::thread::yield_now();
+        }
+    }
 }
