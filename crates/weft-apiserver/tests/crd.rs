@@ -855,6 +855,7 @@ async fn weft_gateway_api_crds_all_apply_and_serve_their_versions() {
         })
         .collect();
     let want = [
+        ("backendtlspolicies.gateway.networking.k8s.io", "v1"),
         ("gatewayclasses.gateway.networking.k8s.io", "v1"),
         ("gateways.gateway.networking.k8s.io", "v1"),
         ("httproutes.gateway.networking.k8s.io", "v1"),

@@ -28,6 +28,10 @@ pub const CRDS: &[(&str, &str)] = &[
         "referencegrant.yaml",
         include_str!("../../../deploy/gateway-api/referencegrant.yaml"),
     ),
+    (
+        "backendtlspolicy.yaml",
+        include_str!("../../../deploy/gateway-api/backendtlspolicy.yaml"),
+    ),
 ];
 
 /// The CRD objects of [`CRDS`] (every YAML document of every file).
