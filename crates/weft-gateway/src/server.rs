@@ -15,9 +15,14 @@
 //!
 //! Limits and hygiene: header block size and count, a header read timeout
 //! (slowloris), an idle timeout, the body size, a TLS handshake timeout;
-//! requests with both Content-Length and Transfer-Encoding, with several
-//! Content-Length values, or with a transfer coding other than chunked are
-//! refused with 400 (request smuggling); hop-by-hop headers never cross;
+//! request smuggling: several differing Content-Length values, a transfer
+//! coding other than chunked, or an unparsable length are refused with 400
+//! (hyper's parser and [`smuggling`]); a request with both Content-Length
+//! and Transfer-Encoding is handled as RFC 9112 §6.3 says — hyper drops the
+//! length, reads the body as chunked and closes the connection after the
+//! answer, so nothing behind the body is read as a request (the handler
+//! never sees both headers, so it cannot answer 400 instead); hop-by-hop
+//! headers never cross;
 //! X-Forwarded-For/-Proto/-Host/-Port and X-Request-Id are set.
 
 use std::collections::HashMap;

@@ -214,6 +214,56 @@ impl World {
         self
     }
 
+    /// Service `name` in `default` (port 80, `http`) with one ready
+    /// endpoint at `addr` (replacing one of the same name).
+    pub fn service_at(mut self, name: &str, addr: SocketAddr) -> World {
+        self.services
+            .retain(|s| s.metadata.name.as_deref() != Some(name));
+        self.slices
+            .retain(|s| s.metadata.name.as_deref() != Some(&format!("{name}-x1")));
+        self.services.push(Arc::new(from_json(json!({
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"ports": [{"name": "http", "port": 80, "targetPort": addr.port(), "protocol": "TCP"}]}
+        }))));
+        self.slices.push(Arc::new(from_json(json!({
+            "metadata": {"name": format!("{name}-x1"), "namespace": "default", "labels": {"kubernetes.io/service-name": name}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": addr.port(), "protocol": "TCP"}],
+            "endpoints": [{"addresses": [addr.ip().to_string()], "conditions": {"ready": true}}],
+        }))));
+        self
+    }
+
+    /// A `kubernetes.io/tls` Secret in `default` from PEM text.
+    pub fn tls_secret_pem(mut self, name: &str, chain_pem: &str, key_pem: &str) -> World {
+        self.secrets
+            .retain(|s| s.metadata.name.as_deref() != Some(name));
+        let mut data = std::collections::BTreeMap::new();
+        data.insert(
+            "tls.crt".to_string(),
+            k8s_openapi::ByteString(chain_pem.as_bytes().to_vec()),
+        );
+        data.insert(
+            "tls.key".to_string(),
+            k8s_openapi::ByteString(key_pem.as_bytes().to_vec()),
+        );
+        let mut s: Secret = from_json(
+            json!({"metadata": {"name": name, "namespace": "default"}, "type": "kubernetes.io/tls"}),
+        );
+        s.data = Some(data);
+        self.secrets.push(Arc::new(s));
+        self
+    }
+
+    /// A ConfigMap with `ca.crt` from PEM text.
+    pub fn ca_config_map_pem(mut self, name: &str, pem: &str) -> World {
+        self.config_maps.push(Arc::new(from_json(json!({
+            "metadata": {"name": name, "namespace": "default"},
+            "data": {"ca.crt": pem},
+        }))));
+        self
+    }
+
     /// A ConfigMap holding a CA certificate under `ca.crt` (or, if not
     /// `valid`, under another key).
     pub fn ca_config_map(mut self, name: &str, valid: bool) -> World {
