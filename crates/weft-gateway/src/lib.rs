@@ -24,13 +24,18 @@
 //! the old one whole.
 
 pub mod api;
+#[cfg(feature = "proxy")]
 mod args;
 pub mod compile;
+#[cfg(feature = "proxy")]
 pub mod daemon;
 pub mod host;
+#[cfg(feature = "proxy")]
 pub mod metrics;
+#[cfg(feature = "proxy")]
 pub mod server;
 pub mod table;
 pub mod tls;
 
+#[cfg(feature = "proxy")]
 pub use args::GatewayArgs;

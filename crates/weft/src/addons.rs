@@ -42,6 +42,48 @@ pub const DNS_MANIFEST: &str = include_str!("../../../deploy/weft-dns.yaml");
 pub const DNS_DEPLOYMENT: &str = "weft-dns";
 pub const DNS_NAMESPACE: &str = "kube-system";
 
+/// deploy/weft-gateway.yaml, as built into this binary.
+pub const GATEWAY_MANIFEST: &str = include_str!("../../../deploy/weft-gateway.yaml");
+
+/// The gateway Deployment (and its namespace).
+pub const GATEWAY_DEPLOYMENT: &str = "weft-gateway";
+pub const GATEWAY_NAMESPACE: &str = "weft-system";
+
+/// The node ports the embedded cluster's gateway Service is given, so the
+/// external client reaches it at a fixed `<node IP>:30080` (HTTP) and
+/// `:30443` (HTTPS): the embedded cluster has no load balancer yet.
+pub const GATEWAY_NODE_PORTS: [(&str, u16); 2] = [("http", 30080), ("https", 30443)];
+
+/// The gateway's objects for an embedded cluster (deploy/weft-gateway.yaml
+/// with fixed node ports on its Service), and the replicas `weft up` waits
+/// for.
+pub fn gateway_objects() -> Result<(Vec<Value>, u64)> {
+    let mut docs = documents(GATEWAY_MANIFEST).context("deploy/weft-gateway.yaml")?;
+    let replicas = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment")
+        .context("deploy/weft-gateway.yaml has no Deployment")?
+        .pointer("/spec/replicas")
+        .and_then(Value::as_u64)
+        .unwrap_or(1);
+    let svc = docs
+        .iter_mut()
+        .find(|d| d["kind"] == "Service")
+        .context("deploy/weft-gateway.yaml has no Service")?;
+    let ports = svc
+        .pointer_mut("/spec/ports")
+        .and_then(Value::as_array_mut)
+        .context("deploy/weft-gateway.yaml: the Service has no ports")?;
+    for (name, node_port) in GATEWAY_NODE_PORTS {
+        let port = ports
+            .iter_mut()
+            .find(|p| p["name"] == name)
+            .with_context(|| format!("deploy/weft-gateway.yaml: the Service has no port {name}"))?;
+        port["nodePort"] = json!(node_port);
+    }
+    Ok((docs, replicas))
+}
+
 /// Every document of a multi-document YAML text.
 pub fn documents(text: &str) -> Result<Vec<Value>> {
     let mut out = Vec::new();
@@ -211,6 +253,35 @@ mod tests {
             .filter(|a| a.starts_with("--ipam-dir"))
             .collect();
         assert_eq!(ipam, ["--ipam-dir=/s/nodes/$(NODE_NAME)/ipam"]);
+    }
+
+    #[test]
+    fn the_embedded_gateway_gets_fixed_node_ports_and_keeps_the_rest_of_the_manifest() {
+        let (objs, replicas) = gateway_objects().unwrap();
+        assert_eq!(replicas, 1);
+        let original = documents(GATEWAY_MANIFEST).unwrap();
+        assert_eq!(objs.len(), original.len());
+        for (a, b) in objs.iter().zip(&original) {
+            if a["kind"] != "Service" {
+                assert_eq!(a, b);
+            }
+        }
+        let svc = objs.iter().find(|o| o["kind"] == "Service").unwrap();
+        let node_ports: Vec<(String, u64)> = svc["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["name"].as_str().unwrap().to_string(),
+                    p["nodePort"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            node_ports,
+            [("http".into(), 30080), ("https".into(), 30443)]
+        );
     }
 
     #[test]

@@ -369,7 +369,8 @@ async fn wait_nodes(client: &Client, want: usize, deadline: Instant) -> Result<(
 /// Waits until the node agents (the weft-agent DaemonSet) are Ready on
 /// `want` nodes — a node is Ready once its agent wrote the CNI config, its
 /// Services and routes once the agent's first sync is done — and then the
-/// cluster DNS (its Deployment's replicas Ready: zone built, behind kube-dns).
+/// cluster DNS (its Deployment's replicas Ready: zone built, behind kube-dns)
+/// and the gateway (route table built).
 async fn wait_agents(client: &Client, want: usize, deadline: Instant) -> Result<()> {
     use crate::addons::{AGENT_DAEMONSET, AGENT_NAMESPACE, DNS_DEPLOYMENT, DNS_NAMESPACE};
     wait_ready_count(
@@ -390,6 +391,20 @@ async fn wait_agents(client: &Client, want: usize, deadline: Instant) -> Result<
         "/status/readyReplicas",
         replicas,
         "cluster DNS pods",
+        deadline,
+    )
+    .await?;
+    let (_, replicas) = crate::addons::gateway_objects()?;
+    wait_ready_count(
+        client,
+        &Resource::apps("Deployment", "deployments"),
+        (
+            crate::addons::GATEWAY_NAMESPACE,
+            crate::addons::GATEWAY_DEPLOYMENT,
+        ),
+        "/status/readyReplicas",
+        replicas,
+        "gateway pods",
         deadline,
     )
     .await

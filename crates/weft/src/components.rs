@@ -118,6 +118,16 @@ pub fn agent(args: weft_agent::AgentArgs) -> Result<ExitCode> {
 
 /// `weft dns`: the cluster DNS server. Flags are checked before the API is
 /// reached, so a bad flag fails at once.
+pub fn gateway(args: weft_gateway::GatewayArgs) -> Result<ExitCode> {
+    crate::init_logging();
+    let config = args.config()?;
+    multi_thread()?.block_on(async {
+        let client = args.api.client().await?;
+        weft_gateway::daemon::run(client, config).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn dns(args: weft_dns::DnsArgs) -> Result<ExitCode> {
     crate::init_logging();
     let config = args.config()?;

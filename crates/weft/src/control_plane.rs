@@ -143,6 +143,10 @@ impl ControlPlane {
         // The cluster DNS, from deploy/ too: a Deployment behind kube-dns.
         let (dns, _) = crate::addons::dns_objects()?;
         crate::addons::apply(&admin.client()?, &dns).await?;
+        // The Ingress and Gateway API proxy, from deploy/ as well, behind a
+        // Service the external client reaches on fixed node ports.
+        let (gateway, _) = crate::addons::gateway_objects()?;
+        crate::addons::apply(&admin.client()?, &gateway).await?;
         // Last: `weft up` waits for the port to appear.
         layout.write_state(&weft_cluster::ClusterState {
             api_port: Some(port),

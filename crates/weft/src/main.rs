@@ -105,6 +105,9 @@ enum Cmd {
     /// Cluster DNS: Services, EndpointSlices and Pods as DNS names (the
     /// Kubernetes DNS-Based Service Discovery spec), other names forwarded.
     Dns(weft_dns::DnsArgs),
+    /// The Ingress and Gateway API proxy: routes from the API, TLS by SNI
+    /// (terminate, pass through, re-encrypt), tables swapped without reloads.
+    Gateway(weft_gateway::GatewayArgs),
     /// Install the weft-cni plugin (found next to this binary) into a CNI bin directory:
     /// the agent DaemonSet's init container.
     InstallCni(components::InstallCniArgs),
@@ -140,6 +143,7 @@ fn main() -> ExitCode {
         }
         Cmd::Agent(args) => components::agent(args),
         Cmd::Dns(args) => components::dns(args),
+        Cmd::Gateway(args) => components::gateway(args),
         Cmd::InstallCni(args) => components::install_cni(&args),
         // Single-threaded and before anything else: it forks.
         Cmd::PodInit(args) => return exit_code(weft_node::podinit::main(args)),
@@ -218,6 +222,7 @@ fn run(name: &str, command: Cmd) -> anyhow::Result<ExitCode> {
         | Cmd::Netexec { .. }
         | Cmd::Agent(_)
         | Cmd::Dns(_)
+        | Cmd::Gateway(_)
         | Cmd::InstallCni(_)
         | Cmd::PodInit(_) => {
             anyhow::bail!("agnhost, agent and pod-init are dispatched before the cluster commands")

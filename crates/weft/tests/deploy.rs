@@ -81,6 +81,12 @@ fn check(where_: &str, doc: &Value) {
         (Some("apps/v1"), Some("DaemonSet")) => round_trip::<DaemonSet>(where_, doc),
         (Some("apps/v1"), Some("Deployment")) => round_trip::<Deployment>(where_, doc),
         (Some("v1"), Some("Service")) => round_trip::<Service>(where_, doc),
+        (Some("gateway.networking.k8s.io/v1"), Some("GatewayClass")) => {
+            round_trip::<weft_gateway::api::GatewayClass>(where_, doc)
+        }
+        (Some("networking.k8s.io/v1"), Some("IngressClass")) => {
+            round_trip::<k8s_openapi::api::networking::v1::IngressClass>(where_, doc)
+        }
         (Some("apiextensions.k8s.io/v1"), Some("CustomResourceDefinition")) => {
             round_trip::<CustomResourceDefinition>(where_, doc)
         }

@@ -269,12 +269,13 @@ fn crashes_are_recovered_and_down_cleans_after_kill_9() {
     let before = ready_pod_uids(c);
     assert_eq!(
         before.len(),
-        6,
-        "2 echo pods, 2 node agents and 2 cluster DNS pods: {before:?}"
+        7,
+        "2 echo pods, 2 node agents, 2 cluster DNS pods and the gateway: {before:?}"
     );
-    // A sandbox each for the echo and DNS pods (the agents use the node's network).
+    // A sandbox each for the echo, DNS and gateway pods (the agents use the
+    // node's network).
     let pod_prefix = format!("weft-{}-p-", c.name);
-    assert_eq!(netns_with_prefix(&pod_prefix).len(), 4);
+    assert_eq!(netns_with_prefix(&pod_prefix).len(), 5);
 
     // A node runtime killed with -9 is restarted by the supervisor; its pods keep running.
     let on_node_1 = pods(c)
