@@ -377,11 +377,22 @@ impl Proxy {
     {
         let me = self.clone();
         let sni = Arc::new(sni);
+        let activity = Arc::new(Activity::new());
+        let seen = activity.clone();
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let me = me.clone();
             let sni = sni.clone();
-            async move { Ok::<_, Infallible>(me.handle(req, peer, port, sni.as_deref(), scheme).await) }
+            let busy = seen.busy();
+            async move {
+                let resp = me.handle(req, peer, port, sni.as_deref(), scheme).await;
+                drop(busy);
+                Ok::<_, Infallible>(resp)
+            }
         });
+        let io = Watched {
+            inner: io,
+            activity: activity.clone(),
+        };
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -392,11 +403,21 @@ impl Proxy {
         builder
             .http2()
             .timer(TokioTimer::new())
-            .max_header_list_size(self.limits.max_header_bytes as u32)
-            .keep_alive_interval(Some(self.limits.idle_timeout));
+            .max_header_list_size(self.limits.max_header_bytes as u32);
+        // No HTTP/2 pings: they would count as activity and keep an idle
+        // connection open forever; the idle watch below closes both kinds.
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-        if let Err(e) = conn.await {
-            tracing::debug!(port, %peer, error = %e, "connection ended with an error");
+        tokio::pin!(conn);
+        let idle = self.limits.idle_timeout;
+        tokio::select! {
+            r = &mut conn => {
+                if let Err(e) = r {
+                    tracing::debug!(port, %peer, error = %e, "connection ended with an error");
+                }
+            }
+            () = activity.idle_for(idle) => {
+                tracing::debug!(port, %peer, ?idle, "idle connection closed");
+            }
         }
     }
 
@@ -411,7 +432,12 @@ impl Proxy {
     ) -> Response<Body> {
         let started = Instant::now();
         let method = req.method().clone();
-        let raw_path = req.uri().path().to_string();
+        // The request target as sent (path and query), as nginx logs $request_uri.
+        let raw_path = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_string();
         let request_id = self.request_id(req.headers());
         let (resp, route, backend) = self
             .route_and_forward(req, peer, port, sni, scheme, &request_id)
@@ -883,6 +909,116 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         "upgrade",
     ] {
         headers.remove(n);
+    }
+}
+
+/// What a connection did last: bytes either way, or a request being
+/// answered. Idle means neither for [`Limits::idle_timeout`]; a slow
+/// backend's request in flight is not idle.
+struct Activity {
+    start: Instant,
+    /// Milliseconds after `start` of the last byte read or written.
+    last: AtomicU64,
+    busy: std::sync::atomic::AtomicUsize,
+}
+
+/// A request in flight on the connection (dropped when it is answered).
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            start: Instant::now(),
+            last: AtomicU64::new(0),
+            busy: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        self.last
+            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn busy(self: &Arc<Self>) -> Busy {
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        Busy(self.clone())
+    }
+
+    /// Completes once nothing happened for `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        let idle_ms = idle.as_millis().max(1) as u64;
+        loop {
+            let now = self.start.elapsed().as_millis() as u64;
+            let last = self.last.load(Ordering::Relaxed);
+            let quiet = now.saturating_sub(last);
+            if quiet >= idle_ms && self.busy.load(Ordering::Relaxed) == 0 {
+                return;
+            }
+            let wait = idle_ms.saturating_sub(quiet).max(idle_ms / 4).max(10);
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+        }
+    }
+}
+
+/// A connection's stream, noting each byte read or written in [`Activity`].
+struct Watched<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }
 

@@ -87,12 +87,15 @@ async fn backend(name: &'static str, tls: Option<(String, String)>) -> SocketAdd
                 let is_tls = acceptor.is_some();
                 let service = service_fn(
                     move |req: http::Request<hyper::body::Incoming>| async move {
+                        if req.uri().path() == "/slow" {
+                            tokio::time::sleep(Duration::from_secs(3)).await;
+                        }
                         let headers: serde_json::Map<String, Value> = req
                             .headers()
                             .iter()
                             .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or(""))))
                             .collect();
-                        let body = json!({"backend": name, "tls": is_tls, "uri": req.uri().to_string(), "headers": headers});
+                        let body = json!({"backend": name, "tls": is_tls, "uri": req.uri().to_string(), "headers": headers, "version": format!("{:?}", req.version())});
                         Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
                             Bytes::from(body.to_string()),
                         )))
@@ -120,9 +123,13 @@ async fn backend(name: &'static str, tls: Option<(String, String)>) -> SocketAdd
 /// A proxy on 127.0.0.1 serving `world`'s table, its ports 80 and 443 (and
 /// any other) on ephemeral ports.
 fn proxy(world: &World, ports: &[u16]) -> Arc<Proxy> {
+    proxy_with(world, ports, Limits::default())
+}
+
+fn proxy_with(world: &World, ports: &[u16], limits: Limits) -> Arc<Proxy> {
     let p = Proxy::new(
         "127.0.0.1".parse().unwrap(),
-        Limits::default(),
+        limits,
         AccessLog::Off,
         Metrics::new(),
     );
@@ -243,6 +250,11 @@ async fn requests_are_routed_by_host_and_path_with_forwarded_headers_and_a_reque
     assert_eq!(seen["headers"]["x-forwarded-for"], "127.0.0.1");
     assert_eq!(seen["headers"]["x-forwarded-proto"], "http");
     assert_eq!(seen["headers"]["host"], "a.example.com");
+    assert_eq!(seen["headers"]["x-forwarded-host"], "a.example.com");
+    assert_eq!(
+        seen["headers"]["x-forwarded-port"], "80",
+        "the port the table serves"
+    );
     let resp = raw(port, "GET /api/v1 HTTP/1.1\r\nHost: B.example.com:80\r\nX-Forwarded-For: 203.0.113.9\r\nConnection: close\r\n\r\n").await;
     let (status, body) = status_and_body(&resp);
     assert_eq!(status, 200);
@@ -525,4 +537,189 @@ async fn route_edits_under_load_fail_no_request() {
         0,
         "requests failed during {swaps} route edits"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_is_offered_to_clients_by_alpn_and_h2c_reaches_backends_that_ask_for_it() {
+    let ca = new_ca("test CA");
+    let (chain, key, _) = leaf(&ca, &["a.example.com"]);
+    let a = backend("a", None).await;
+    let mut w = World::new()
+        .service_at("a", a)
+        .tls_secret_pem("a-tls", &chain, &key)
+        .ingress(
+            "web",
+            "2026-01-01T00:00:00Z",
+            &format!("tls: [{{hosts: [a.example.com], secretName: a-tls}}]\n{TWO_HOSTS}"),
+        );
+    // The Service port asks for h2c (Gateway API / KEP-3726 appProtocol).
+    let i = w
+        .services
+        .iter()
+        .position(|s| s.metadata.name.as_deref() == Some("a"))
+        .unwrap();
+    let mut svc = (*w.services[i]).clone();
+    svc.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].app_protocol =
+        Some("kubernetes.io/h2c".into());
+    w.services[i] = Arc::new(svc);
+    let p = proxy(&w, &[80, 443]);
+    let port = p.bound_port(443).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots(&ca))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("a.example.com").unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(
+        tls.get_ref().1.alpn_protocol(),
+        Some(&b"h2"[..]),
+        "the gateway chose h2"
+    );
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("https://a.example.com/x")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let seen: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        seen["version"], "HTTP/2.0",
+        "the backend was spoken to over h2c: {seen}"
+    );
+    assert_eq!(seen["backend"], "a");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_request_timeout_answers_504() {
+    let a = backend("a", None).await;
+    let w = World::new().service_at("a", a).route(
+        common::ROUTE_NS,
+        "r",
+        "2026-01-01T00:00:00Z",
+        "rules: [{timeouts: {request: 300ms}, backendRefs: [{name: a, port: 80}]}]",
+    );
+    let p = proxy(&w, &[80]);
+    let port = p.bound_port(80).unwrap();
+    assert_eq!(get(port, "h", "/fast").await.0, 200);
+    let started = std::time::Instant::now();
+    assert_eq!(get(port, "h", "/slow").await.0, 504);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "answered after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_are_413_and_oversized_headers_431() {
+    let a = backend("a", None).await;
+    let w = World::new().service_at("a", a).route(
+        common::ROUTE_NS,
+        "r",
+        "2026-01-01T00:00:00Z",
+        "rules: [{backendRefs: [{name: a, port: 80}]}]",
+    );
+    let limits = Limits {
+        max_body_bytes: 1024,
+        max_header_bytes: 16 * 1024,
+        ..Limits::default()
+    };
+    let p = proxy_with(&w, &[80], limits);
+    let port = p.bound_port(80).unwrap();
+    let small = raw(
+        port,
+        "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+    )
+    .await;
+    assert_eq!(status_and_body(&small).0, 200, "{small}");
+    let big = raw(
+        port,
+        "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4096\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_and_body(&big).0, 413, "{big}");
+    let huge_header = format!(
+        "GET / HTTP/1.1\r\nHost: h\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "x".repeat(64 * 1024)
+    );
+    let resp = raw(port, &huge_header).await;
+    assert_eq!(
+        status_and_body(&resp).0,
+        431,
+        "{}",
+        &resp[..resp.len().min(200)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    let a = backend("a", None).await;
+    let w = World::new().service_at("a", a).route(
+        common::ROUTE_NS,
+        "r",
+        "2026-01-01T00:00:00Z",
+        "rules: [{backendRefs: [{name: a, port: 80}]}]",
+    );
+    let limits = Limits {
+        header_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let p = proxy_with(&w, &[80], limits);
+    let port = p.bound_port(80).unwrap();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    // Slowloris: a request line and one header, then nothing.
+    s.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut out = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    assert!(r.is_ok(), "the connection was still open after 5 s");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "closed too early: {:?}",
+        started.elapsed()
+    );
+    // The same proxy still answers a client that finishes its request.
+    assert_eq!(get(port, "h", "/").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_is_closed() {
+    let a = backend("a", None).await;
+    let w = World::new().service_at("a", a).route(
+        common::ROUTE_NS,
+        "r",
+        "2026-01-01T00:00:00Z",
+        "rules: [{backendRefs: [{name: a, port: 80}]}]",
+    );
+    let limits = Limits {
+        idle_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let p = proxy_with(&w, &[80], limits);
+    let port = p.bound_port(80).unwrap();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "first answer"
+    );
+    // Then nothing: the proxy closes the connection.
+    let mut rest = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    assert!(r.is_ok(), "an idle connection was still open after 5 s");
 }

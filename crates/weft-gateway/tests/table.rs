@@ -189,6 +189,32 @@ rules:
 }
 
 #[test]
+fn the_ssl_redirect_annotation_false_serves_a_tls_host_on_http_too() {
+    let mut w = World::new().tls_secret("foo-tls", &["foo.com"]).ingress(
+        "web",
+        "2026-01-01T00:00:00Z",
+        r#"
+tls: [{hosts: [foo.com], secretName: foo-tls}]
+rules:
+- host: foo.com
+  http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: a, port: {number: 80}}}}]}
+"#,
+    );
+    let mut ing = (*w.ingresses[0]).clone();
+    ing.metadata.annotations = Some(
+        [(
+            weft_gateway::compile::SSL_REDIRECT_ANNOTATION.to_string(),
+            "false".to_string(),
+        )]
+        .into(),
+    );
+    w.ingresses[0] = std::sync::Arc::new(ing);
+    let t = w.compile();
+    assert_eq!(t.backend(80, "foo.com", "GET", "/"), "default/a:80");
+    assert_eq!(t.backend(443, "foo.com", "GET", "/"), "default/a:80");
+}
+
+#[test]
 fn a_backend_without_ready_endpoints_is_503_and_a_missing_service_is_500() {
     let w = World::new().ingress(
         "web",

@@ -50,9 +50,9 @@ pub const GATEWAY_DEPLOYMENT: &str = "weft-gateway";
 pub const GATEWAY_NAMESPACE: &str = "weft-system";
 
 /// The node ports the embedded cluster's gateway Service is given, so the
-/// external client reaches it at a fixed `<node IP>:30080` (HTTP) and
-/// `:30443` (HTTPS): the embedded cluster has no load balancer yet.
-pub const GATEWAY_NODE_PORTS: [(&str, u16); 2] = [("http", 30080), ("https", 30443)];
+/// external client reaches it at a fixed `<node IP>:31080` (HTTP) and
+/// `:31443` (HTTPS): the embedded cluster has no load balancer yet.
+pub const GATEWAY_NODE_PORTS: [(&str, u16); 2] = [("http", 31080), ("https", 31443)];
 
 /// The gateway's objects for an embedded cluster (deploy/weft-gateway.yaml
 /// with fixed node ports on its Service), and the replicas `weft up` waits
@@ -280,7 +280,7 @@ mod tests {
             .collect();
         assert_eq!(
             node_ports,
-            [("http".into(), 30080), ("https".into(), 30443)]
+            [("http".into(), 31080), ("https".into(), 31443)]
         );
     }
 

@@ -308,7 +308,7 @@ fn crashes_are_recovered_and_down_cleans_after_kill_9() {
     );
     assert_eq!(
         netns_with_prefix(&pod_prefix).len(),
-        4,
+        5,
         "a sandbox leaked or vanished"
     );
 
@@ -328,7 +328,7 @@ fn crashes_are_recovered_and_down_cleans_after_kill_9() {
     wait_until("the same pods Ready again", 30, || {
         ready_pod_uids(c) == before
     });
-    assert_eq!(netns_with_prefix(&pod_prefix).len(), 4);
+    assert_eq!(netns_with_prefix(&pod_prefix).len(), 5);
 
     // Everything killed with -9 (control plane, node runtimes, containers): down still cleans all.
     let all: Vec<String> = netns_with_prefix(&format!("weft-{}-", c.name));

@@ -1,11 +1,13 @@
 //! `weft gateway` end to end: the gateway `weft up` runs from
 //! deploy/weft-gateway.yaml, reached from the external client
-//! (198.51.100.5) through the gateway Service's node ports (30080 HTTP,
-//! 30443 HTTPS) with curl `--resolve`, as the seeds' north-south path
-//! (client → node → gateway → pod). Backends are agnhost netexec pods and
-//! one HTTPS server of its own certificate (Python's ssl). Certificates are
-//! made here with openssl: a test CA, leaves for a.example.com,
-//! b.example.com and the backend's secure.default.svc.
+//! (198.51.100.5) through the gateway Service's node ports (31080 HTTP,
+//! 31443 HTTPS) with curl `--resolve`, as the seeds' north-south path
+//! (client → node → gateway → pod). The objects and certificates are the
+//! README's: examples/gateway-certs.sh (a throw-away CA, leaves for
+//! a.example.com, b.example.com and the backend's secure.default.svc) and
+//! examples/gateway-tls.yaml (agnhost netexec backends, one HTTPS server of
+//! its own certificate, the Gateway, routes, the BackendTLSPolicy, an
+//! Ingress); the checks add a few rules of their own (EXTRAS).
 //!
 //! Behaviours checked, with the spec each comes from: Gateway API HTTPRoute
 //! host/path matching, weights, header modifiers, RequestRedirect; TLS
@@ -25,8 +27,8 @@ use common::*;
 use libtest_mimic::{Arguments, Failed, Trial};
 
 const NODE: &str = "192.168.1.10";
-const HTTP: u16 = 30080;
-const HTTPS: u16 = 30443;
+const HTTP: u16 = 31080;
+const HTTPS: u16 = 31443;
 
 struct Env {
     cluster: Cluster,
@@ -222,78 +224,34 @@ fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     }
 }
 
-const AGNHOST: &str = "registry.k8s.io/e2e-test-images/agnhost:2.53";
-
-/// An HTTPS server with its own certificate (the Secret `secure-own`),
-/// answering every GET with "secure over TLS <path>".
-const SECURE_SERVER: &str = r#"import http.server, ssl
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = ("secure over TLS " + self.path).encode()
-        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
-    def log_message(self, *a): pass
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain("/cert/tls.crt", "/cert/tls.key")
-s = http.server.ThreadingHTTPServer(("0.0.0.0", 8443), H); s.socket = ctx.wrap_socket(s.socket, server_side=True); s.serve_forever()
-"#;
-
-fn deployment(name: &str, replicas: u32, container: &str) -> String {
-    format!(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n{container}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  selector: {{app: {name}}}\n  ports: [{{name: http, port: 80, targetPort: 8080}}]\n---\n"
-    )
-}
-
-fn netexec() -> String {
-    format!("      containers:\n      - name: web\n        image: {AGNHOST}\n        args: [netexec, --http-port=8080]\n")
-}
-
-fn workloads() -> String {
-    let mut y = String::new();
-    y.push_str(&deployment("web-a", 1, &netexec()));
-    y.push_str(&deployment("web-b", 1, &netexec()));
-    y.push_str(&deployment("idle", 0, &netexec()));
-    let secure = format!(
-        "      containers:\n      - name: https\n        image: python:3\n        command: [python3, -c, {}]\n        volumeMounts: [{{name: cert, mountPath: /cert}}]\n      volumes: [{{name: cert, secret: {{secretName: secure-own}}}}]\n",
-        serde_json::to_string(SECURE_SERVER).unwrap()
-    );
-    y.push_str(&format!(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: secure}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: secure}}}}\n  template:\n    metadata: {{labels: {{app: secure}}}}\n    spec:\n{secure}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: secure}}\nspec:\n  selector: {{app: secure}}\n  ports: [{{name: https, port: 443, targetPort: 8443}}]\n---\n"
-    ));
-    y
-}
-
-const GATEWAY: &str = r#"apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: web}
+/// What the checks add to examples/gateway-tls.yaml: a Service without
+/// endpoints and a route with the rules only the checks need.
+const EXTRAS: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: idle}
 spec:
-  gatewayClassName: weft
-  listeners:
-  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}
-  - name: https-a
-    port: 443
-    protocol: HTTPS
-    hostname: a.example.com
-    tls: {certificateRefs: [{name: a-tls}]}
-  - name: https-b
-    port: 443
-    protocol: HTTPS
-    hostname: b.example.com
-    tls: {certificateRefs: [{name: b-tls}]}
-  - name: pass
-    port: 443
-    protocol: TLS
-    hostname: secure.example.com
-    tls: {mode: Passthrough}
+  replicas: 0
+  selector: {matchLabels: {app: idle}}
+  template:
+    metadata: {labels: {app: idle}}
+    spec:
+      containers:
+      - {name: web, image: registry.k8s.io/e2e-test-images/agnhost:2.53, args: [netexec, --http-port=8080]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: idle}
+spec:
+  selector: {app: idle}
+  ports: [{name: http, port: 80, targetPort: 8080}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
-metadata: {name: site-a}
+metadata: {name: checks}
 spec:
   parentRefs: [{name: web, sectionName: https-a}]
   hostnames: [a.example.com]
   rules:
-  - matches: [{path: {type: PathPrefix, value: /split}}]
-    filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}}]
-    backendRefs: [{name: web-a, port: 80, weight: 80}, {name: web-b, port: 80, weight: 20}]
   - matches: [{path: {type: PathPrefix, value: /header}}]
     filters:
     - {type: RequestHeaderModifier, requestHeaderModifier: {add: [{name: X-Via-Gateway, value: weft}]}}
@@ -303,64 +261,6 @@ spec:
     backendRefs: [{name: nosuch, port: 80}]
   - matches: [{path: {type: PathPrefix, value: /idle}}]
     backendRefs: [{name: idle, port: 80}]
-  - matches: [{path: {type: PathPrefix, value: /}}]
-    backendRefs: [{name: web-a, port: 80}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: site-b}
-spec:
-  parentRefs: [{name: web, sectionName: https-b}]
-  hostnames: [b.example.com]
-  rules:
-  - backendRefs: [{name: web-b, port: 80}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: to-https}
-spec:
-  parentRefs: [{name: web, sectionName: http}]
-  hostnames: [a.example.com]
-  rules:
-  - filters: [{type: RequestRedirect, requestRedirect: {scheme: https, port: 30443, statusCode: 301}}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: reencrypt}
-spec:
-  parentRefs: [{name: web, sectionName: http}]
-  hostnames: [reencrypt.example.com]
-  rules:
-  - backendRefs: [{name: secure, port: 443}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: BackendTLSPolicy
-metadata: {name: secure}
-spec:
-  targetRefs: [{group: "", kind: Service, name: secure}]
-  validation:
-    caCertificateRefs: [{group: "", kind: ConfigMap, name: test-ca}]
-    hostname: secure.default.svc
----
-apiVersion: gateway.networking.k8s.io/v1alpha2
-kind: TLSRoute
-metadata: {name: pass}
-spec:
-  parentRefs: [{name: web, sectionName: pass}]
-  hostnames: [secure.example.com]
-  rules:
-  - backendRefs: [{name: secure, port: 443}]
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {name: legacy}
-spec:
-  ingressClassName: weft
-  rules:
-  - host: legacy.example.com
-    http:
-      paths:
-      - {path: /hostname, pathType: Exact, backend: {service: {name: web-b, port: {number: 80}}}}
 "#;
 
 fn start() -> Env {
@@ -375,45 +275,25 @@ fn start() -> Env {
     let e = Env { cluster, certs };
     let out = e.cluster.ok(&["up", "--nodes", "2", "--timeout", "180"]);
     assert!(out.contains("gateway pods Ready"), "{out}");
-    let d = &e.certs;
-    openssl(
-        d,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=weft test CA",
-        ],
+    // The README's steps: the example's certificates, then its objects.
+    let kubeconfig = e.cluster.ok(&["kubeconfig"]);
+    let out = Command::new("bash")
+        .arg(repo_root().join("examples/gateway-certs.sh"))
+        .arg(&e.certs)
+        .env("KUBECONFIG", kubeconfig.trim())
+        .output()
+        .expect("run examples/gateway-certs.sh");
+    assert!(
+        out.status.success(),
+        "examples/gateway-certs.sh: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
-    leaf(d, "a", "a.example.com");
-    leaf(d, "a2", "a.example.com");
-    leaf(d, "b", "b.example.com");
-    leaf(d, "secure", "secure.default.svc");
-    let p = |f: &str| d.join(f).display().to_string();
-    for (secret, name) in [("a-tls", "a"), ("b-tls", "b"), ("secure-own", "secure")] {
-        let (crt, key) = (p(&format!("{name}.crt")), p(&format!("{name}.key")));
-        kubectl_ok(
-            &e.cluster,
-            &[
-                "create", "secret", "tls", secret, "--cert", &crt, "--key", &key,
-            ],
-        );
-    }
-    let ca = format!("--from-file=ca.crt={}", p("ca.crt"));
-    kubectl_ok(&e.cluster, &["create", "configmap", "test-ca", &ca]);
-    kubectl_apply(&e.cluster, &workloads());
-    kubectl_apply(&e.cluster, GATEWAY);
+    // A second certificate for a.example.com, for the rotation check.
+    leaf(&e.certs, "a2", "a.example.com");
+    let example = std::fs::read_to_string(repo_root().join("examples/gateway-tls.yaml")).unwrap();
+    kubectl_apply(&e.cluster, &example);
+    kubectl_apply(&e.cluster, EXTRAS);
     for d in ["web-a", "web-b", "secure"] {
         kubectl_ok(
             &e.cluster,
@@ -453,13 +333,18 @@ fn host_and_path_routing_and_two_certificates_chosen_by_sni(e: &Env) {
 }
 
 fn http_redirects_to_https(e: &Env) {
-    let (code, _) = http(
+    let (code, head) = http(
         e,
         "a.example.com",
         "/x?y=1",
         &["-o", "/dev/null", "-D", "/dev/stdout"],
     );
     assert_eq!(code, 301);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("location: https://a.example.com:31443/x?y=1"),
+        "{head}"
+    );
     let (code, body) = http(
         e,
         "a.example.com",
@@ -599,9 +484,20 @@ fn statuses_say_accepted_and_programmed(e: &Env) {
             "jsonpath={.status.parents[0].conditions[?(@.type==\"ResolvedRefs\")].reason}",
         ],
     );
+    assert_eq!(refs, "ResolvedRefs");
+    let missing = kubectl_ok(
+        &e.cluster,
+        &[
+            "get",
+            "httproute",
+            "checks",
+            "-o",
+            "jsonpath={.status.parents[0].conditions[?(@.type==\"ResolvedRefs\")].reason}",
+        ],
+    );
     assert_eq!(
-        refs, "BackendNotFound",
-        "site-a names a Service that does not exist"
+        missing, "BackendNotFound",
+        "route checks names a Service that does not exist"
     );
     let attached = kubectl_ok(
         &e.cluster,
@@ -614,6 +510,81 @@ fn statuses_say_accepted_and_programmed(e: &Env) {
         ],
     );
     assert_eq!(attached, "2");
+}
+
+fn the_gateway_class_and_the_ingress_carry_their_status(e: &Env) {
+    let accepted = kubectl_ok(
+        &e.cluster,
+        &[
+            "get",
+            "gatewayclass",
+            "weft",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Accepted\")].status}",
+        ],
+    );
+    assert_eq!(accepted, "True");
+    // --publish-service weft-system/weft-gateway: no load balancer here, so
+    // the Service's cluster IP.
+    let cluster_ip = kubectl_ok(
+        &e.cluster,
+        &[
+            "get",
+            "svc",
+            "-n",
+            "weft-system",
+            "weft-gateway",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ],
+    );
+    assert!(!cluster_ip.is_empty());
+    wait_until("the Ingress status", 30, || {
+        kubectl_ok(
+            &e.cluster,
+            &[
+                "get",
+                "ingress",
+                "legacy",
+                "-o",
+                "jsonpath={.status.loadBalancer.ingress[0].ip}",
+            ],
+        ) == cluster_ip
+    });
+}
+
+fn every_request_leaves_a_json_access_log_line(e: &Env) {
+    assert_eq!(https(e, "b.example.com", "/hostname?log-check=1").0, 200);
+    let mut line = String::new();
+    wait_until("the access log line", 30, || {
+        let logs = kubectl_ok(
+            &e.cluster,
+            &[
+                "logs",
+                "-n",
+                "weft-system",
+                "-l",
+                "app.kubernetes.io/name=weft-gateway",
+                "--tail=-1",
+            ],
+        );
+        line = logs
+            .lines()
+            .rev()
+            .find(|l| l.contains("log-check"))
+            .unwrap_or_default()
+            .to_string();
+        !line.is_empty()
+    });
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    assert_eq!(v["status"], 200, "{line}");
+    assert_eq!(v["route"], "httproute/default/site-b", "{line}");
+    assert_eq!(v["backend"], "default/web-b:80", "{line}");
+    assert!(
+        v["client"].as_str().is_some_and(|c| !c.is_empty()),
+        "{line}"
+    );
 }
 
 fn a_rotated_certificate_is_served_without_restart(e: &Env) {
@@ -747,6 +718,14 @@ const CHECKS: &[(&str, Check)] = &[
     (
         "statuses_say_accepted_and_programmed",
         statuses_say_accepted_and_programmed,
+    ),
+    (
+        "the_gateway_class_and_the_ingress_carry_their_status",
+        the_gateway_class_and_the_ingress_carry_their_status,
+    ),
+    (
+        "every_request_leaves_a_json_access_log_line",
+        every_request_leaves_a_json_access_log_line,
     ),
     (
         "a_rotated_certificate_is_served_without_restart",
