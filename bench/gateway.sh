@@ -162,7 +162,7 @@ start $PX nginx -e "$TMP/ng/error.log" -p "$TMP/ng" -c "$TMP/ng/nginx.conf" -g '
 cat >"$TMP/haproxy.cfg" <<EOF
 global
     nbthread 2
-    maxconn 20000
+    maxconn 8000
 defaults
     mode http
     timeout connect 5s
@@ -221,7 +221,8 @@ h2_run() { # URL → "req/s mean sd" (ms)
     mean=$(awk '/^time for request:/ {print $6}' <<<"$out")
     sd=$(awk '/^time for request:/ {print $7}' <<<"$out")
     local failed
-    failed=$(awk '/^requests:/ {print $8}' <<<"$out")
+    # requests: N total, N started, N done, N succeeded, F failed, E errored, T timeout
+    failed=$(awk '/^requests:/ {print $10}' <<<"$out")
     [[ -n $rps ]] || die "h2load $1 printed no rate: $out"
     echo "$rps $(ms "$mean") $(ms "$sd") failed=$failed"
 }
