@@ -355,14 +355,19 @@ fn crashes_are_recovered_and_down_cleans_after_kill_9() {
 /// client reaches NodePort 30080 on every node; the listed chains, map and
 /// conntrack entry have the shape the README shows.
 fn readme_services_walk_through(c: &Cluster, demo_pods: &[&Value], backend_ip: &str) {
-    let on = |pod: &&&Value, app: &str, node: &str| {
-        field(pod, "/metadata/labels/app") == app && field(pod, "/spec/nodeName") == node
-    };
-    let frontend = demo_pods
+    // The README's pod is on node-1; here whichever node a frontend pod
+    // landed on (the scheduler places them, the cluster's own pods count).
+    let (frontend, node) = demo_pods
         .iter()
-        .find(|p| on(p, "frontend", "node-1"))
-        .map(|p| field(p, "/metadata/name").to_string())
-        .expect("a frontend pod on node-1");
+        .find(|p| field(p, "/metadata/labels/app") == "frontend")
+        .map(|p| {
+            (
+                field(p, "/metadata/name").to_string(),
+                field(p, "/spec/nodeName").to_string(),
+            )
+        })
+        .expect("a frontend pod");
+    let node = node.as_str();
     let backends: Vec<(String, String)> = demo_pods
         .iter()
         .filter(|p| field(p, "/metadata/labels/app") == "backend")
@@ -374,28 +379,32 @@ fn readme_services_walk_through(c: &Cluster, demo_pods: &[&Value], backend_ip: &
         })
         .collect();
     let nft = |args: &[&str]| -> String {
-        let mut all = vec!["exec", "--node", "node-1", "--", "nft", "list"];
+        let mut all = vec!["exec", "--node", node, "--", "nft", "list"];
         all.extend_from_slice(args);
         c.ok(&all)
     };
-    // The proxy has programmed all three backends on node-1.
-    wait_until("node-1 to program Service backend's endpoints", 60, || {
-        let t = c.weft(&[
-            "exec",
-            "--node",
-            "node-1",
-            "--",
-            "nft",
-            "list",
-            "table",
-            "inet",
-            "weft-proxy",
-        ]);
-        let t = String::from_utf8_lossy(&t.stdout);
-        backends
-            .iter()
-            .all(|(_, ip)| t.contains(&format!("dnat ip to {ip}:8080")))
-    });
+    // The proxy has programmed all three backends on that node.
+    wait_until(
+        "the node to program Service backend's endpoints",
+        60,
+        || {
+            let t = c.weft(&[
+                "exec",
+                "--node",
+                node,
+                "--",
+                "nft",
+                "list",
+                "table",
+                "inet",
+                "weft-proxy",
+            ]);
+            let t = String::from_utf8_lossy(&t.stdout);
+            backends
+                .iter()
+                .all(|(_, ip)| t.contains(&format!("dnat ip to {ip}:8080")))
+        },
+    );
     let answer = c.ok(&[
         "exec",
         &frontend,
@@ -461,7 +470,7 @@ fn readme_services_walk_through(c: &Cluster, demo_pods: &[&Value], backend_ip: &
         let ct = c.ok(&[
             "exec",
             "--node",
-            "node-1",
+            node,
             "--",
             "conntrack",
             "-L",
