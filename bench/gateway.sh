@@ -14,7 +14,8 @@
 # Env: SECS (seconds per load run; default 10), CONNS (client connections;
 # default 64), THREADS (wrk threads; default 2), STREAMS (h2load streams per
 # connection; default 10), BIN (a built gateway_bench example: skip the cargo
-# build), CARGO_TARGET_DIR (default /var/tmp/weft-target).
+# build), CARGO_TARGET_DIR (default /var/tmp/weft-target), WEFT_ARGS (more
+# flags for gateway_bench, e.g. --per-core: one single-threaded proxy per CPU).
 #
 # Topology, nothing in the root netns (all removed on exit):
 #   weft-bench-gw-cli  the client (wrk, h2load): eth0 10.88.0.2/24
@@ -181,8 +182,9 @@ backend backends
     server b 10.88.1.2:8082
 EOF
 start $PX haproxy -db -f "$TMP/haproxy.cfg"
+# shellcheck disable=SC2086 # WEFT_ARGS is a list of flags
 start $PX "$BIN" --bind 10.88.0.1 --backend 10.88.1.2:8081 --backend 10.88.1.2:8082 \
-    --cert "$TMP/tls.crt" --key "$TMP/tls.key"
+    --cert "$TMP/tls.crt" --key "$TMP/tls.key" ${WEFT_ARGS:-}
 wait_port $BE 10.88.1.2 8081
 for p in 80 443 8080 8443 9080 9443; do wait_port $PX 10.88.0.1 $p; done
 
@@ -246,7 +248,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 echo "## Ingress/Gateway proxy — \`bench/gateway.sh\` ($(date -u '+%Y-%m-%d %H:%M UTC'))"
 echo
 echo "- kernel $(uname -r); $(nproc) CPUs; nginx $(nginx -v 2>&1 | sed 's/.*\///'); haproxy $(haproxy -v | awk 'NR==1 {print $3}'); wrk $(wrk -v 2>&1 | awk 'NR==1 {print $2}'); h2load $(h2load --version | awk '{print $NF}')"
-echo "- weft: $BIN (repo $(cd "$REPO" && git rev-parse --short HEAD)$(cd "$REPO" && git diff --quiet || echo ' + uncommitted changes'))"
+echo "- weft: $BIN ${WEFT_ARGS:-} (repo $(cd "$REPO" && git rev-parse --short HEAD)$(cd "$REPO" && git diff --quiet || echo ' + uncommitted changes'))"
 echo "- $SECS s per run, $CONNS connections, $THREADS client threads ($STREAMS streams per connection for HTTP/2); one route, two backends (a static nginx), access logs off; everything on the same $(nproc) CPUs"
 echo "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo

@@ -36,6 +36,10 @@ struct Args {
     /// Worker threads (default: one per CPU).
     #[arg(long)]
     threads: Option<usize>,
+    /// One single-threaded proxy per CPU, each with its own listeners
+    /// (SO_REUSEPORT) and backend pool, instead of one multi-threaded one.
+    #[arg(long)]
+    per_core: bool,
 }
 
 fn obj<T: serde::de::DeserializeOwned>(v: Value) -> Result<Arc<T>> {
@@ -125,13 +129,67 @@ fn main() -> Result<()> {
             compiled.statuses
         );
     }
+    let build = || {
+        compile::compile(
+            &config,
+            Inputs {
+                gateway_classes: &classes,
+                gateways: &gateways,
+                http_routes: &routes,
+                services: &services,
+                slices: &slices,
+                secrets: &secrets,
+                ..Inputs::default()
+            },
+        )
+        .table
+    };
+    if args.per_core {
+        let cores = args
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let mut threads = Vec::new();
+        for i in 0..cores {
+            let table = build();
+            let bind = args.bind;
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("proxy-{i}"))
+                    .spawn(move || {
+                        let rt = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()?;
+                        rt.block_on(async move {
+                            let proxy =
+                                Proxy::new(bind, Limits::default(), AccessLog::Off, Metrics::new());
+                            let errors = proxy.swap(table);
+                            if !errors.is_empty() {
+                                bail!("cannot serve: {errors:?}");
+                            }
+                            std::future::pending::<()>().await;
+                            Ok(())
+                        })
+                    })?,
+            );
+        }
+        eprintln!(
+            "gateway_bench: serving {}:80 and :443 with {cores} single-threaded proxies",
+            args.bind
+        );
+        for t in threads {
+            t.join()
+                .map_err(|_| anyhow::anyhow!("a proxy thread panicked"))??;
+        }
+        return Ok(());
+    }
+    let table = build();
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = args.threads {
         rt.worker_threads(n);
     }
     rt.enable_all().build()?.block_on(async move {
         let proxy = Proxy::new(args.bind, Limits::default(), AccessLog::Off, Metrics::new());
-        let errors = proxy.swap(compiled.table);
+        let errors = proxy.swap(table);
         if !errors.is_empty() {
             bail!("cannot serve: {errors:?}");
         }

@@ -214,6 +214,9 @@ impl Proxy {
             None,
         )?;
         socket.set_reuse_address(true)?;
+        // Several proxies (one per core) may share a port; the kernel
+        // spreads connections over them.
+        socket.set_reuse_port(true)?;
         socket.set_nonblocking(true)?;
         socket.bind(&SocketAddr::new(self.bind, local).into())?;
         socket.listen(1024)?;
