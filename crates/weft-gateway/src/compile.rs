@@ -954,58 +954,22 @@ impl<'a> Ctx<'a> {
                 else {
                     continue;
                 };
-                let old = old_parent_conditions(route.status.as_ref(), parent);
-                let now = self.now().clone();
-                let generation = route.metadata.generation;
-                let mut conds = Vec::new();
-                match (&attached, &rules) {
-                    (_, Err(e)) => conds.push(condition(
-                        &old,
-                        &now,
-                        generation,
-                        "Accepted",
-                        false,
-                        "UnsupportedValue",
-                        e.clone(),
-                    )),
-                    (Err(e), _) => conds.push(condition(
-                        &old,
-                        &now,
-                        generation,
-                        "Accepted",
-                        false,
-                        e.reason,
-                        e.message.clone(),
-                    )),
-                    (Ok(_), Ok(_)) => conds.push(condition(
-                        &old, &now, generation, "Accepted", true, "Accepted", "attached",
-                    )),
-                }
-                match &rules {
-                    Ok((_, Some(e))) => conds.push(condition(
-                        &old,
-                        &now,
-                        generation,
-                        "ResolvedRefs",
-                        false,
-                        e.reason,
-                        e.message.clone(),
-                    )),
-                    _ => conds.push(condition(
-                        &old,
-                        &now,
-                        generation,
-                        "ResolvedRefs",
-                        true,
-                        "ResolvedRefs",
-                        "references resolved",
-                    )),
-                }
-                parents.push(json!({
-                    "parentRef": parent,
-                    "controllerName": self.config.controller_name,
-                    "conditions": conds,
-                }));
+                let rejected = match (&attached, &rules) {
+                    (_, Err(e)) => Some(("UnsupportedValue", e.clone())),
+                    (Err(e), _) => Some((e.reason, e.message.clone())),
+                    _ => None,
+                };
+                let unresolved = match &rules {
+                    Ok((_, Some(e))) => Some(e),
+                    _ => None,
+                };
+                parents.push(self.parent_status(
+                    route.status.as_ref(),
+                    route.metadata.generation,
+                    parent,
+                    rejected,
+                    unresolved,
+                ));
                 let (Ok(attached), Ok((compiled, _))) = (attached, &rules) else {
                     continue;
                 };
@@ -1030,6 +994,54 @@ impl<'a> Ctx<'a> {
                 self.push_route_status("HTTPRoute", route.status.as_ref(), &ns, &name, parents);
             }
         }
+    }
+
+    /// One parent's entry in a route's status: Accepted (false with the
+    /// reason and message of `rejected`) and ResolvedRefs (false with the
+    /// first unresolved reference), transition times kept from `status`.
+    fn parent_status(
+        &self,
+        status: Option<&api::RouteStatus>,
+        generation: Option<i64>,
+        parent: &api::ParentReference,
+        rejected: Option<(&str, String)>,
+        unresolved: Option<&RefError>,
+    ) -> Value {
+        let old = old_parent_conditions(status, parent);
+        let now = self.now();
+        let accepted = match rejected {
+            Some((reason, message)) => {
+                condition(&old, now, generation, "Accepted", false, reason, message)
+            }
+            None => condition(
+                &old, now, generation, "Accepted", true, "Accepted", "attached",
+            ),
+        };
+        let refs = match unresolved {
+            Some(e) => condition(
+                &old,
+                now,
+                generation,
+                "ResolvedRefs",
+                false,
+                e.reason,
+                e.message.clone(),
+            ),
+            None => condition(
+                &old,
+                now,
+                generation,
+                "ResolvedRefs",
+                true,
+                "ResolvedRefs",
+                "references resolved",
+            ),
+        };
+        json!({
+            "parentRef": parent,
+            "controllerName": self.config.controller_name,
+            "conditions": [accepted, refs],
+        })
     }
 
     fn push_route_status(
@@ -1189,58 +1201,18 @@ impl<'a> Ctx<'a> {
                 let Some(attached) = self.attach(listeners, parent, &ns, "TLSRoute", &hosts) else {
                     continue;
                 };
-                let old = old_parent_conditions(route.status.as_ref(), parent);
-                let now = self.now().clone();
-                let generation = route.metadata.generation;
-                let mut conds = Vec::new();
-                match (&attached, &hostnames) {
-                    (_, Err(e)) => conds.push(condition(
-                        &old,
-                        &now,
-                        generation,
-                        "Accepted",
-                        false,
-                        "UnsupportedValue",
-                        e.clone(),
-                    )),
-                    (Err(e), _) => conds.push(condition(
-                        &old,
-                        &now,
-                        generation,
-                        "Accepted",
-                        false,
-                        e.reason,
-                        e.message.clone(),
-                    )),
-                    _ => conds.push(condition(
-                        &old, &now, generation, "Accepted", true, "Accepted", "attached",
-                    )),
-                }
-                conds.push(match &problem {
-                    Some(e) => condition(
-                        &old,
-                        &now,
-                        generation,
-                        "ResolvedRefs",
-                        false,
-                        e.reason,
-                        e.message.clone(),
-                    ),
-                    None => condition(
-                        &old,
-                        &now,
-                        generation,
-                        "ResolvedRefs",
-                        true,
-                        "ResolvedRefs",
-                        "references resolved",
-                    ),
-                });
-                parents.push(json!({
-                    "parentRef": parent,
-                    "controllerName": self.config.controller_name,
-                    "conditions": conds,
-                }));
+                let rejected = match (&attached, &hostnames) {
+                    (_, Err(e)) => Some(("UnsupportedValue", e.clone())),
+                    (Err(e), _) => Some((e.reason, e.message.clone())),
+                    _ => None,
+                };
+                parents.push(self.parent_status(
+                    route.status.as_ref(),
+                    route.metadata.generation,
+                    parent,
+                    rejected,
+                    problem.as_ref(),
+                ));
                 let (Ok(attached), Ok(_)) = (attached, &hostnames) else {
                     continue;
                 };
