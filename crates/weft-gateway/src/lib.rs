@@ -15,6 +15,8 @@
 //! - [`tls`] — certificates chosen by SNI from `kubernetes.io/tls` Secrets,
 //!   and the client configurations for re-encryption to backends.
 //!
+//! - [`framing`] — HTTP/1 request framing followed along a connection, so
+//!   a request with an ambiguous length is refused before hyper reads it.
 //! - [`server`] — the proxy: ports follow the table, TLS by SNI (terminate or
 //!   pass through), requests routed and forwarded over pooled connections;
 //!   [`metrics`] and health on their own port.
@@ -29,6 +31,7 @@ mod args;
 pub mod compile;
 #[cfg(feature = "proxy")]
 pub mod daemon;
+pub mod framing;
 pub mod host;
 #[cfg(feature = "proxy")]
 pub mod metrics;

@@ -15,14 +15,11 @@
 //!
 //! Limits and hygiene: header block size and count, a header read timeout
 //! (slowloris), an idle timeout, the body size, a TLS handshake timeout;
-//! request smuggling: several differing Content-Length values, a transfer
-//! coding other than chunked, or an unparsable length are refused with 400
-//! (hyper's parser and [`smuggling`]); a request with both Content-Length
-//! and Transfer-Encoding is handled as RFC 9112 §6.3 says — hyper drops the
-//! length, reads the body as chunked and closes the connection after the
-//! answer, so nothing behind the body is read as a request (the handler
-//! never sees both headers, so it cannot answer 400 instead); hop-by-hop
-//! headers never cross;
+//! request smuggling: a request with both Content-Length and
+//! Transfer-Encoding, or more than one Content-Length, is refused with 400
+//! and the connection closed before hyper reads it ([`framing`]); a transfer
+//! coding other than chunked, or an unparsable length, is refused with 400
+//! by hyper's parser and [`smuggling`]; hop-by-hop headers never cross;
 //! X-Forwarded-For/-Proto/-Host/-Port and X-Request-Id are set.
 
 use std::collections::HashMap;
@@ -50,6 +47,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+use crate::framing;
 use crate::host;
 use crate::metrics::Metrics;
 use crate::table::{
@@ -392,9 +390,15 @@ impl Proxy {
                 Ok::<_, Infallible>(resp)
             }
         });
-        let io = Watched {
-            inner: io,
-            activity: activity.clone(),
+        let io = Framed {
+            inner: Watched {
+                inner: io,
+                activity: activity.clone(),
+            },
+            scanner: framing::Scanner::new(self.limits.max_header_bytes, self.limits.max_headers),
+            ending: &[],
+            port,
+            peer,
         };
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         builder
@@ -1019,6 +1023,81 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
             self.activity.touch();
         }
         r
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// What replaces a refused head's last byte (its final LF): a NUL where
+/// hyper's parser expects LF or a field name (invalid: 400, and the
+/// connection closed), then the blank line hyper looks for before it parses
+/// a head that came in several reads.
+const REFUSED_ENDING: &[u8] = b"\0\r\n\r\n";
+
+/// A client connection's bytes on their way to hyper, followed by a
+/// [`framing::Scanner`]: a request whose length is ambiguous arrives with
+/// its head's last byte replaced by [`REFUSED_ENDING`], which hyper refuses
+/// with 400 before closing the connection; nothing after it is delivered.
+struct Framed<S> {
+    inner: S,
+    scanner: framing::Scanner,
+    /// What is left to deliver of [`REFUSED_ENDING`].
+    ending: &'static [u8],
+    port: u16,
+    peer: SocketAddr,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Framed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let me = &mut *self;
+        if !me.scanner.following() {
+            if me.scanner.refused() {
+                // The rest of the replacement, then end of stream.
+                let n = me.ending.len().min(buf.remaining());
+                buf.put_slice(&me.ending[..n]);
+                me.ending = &me.ending[n..];
+                return Poll::Ready(Ok(()));
+            }
+            return Pin::new(&mut me.inner).poll_read(cx, buf);
+        }
+        let start = buf.filled().len();
+        std::task::ready!(Pin::new(&mut me.inner).poll_read(cx, buf))?;
+        if let framing::Scan::Refuse { last, why } = me.scanner.scan(&buf.filled()[start..]) {
+            tracing::debug!(port = me.port, peer = %me.peer, why, "request refused with 400");
+            buf.set_filled(start + last);
+            let n = REFUSED_ENDING.len().min(buf.remaining());
+            buf.put_slice(&REFUSED_ENDING[..n]);
+            me.ending = &REFUSED_ENDING[n..];
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Framed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
