@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::process::{Child, ExitCode};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -93,7 +93,7 @@ pub fn up(layout: &Layout, args: &UpArgs) -> Result<ExitCode> {
             "weft up: cluster {:?} is running ({running} nodes); applying manifests",
             layout.name
         );
-        return finish_up(layout, files, &manifests, running, start, deadline);
+        return finish_up(layout, files, &manifests, running, (start, deadline), None);
     }
     if let Some(recorded) = restartable(layout) {
         // Only the control plane died: its state and the running pods are kept.
@@ -102,9 +102,16 @@ pub fn up(layout: &Layout, args: &UpArgs) -> Result<ExitCode> {
             layout.name, recorded.nodes
         );
         stop_node_runtimes(layout, recorded.nodes);
-        let url = start_control_plane(layout, deadline)?;
+        let (url, cp) = start_control_plane(layout, deadline)?;
         step(&format!("control plane: API at {url}"));
-        return finish_up(layout, files, &manifests, recorded.nodes, start, deadline);
+        return finish_up(
+            layout,
+            files,
+            &manifests,
+            recorded.nodes,
+            (start, deadline),
+            Some(cp),
+        );
     }
     println!(
         "weft up: cluster {:?} with {} nodes",
@@ -153,12 +160,19 @@ pub fn up(layout: &Layout, args: &UpArgs) -> Result<ExitCode> {
             .collect::<Vec<_>>()
             .join(", ")
     ));
-    let url = start_control_plane(layout, deadline)?;
+    let (url, cp) = start_control_plane(layout, deadline)?;
     step(&format!(
         "control plane: API at {url}, kubeconfig {}",
         layout.kubeconfig_path().display()
     ));
-    finish_up(layout, files, &manifests, args.nodes, start, deadline)
+    finish_up(
+        layout,
+        files,
+        &manifests,
+        args.nodes,
+        (start, deadline),
+        Some(cp),
+    )
 }
 
 /// The state of a cluster whose control plane is gone but whose state and
@@ -188,39 +202,111 @@ fn stop_node_runtimes(layout: &Layout, nodes: usize) {
 }
 
 /// Waits for nodes, applies manifests, waits for their pods, prints the pods.
+///
+/// `cp` is the control plane this `weft up` started: if it ends meanwhile,
+/// that is said at once, with how it ended (not after the deadline, as a
+/// refused connection). One killed by a signal — not by weft up, which
+/// sends none — is started once more with its state, as `weft up` does for
+/// a cluster whose control plane died (the node runtimes it supervised are
+/// replaced, their pods adopted), and the waiting goes on.
 fn finish_up(
     layout: &Layout,
     files: &[PathBuf],
     manifests: &[Manifest],
     nodes: usize,
-    start: Instant,
-    deadline: Instant,
+    (start, deadline): (Instant, Instant),
+    mut cp: Option<Child>,
 ) -> Result<ExitCode> {
     let rt = runtime()?;
-    rt.block_on(async {
-        let client = client(layout)?;
-        wait_nodes(&client, nodes, deadline).await?;
-        if !manifests.is_empty() {
-            apply_all(&client, manifests).await?;
-            step(&format!(
-                "applied {} objects from {}",
-                manifests.len(),
-                describe_paths(files)
-            ));
-            wait_workloads(&client, manifests, deadline).await?;
+    let mut restarted = false;
+    loop {
+        let work = wait_and_apply(layout, files, manifests, nodes, deadline);
+        let ended = rt.block_on(async {
+            match cp.as_mut() {
+                None => work.await.map(|()| None),
+                Some(child) => tokio::select! {
+                    r = work => r.map(|()| None),
+                    status = ended(child) => Ok(Some(status)),
+                },
+            }
+        })?;
+        let Some(status) = ended else { break };
+        let log = layout.logs_dir().join("control-plane.log");
+        use std::os::unix::process::ExitStatusExt;
+        match status.signal() {
+            Some(sig) if !restarted => {
+                eprintln!(
+                    "weft up: the control plane was killed by {} (not by weft up); starting it again, state kept",
+                    signal_name(sig)
+                );
+                stop_node_runtimes(layout, nodes);
+                let (url, child) = start_control_plane(layout, deadline)?;
+                step(&format!("control plane (again): API at {url}"));
+                cp = Some(child);
+                restarted = true;
+            }
+            Some(sig) => bail!(
+                "the control plane was killed by {} again while weft up waited; its log: {}",
+                signal_name(sig),
+                log.display()
+            ),
+            None => bail!(
+                "the control plane exited ({status}) while weft up waited; its log: {}",
+                log.display()
+            ),
         }
-        let pods = server_table(&client, &Resource::pods(), None, None).await?;
-        if let Some(t) = table::render(&pods, true, true).filter(|_| has_rows(&pods)) {
-            println!();
-            print!("{t}");
-        }
-        Ok::<_, anyhow::Error>(())
-    })?;
+    }
     println!(
         "\nready in {:.1}s. Try: weft get pods -A -o wide | weft exec --node node-1 -- ip route | kubectl --kubeconfig $(weft kubeconfig) get svc",
         start.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Completes when `child` has ended.
+async fn ended(child: &mut Child) -> std::process::ExitStatus {
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status,
+            Ok(None) => tokio::time::sleep(Duration::from_millis(100)).await,
+            // Not ours to wait for after all: nothing to watch.
+            Err(_) => std::future::pending::<()>().await,
+        }
+    }
+}
+
+fn signal_name(sig: i32) -> String {
+    nix::sys::signal::Signal::try_from(sig)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {sig}"))
+}
+
+/// The steps of [`finish_up`]: nodes and add-ons Ready, the manifests
+/// applied and their workloads Ready, the pods printed.
+async fn wait_and_apply(
+    layout: &Layout,
+    files: &[PathBuf],
+    manifests: &[Manifest],
+    nodes: usize,
+    deadline: Instant,
+) -> Result<()> {
+    let client = client(layout)?;
+    wait_nodes(&client, nodes, deadline).await?;
+    if !manifests.is_empty() {
+        apply_all(&client, manifests).await?;
+        step(&format!(
+            "applied {} objects from {}",
+            manifests.len(),
+            describe_paths(files)
+        ));
+        wait_workloads(&client, manifests, deadline).await?;
+    }
+    let pods = server_table(&client, &Resource::pods(), None, None).await?;
+    if let Some(t) = table::render(&pods, true, true).filter(|_| has_rows(&pods)) {
+        println!();
+        print!("{t}");
+    }
+    Ok(())
 }
 
 fn describe_paths(files: &[PathBuf]) -> String {
@@ -242,17 +328,15 @@ enum StartFailure {
 /// by a signal before it served anything (it has written nothing a restart
 /// could lose) is started once more, saying so; how it ended is named in
 /// the error either way.
-fn start_control_plane(layout: &Layout, deadline: Instant) -> Result<String> {
+fn start_control_plane(layout: &Layout, deadline: Instant) -> Result<(String, Child)> {
     for attempt in 1..=2 {
         let child = supervise::spawn_control_plane(layout)?;
         match wait_for_api(layout, child, deadline) {
-            Ok(url) => return Ok(url),
+            Ok(up) => return Ok(up),
             Err(StartFailure::Signalled(sig)) if attempt == 1 => {
-                let name = nix::sys::signal::Signal::try_from(sig)
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_else(|_| format!("signal {sig}"));
                 eprintln!(
-                    "weft up: the control plane was killed by {name} during start-up (not by weft up); starting it again"
+                    "weft up: the control plane was killed by {} during start-up (not by weft up); starting it again",
+                    signal_name(sig)
                 );
             }
             Err(StartFailure::Signalled(sig)) => bail!(
@@ -267,9 +351,9 @@ fn start_control_plane(layout: &Layout, deadline: Instant) -> Result<String> {
 
 fn wait_for_api(
     layout: &Layout,
-    mut child: std::process::Child,
+    mut child: Child,
     deadline: Instant,
-) -> std::result::Result<String, StartFailure> {
+) -> std::result::Result<(String, Child), StartFailure> {
     use std::os::unix::process::ExitStatusExt;
     let log = layout.logs_dir().join("control-plane.log");
     loop {
@@ -281,7 +365,7 @@ fn wait_for_api(
                 .context("API address")
                 .map_err(StartFailure::Other)?;
             if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return Ok(url);
+                return Ok((url, child));
             }
         }
         match child.try_wait() {

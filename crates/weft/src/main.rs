@@ -122,18 +122,41 @@ enum Cmd {
     PodInit(weft_node::podinit::PodInitArgs),
 }
 
-fn main() -> ExitCode {
-    // Behave like other Unix tools when the reader goes away (`weft get … | head`):
-    // end quietly instead of panicking on a failed print.
-    // SAFETY: set before any thread exists; SIG_DFL is always a valid disposition.
-    #[allow(unsafe_code)]
-    unsafe {
-        let _ = nix::sys::signal::signal(
-            nix::sys::signal::Signal::SIGPIPE,
-            nix::sys::signal::SigHandler::SigDfl,
-        );
+impl Cmd {
+    /// Long-running servers (SIGPIPE must not end them).
+    fn is_daemon(&self) -> bool {
+        matches!(
+            self,
+            Cmd::ControlPlane(_)
+                | Cmd::NodeRuntime(_)
+                | Cmd::Agent(_)
+                | Cmd::Dns(_)
+                | Cmd::Gateway(_)
+                | Cmd::Agnhost { .. }
+                | Cmd::Netexec { .. }
+        )
     }
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Commands that print behave like other Unix tools when the reader goes
+    // away (`weft get … | head`): they end quietly instead of panicking on a
+    // failed print. Daemons keep Rust's default — SIGPIPE ignored, EPIPE an
+    // error to handle — or a peer closing a pipe or Unix socket mid-write
+    // kills them without a word (the control plane died so, now and then,
+    // under `weft up`). pod-init keeps SIG_DFL: the container processes it
+    // execs start with default dispositions, as under runc.
+    if !cli.command.is_daemon() {
+        // SAFETY: set before any thread exists; SIG_DFL is always a valid disposition.
+        #[allow(unsafe_code)]
+        unsafe {
+            let _ = nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGPIPE,
+                nix::sys::signal::SigHandler::SigDfl,
+            );
+        }
+    }
     let result = match cli.command {
         Cmd::Agnhost { args } => return exit_code(weft_agnhost::main(args)),
         Cmd::Netexec { args } => {

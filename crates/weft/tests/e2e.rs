@@ -48,6 +48,55 @@ fn embedded_cluster_end_to_end() {
     );
     assert!(out.contains("nodes Ready"), "{out}");
 
+    // The daemons ignore SIGPIPE (a peer closing a pipe or socket mid-write
+    // is an error for them to handle, not their end); a command printing
+    // into a closed pipe (`weft get | head`) still ends on it, quietly.
+    let daemons = [
+        (
+            "control plane",
+            std::fs::read_to_string(c.state.join("pids/control-plane")).ok(),
+        ),
+        (
+            "node-1 runtime",
+            std::fs::read_to_string(c.state.join("pids/node-1")).ok(),
+        ),
+        (
+            "node-1 agent",
+            process_with(&["agent", "--node=node-1"], &c.state),
+        ),
+    ];
+    for (what, pid) in daemons {
+        let pid = pid.unwrap_or_else(|| panic!("no pid for the {what}"));
+        let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
+        let ignored = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigIgn:"))
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .unwrap_or_else(|| panic!("no SigIgn in /proc/{pid}/status"));
+        assert_ne!(
+            ignored & (1 << (13 - 1)),
+            0,
+            "the {what} does not ignore SIGPIPE: {status}"
+        );
+    }
+    let mut get = Command::new(WEFT)
+        .args(["--name", &c.name, "get", "pods", "-A"])
+        .env("WEFT_STATE_DIR", &c.state)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(get.stdout.take()); // the reader is gone before the first line
+    let got = get.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&got.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&got.status),
+        Some(13),
+        "weft get into a closed pipe: {:?} {stderr}",
+        got.status
+    );
+
     // Pods get IPs from their node's pod CIDR, on both nodes.
     let all = pods(c);
     let demo_pods: Vec<&Value> = all
@@ -244,6 +293,88 @@ fn embedded_cluster_end_to_end() {
     );
     let out = c.ok(&["down"]);
     assert!(out.contains("nothing to do"), "{out}");
+}
+
+/// The pid of a weft process whose arguments after the binary start with
+/// `args` and name this cluster's state dir (a container's main process,
+/// not the pod-init that runs it).
+fn process_with(args: &[&str], state: &Path) -> Option<String> {
+    let ours = std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let argv: Vec<String> = cmd
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let of_cluster = argv.iter().any(|a| a.contains(&*state.to_string_lossy()));
+        (argv.len() > args.len()
+            && argv[0] == WEFT
+            && argv[1..=args.len()].iter().zip(args).all(|(a, b)| a == b)
+            && of_cluster)
+            .then(|| pid.to_string())
+    });
+    ours
+}
+
+#[test]
+fn a_control_plane_killed_while_weft_up_waits_is_named_and_started_again() {
+    if !root_or_skip("a_control_plane_killed_while_weft_up_waits_is_named_and_started_again") {
+        return;
+    }
+    use std::io::BufRead;
+    let name = format!("ck{}", std::process::id() % 100_000);
+    let cluster = Cluster {
+        state: std::env::temp_dir().join(format!("weft-{name}")),
+        name,
+    };
+    let c = &cluster;
+    let mut up = Command::new(WEFT)
+        .args(["--name", &c.name, "up", "--nodes", "1", "--timeout", "120"])
+        .env("WEFT_STATE_DIR", &c.state)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run weft up");
+    // Once the API line is out, weft up is waiting for the node.
+    let mut stdout = std::io::BufReader::new(up.stdout.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "weft up ended before its control plane was up: {seen}"
+        );
+        seen.push_str(&line);
+        if line.contains("control plane: API at") {
+            break;
+        }
+    }
+    let first = std::fs::read_to_string(c.state.join("pids/control-plane")).unwrap();
+    kill9(&first);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let out = up.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "weft up failed: {seen}{rest}\n{stderr}\n{}",
+        c.log_tails()
+    );
+    assert!(
+        stderr.contains("the control plane was killed by SIGKILL (not by weft up); starting it again, state kept"),
+        "{stderr}"
+    );
+    assert!(rest.contains("control plane (again): API at"), "{rest}");
+    // The cluster weft up reported Ready is served by a new control plane.
+    let second = std::fs::read_to_string(c.state.join("pids/control-plane")).unwrap();
+    assert_ne!(first.trim(), second.trim());
+    assert_eq!(
+        field(
+            &c.json(&["get", "nodes", "-o", "json"])["items"][0],
+            "/metadata/name"
+        ),
+        "node-1"
+    );
 }
 
 #[test]
