@@ -60,6 +60,7 @@ pub fn peers(nodes: &[Node], local: &str) -> Vec<PeerNode> {
                 ip: internal_ip(n)?,
                 pod_cidr: pod_cidr(n),
                 vtep_mac: vtep_mac(n),
+                wireguard_key: None,
                 name,
             })
         })

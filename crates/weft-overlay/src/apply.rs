@@ -16,7 +16,14 @@ use tracing::{debug, info};
 use weft_linux::netlink::format_mac;
 use weft_linux::{Fdb, Handle, Neighbour, Route, RTPROT_WEFT};
 
-use crate::compile::{Desired, DesiredFdb, DesiredNeighbour, DesiredRoute, VxlanDevice};
+use weft_linux::netns::Netns;
+use weft_wireguard::keys::{PrivateKey, PublicKey};
+use weft_wireguard::uapi;
+use weft_wireguard::userspace::Userspace;
+
+use crate::compile::{
+    Desired, DesiredFdb, DesiredNeighbour, DesiredRoute, VxlanDevice, WireguardDevice,
+};
 
 /// What one apply did, for logs and metrics. A device counts as one object,
 /// its address as another; fixing a wrong object in place counts as added.
@@ -49,6 +56,8 @@ pub enum ApplyError {
     ForeignDevice { device: String, kind: String },
     #[error("device {device}: missing right after it was created")]
     DeviceVanished { device: String },
+    #[error("WireGuard device {device}: {why}")]
+    Wireguard { device: String, why: String },
     #[error("route {route}: names device {dev}, but weft only routes through {device}")]
     UnknownDevice {
         route: String,
@@ -70,13 +79,58 @@ fn kernel(
 }
 
 /// Applies [`Desired`] datapaths to the namespace of its handle.
+///
+/// The WireGuard device (backend `wireguard`) is a userspace one owned by
+/// this value (the kernels weft runs on here have no WireGuard): it lives as
+/// long as the `Datapath`, and is made in `netns` when given, else in the
+/// namespace of the thread that applies.
 pub struct Datapath {
     handle: Handle,
+    netns: Option<Netns>,
+    wireguard_key: Option<PrivateKey>,
+    wireguard: Option<Userspace>,
 }
 
 impl Datapath {
     pub fn new(handle: Handle) -> Self {
-        Datapath { handle }
+        Datapath {
+            handle,
+            netns: None,
+            wireguard_key: None,
+            wireguard: None,
+        }
+    }
+
+    /// A datapath for another namespace than the caller's.
+    pub fn in_netns(netns: Netns) -> Result<Self, ApplyError> {
+        let handle = Handle::in_netns(&netns).map_err(kernel(
+            "open rtnetlink in",
+            netns.path().display().to_string(),
+        ))?;
+        Ok(Datapath {
+            netns: Some(netns),
+            ..Datapath::new(handle)
+        })
+    }
+
+    /// The node's WireGuard private key (needed by backend `wireguard`).
+    pub fn set_wireguard_key(&mut self, key: PrivateKey) {
+        self.wireguard_key = Some(key);
+    }
+
+    /// The WireGuard device's peers as it reports them (handshakes, bytes),
+    /// when there is one.
+    pub fn wireguard_state(&mut self) -> Option<Result<uapi::DeviceState, ApplyError>> {
+        let name = self.wireguard.as_ref()?.name().to_string();
+        Some(
+            self.wireguard
+                .as_mut()?
+                .state()
+                .map_err(|e| ApplyError::Wireguard {
+                    device: name,
+                    why: e.to_string(),
+                }),
+        )
     }
 
     /// Brings the kernel to `desired`; safe to repeat, converges from any state.
@@ -84,6 +138,10 @@ impl Datapath {
         let mut report = ApplyReport::default();
         let device_index = match &desired.vxlan {
             Some(dev) => Some(self.ensure_device(dev, &mut report)?),
+            None => None,
+        };
+        let wireguard = match &desired.wireguard {
+            Some(w) => Some((w.name.as_str(), self.ensure_wireguard(w, &mut report)?)),
             None => None,
         };
 
@@ -119,7 +177,7 @@ impl Datapath {
         let wanted_routes: Vec<Route> = desired
             .routes
             .iter()
-            .map(|r| kernel_route(r, &desired.device, device_index))
+            .map(|r| kernel_route(r, &desired.device, device_index, wireguard))
             .collect::<Result<_, _>>()?;
         let route_plan = diff_routes(&wanted_routes, &have_routes);
         report.unchanged += fdb_plan.unchanged + neigh_plan.unchanged + route_plan.unchanged;
@@ -196,6 +254,12 @@ impl Datapath {
         }
         if desired.vxlan.is_none() {
             self.remove_device(&desired.device, &mut report)?;
+        }
+        if desired.wireguard.is_none() {
+            if let Some(dev) = self.wireguard.take() {
+                info!(device = dev.name(), "WireGuard device removed");
+                report.removed += 1;
+            }
         }
         debug!(
             added = report.added,
@@ -304,11 +368,22 @@ impl Datapath {
             report.unchanged += 1;
         }
 
-        // The device's IPv4 address: exactly `dev.address`.
-        let want = IpNet::V4(dev.address);
+        self.ensure_address(link.index, name, dev.address, report)?;
+        Ok(link.index)
+    }
+
+    /// The device's IPv4 address: exactly `want`.
+    fn ensure_address(
+        &mut self,
+        index: u32,
+        name: &str,
+        want: ipnet::Ipv4Net,
+        report: &mut ApplyReport,
+    ) -> Result<(), ApplyError> {
+        let want = IpNet::V4(want);
         let have: Vec<IpNet> = self
             .handle
-            .addresses(Some(link.index))
+            .addresses(Some(index))
             .map_err(kernel("list addresses of device", name))?
             .into_iter()
             .map(|(_, a)| a)
@@ -318,19 +393,106 @@ impl Datapath {
             report.unchanged += 1;
         } else {
             self.handle
-                .add_address(link.index, want)
+                .add_address(index, want)
                 .map_err(kernel("add address to device", format!("{want} on {name}")))?;
             report.added += 1;
         }
         for stale in have.iter().filter(|a| **a != want) {
-            self.handle
-                .delete_address(link.index, *stale)
-                .map_err(kernel(
-                    "remove address from device",
-                    format!("{stale} on {name}"),
-                ))?;
+            self.handle.delete_address(index, *stale).map_err(kernel(
+                "remove address from device",
+                format!("{stale} on {name}"),
+            ))?;
             report.removed += 1;
         }
+        Ok(())
+    }
+
+    /// Makes sure weft's userspace WireGuard device runs as `dev` says —
+    /// key, port, peers (by difference: unchanged peers keep their
+    /// sessions) — up, with its MTU and address; returns its index.
+    fn ensure_wireguard(
+        &mut self,
+        dev: &WireguardDevice,
+        report: &mut ApplyReport,
+    ) -> Result<u32, ApplyError> {
+        let name = dev.name.as_str();
+        let err = |why: String| ApplyError::Wireguard {
+            device: name.to_string(),
+            why,
+        };
+        let key = self
+            .wireguard_key
+            .clone()
+            .ok_or_else(|| err("no private key set for this node".into()))?;
+        if self.wireguard.as_ref().is_some_and(|d| d.name() != name) {
+            self.wireguard = None;
+        }
+        if self.wireguard.is_none() {
+            if let Some(link) = self
+                .handle
+                .link_by_name(name)
+                .map_err(kernel("look up device", name))?
+            {
+                return Err(ApplyError::ForeignDevice {
+                    device: name.to_string(),
+                    kind: link.kind.unwrap_or_else(|| "unknown".to_string()),
+                });
+            }
+            let started = match &self.netns {
+                Some(ns) => ns
+                    .run(|| Userspace::start(name, 2))
+                    .map_err(kernel("enter the namespace of", name))?,
+                None => Userspace::start(name, 2),
+            };
+            self.wireguard = Some(started.map_err(|e| err(e.to_string()))?);
+            info!(
+                device = name,
+                port = dev.port,
+                "userspace WireGuard device created"
+            );
+        }
+        let want = uapi::Config {
+            private_key: key,
+            listen_port: dev.port,
+            peers: dev
+                .peers
+                .iter()
+                .map(|p| uapi::Peer {
+                    public_key: PublicKey(p.public_key),
+                    endpoint: Some(std::net::SocketAddr::V4(p.endpoint)),
+                    allowed_ips: p.allowed_ips.iter().map(|n| IpNet::V4(*n)).collect(),
+                    persistent_keepalive: None,
+                })
+                .collect(),
+        };
+        let device = self.wireguard.as_mut().expect("started above");
+        let changed = device.configure(&want).map_err(|e| err(e.to_string()))?;
+        let link = self
+            .handle
+            .link_by_name(name)
+            .map_err(kernel("look up device", name))?
+            .ok_or_else(|| ApplyError::DeviceVanished {
+                device: name.to_string(),
+            })?;
+        let mut fixed = changed;
+        if link.mtu != dev.mtu {
+            self.handle
+                .set_mtu(link.index, dev.mtu)
+                .map_err(kernel("set mtu of device", name))?;
+            fixed = true;
+        }
+        if !link.up {
+            self.handle
+                .set_up(link.index)
+                .map_err(kernel("bring up device", name))?;
+            fixed = true;
+        }
+        if fixed {
+            report.added += 1;
+        } else {
+            report.unchanged += 1;
+        }
+        self.ensure_address(link.index, name, dev.address, report)?;
         Ok(link.index)
     }
 
@@ -376,9 +538,11 @@ fn kernel_route(
     r: &DesiredRoute,
     device: &str,
     device_index: Option<u32>,
+    wireguard: Option<(&str, u32)>,
 ) -> Result<Route, ApplyError> {
     let oif = match &r.dev {
         None => None,
+        Some(dev) if wireguard.is_some_and(|(name, _)| name == dev) => wireguard.map(|(_, i)| i),
         Some(dev) if dev == device => {
             Some(device_index.ok_or_else(|| ApplyError::UnknownDevice {
                 route: format!("{} via {}", r.dst, r.via),

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::str::FromStr;
 
 use ipnet::Ipv4Net;
@@ -20,6 +20,9 @@ pub enum Backend {
     /// host-gw for peers on this node's subnet, vxlan for the others
     /// (Calico's `CrossSubnet`, Flannel's `DirectRouting`).
     Auto,
+    /// Every peer through a WireGuard device, encrypted (Flannel's
+    /// `wireguard`): each peer's AllowedIPs are its pod CIDR.
+    Wireguard,
 }
 
 impl Backend {
@@ -28,6 +31,7 @@ impl Backend {
             Backend::Vxlan => "vxlan",
             Backend::HostGw => "host-gw",
             Backend::Auto => "auto",
+            Backend::Wireguard => "wireguard",
         }
     }
 }
@@ -39,7 +43,7 @@ impl fmt::Display for Backend {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown overlay backend {0:?}: expected vxlan, host-gw or auto")]
+#[error("unknown overlay backend {0:?}: expected vxlan, host-gw, auto or wireguard")]
 pub struct ParseBackendError(pub String);
 
 impl FromStr for Backend {
@@ -50,6 +54,7 @@ impl FromStr for Backend {
             "vxlan" => Ok(Backend::Vxlan),
             "host-gw" => Ok(Backend::HostGw),
             "auto" => Ok(Backend::Auto),
+            "wireguard" => Ok(Backend::Wireguard),
             other => Err(ParseBackendError(other.to_string())),
         }
     }
@@ -65,9 +70,15 @@ pub struct OverlayConfig {
     pub port: u16,
     /// Name of weft's vxlan device (at most 15 bytes).
     pub device: String,
+    /// Name of weft's WireGuard device (at most 15 bytes).
+    pub wireguard_device: String,
+    /// UDP port WireGuard listens on, between node IPs.
+    pub wireguard_port: u16,
 }
 
 pub const DEFAULT_DEVICE: &str = "weft.vxlan";
+pub const DEFAULT_WIREGUARD_DEVICE: &str = "weft.wg";
+pub const DEFAULT_WIREGUARD_PORT: u16 = 51820;
 pub const DEFAULT_VNI: u32 = 1;
 pub const DEFAULT_PORT: u16 = 4789;
 
@@ -78,6 +89,8 @@ impl Default for OverlayConfig {
             vni: DEFAULT_VNI,
             port: DEFAULT_PORT,
             device: DEFAULT_DEVICE.to_string(),
+            wireguard_device: DEFAULT_WIREGUARD_DEVICE.to_string(),
+            wireguard_port: DEFAULT_WIREGUARD_PORT,
         }
     }
 }
@@ -104,6 +117,31 @@ pub struct PeerNode {
     pub pod_cidr: Option<Ipv4Net>,
     /// The MAC the peer's agent published for its vxlan device.
     pub vtep_mac: Option<[u8; 6]>,
+    /// The WireGuard public key the peer's agent published.
+    pub wireguard_key: Option<[u8; 32]>,
+}
+
+/// weft's WireGuard device on this node (backend `wireguard`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireguardDevice {
+    pub name: String,
+    pub port: u16,
+    pub mtu: u32,
+    /// As for vxlan: the pod CIDR's network address /32, the source of what
+    /// the node itself sends to remote pods.
+    pub address: Ipv4Net,
+    /// In node name order.
+    pub peers: Vec<WireguardPeer>,
+}
+
+/// A peer node as WireGuard knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireguardPeer {
+    pub node: String,
+    pub public_key: [u8; 32],
+    pub endpoint: SocketAddrV4,
+    /// The peer's pod CIDR: what is routed to it, and all it may send from.
+    pub allowed_ips: Vec<Ipv4Net>,
 }
 
 /// weft's vxlan device on this node.
@@ -158,6 +196,7 @@ pub struct Desired {
     /// left behind by an earlier mode.
     pub device: String,
     pub vxlan: Option<VxlanDevice>,
+    pub wireguard: Option<WireguardDevice>,
     pub routes: BTreeSet<DesiredRoute>,
     pub neighbours: BTreeSet<DesiredNeighbour>,
     pub fdb: BTreeSet<DesiredFdb>,
@@ -211,6 +250,11 @@ pub const MIN_POD_MTU: u32 = 68;
 /// Outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14) headers.
 pub const VXLAN_OVERHEAD: u32 = 50;
 
+/// Outer IPv6 (40, so the figure holds for either family) + UDP (8) +
+/// WireGuard's data header (16) and tag (16): the 80 the kernel's default
+/// MTU of 1420 on a 1500 link implies.
+pub const WIREGUARD_OVERHEAD: u32 = 80;
+
 /// The MTU pods must use over `underlay_mtu`. Auto takes the vxlan figure:
 /// a pod's MTU is fixed when it is created, and any peer may be across the
 /// tunnel.
@@ -218,6 +262,7 @@ pub fn pod_mtu(underlay_mtu: u32, backend: Backend) -> u32 {
     match backend {
         Backend::HostGw => underlay_mtu,
         Backend::Vxlan | Backend::Auto => underlay_mtu.saturating_sub(VXLAN_OVERHEAD),
+        Backend::Wireguard => underlay_mtu.saturating_sub(WIREGUARD_OVERHEAD),
     }
 }
 
@@ -246,6 +291,7 @@ pub fn compile(
     let mut desired = Desired {
         device: device.clone(),
         vxlan: None,
+        wireguard: None,
         routes: BTreeSet::new(),
         neighbours: BTreeSet::new(),
         fdb: BTreeSet::new(),
@@ -261,6 +307,7 @@ pub fn compile(
     // Peers whose pod CIDRs overlap each other: none of them is routed, so a
     // crafted Node can never take over another node's pods by its name order.
     let contested = contested_peers(&sorted, &local.name);
+    let mut wg_peers = Vec::new();
 
     for (i, peer) in sorted.iter().enumerate() {
         if i > 0 && sorted[i - 1].name == peer.name {
@@ -273,7 +320,7 @@ pub fn compile(
         let direct = local.underlay.contains(&peer.ip);
         let over_vxlan = match cfg.backend {
             Backend::Vxlan => true,
-            Backend::HostGw => false,
+            Backend::HostGw | Backend::Wireguard => false,
             Backend::Auto => !direct,
         };
         if cfg.backend == Backend::HostGw && !direct {
@@ -316,6 +363,29 @@ pub fn compile(
             ));
             continue;
         }
+        if cfg.backend == Backend::Wireguard {
+            let Some(key) = peer.wireguard_key else {
+                desired.problems.push(format!(
+                    "node {}: no WireGuard public key published yet, its pods are unreachable for now",
+                    peer.name
+                ));
+                continue;
+            };
+            taken.push((cidr, peer.name.as_str()));
+            wg_peers.push(WireguardPeer {
+                node: peer.name.clone(),
+                public_key: key,
+                endpoint: SocketAddrV4::new(peer.ip, cfg.wireguard_port),
+                allowed_ips: vec![cidr],
+            });
+            desired.routes.insert(DesiredRoute {
+                dst: cidr,
+                via: cidr.network(),
+                dev: Some(cfg.wireguard_device.clone()),
+                onlink: true,
+            });
+            continue;
+        }
         if !over_vxlan {
             taken.push((cidr, peer.name.as_str()));
             desired.routes.insert(DesiredRoute {
@@ -353,6 +423,15 @@ pub fn compile(
         });
     }
 
+    if cfg.backend == Backend::Wireguard {
+        desired.wireguard = Some(WireguardDevice {
+            name: cfg.wireguard_device.clone(),
+            port: cfg.wireguard_port,
+            mtu: pod_mtu(local.underlay_mtu, cfg.backend),
+            address: Ipv4Net::from(local.pod_cidr.network()),
+            peers: wg_peers,
+        });
+    }
     if needs_vxlan {
         desired.vxlan = Some(VxlanDevice {
             name: device,
@@ -426,13 +505,30 @@ fn validate(local: &LocalNode, cfg: &OverlayConfig) -> Result<(), CompileError> 
             expected: "a UDP port 1..=65535",
         });
     }
-    let name_ok = !cfg.device.is_empty()
-        && cfg.device.len() <= 15
-        && cfg
-            .device
-            .chars()
-            .all(|c| c.is_ascii_graphic() && c != '/' && c != ':');
-    if !name_ok {
+    let name_ok = |name: &str| {
+        !name.is_empty()
+            && name.len() <= 15
+            && name
+                .chars()
+                .all(|c| c.is_ascii_graphic() && c != '/' && c != ':')
+    };
+    if cfg.backend == Backend::Wireguard {
+        if cfg.wireguard_port == 0 {
+            return Err(CompileError::Config {
+                field: "wireguard_port",
+                value: "0".to_string(),
+                expected: "a UDP port 1..=65535",
+            });
+        }
+        if !name_ok(&cfg.wireguard_device) || cfg.wireguard_device == cfg.device {
+            return Err(CompileError::Config {
+                field: "wireguard_device",
+                value: format!("{:?}", cfg.wireguard_device),
+                expected: "an interface name of 1 to 15 printable characters without '/' or ':', not the vxlan device's",
+            });
+        }
+    }
+    if !name_ok(&cfg.device) {
         return Err(CompileError::Config {
             field: "device",
             value: format!("{:?}", cfg.device),
@@ -474,6 +570,26 @@ impl fmt::Display for Desired {
             )?;
             writeln!(f, "addr {} dev {}", d.address, d.name)?;
         }
+        if let Some(w) = &self.wireguard {
+            writeln!(
+                f,
+                "link {} wireguard listen-port {} mtu {}",
+                w.name, w.port, w.mtu
+            )?;
+            writeln!(f, "addr {} dev {}", w.address, w.name)?;
+            for p in &w.peers {
+                let ips: Vec<String> = p.allowed_ips.iter().map(|n| n.to_string()).collect();
+                writeln!(
+                    f,
+                    "peer {} endpoint {} allowed-ips {} dev {} # {}",
+                    base64(&p.public_key),
+                    p.endpoint,
+                    ips.join(","),
+                    w.name,
+                    p.node
+                )?;
+            }
+        }
         for e in &self.fdb {
             writeln!(
                 f,
@@ -508,4 +624,10 @@ impl fmt::Display for Desired {
         }
         Ok(())
     }
+}
+
+/// Standard base64, as `wg` prints keys (44 characters for 32 bytes).
+fn base64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }

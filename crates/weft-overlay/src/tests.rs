@@ -29,6 +29,7 @@ fn peer(i: u8) -> PeerNode {
         ip,
         pod_cidr: Some(format!("10.244.{}.0/24", i - 1).parse().unwrap()),
         vtep_mac: Some(vtep_mac(ip)),
+        wireguard_key: None,
     }
 }
 
@@ -88,6 +89,49 @@ pod-mtu 1450
     );
 }
 
+/// Backend wireguard: one device, a peer per node with its pod CIDR as
+/// AllowedIPs and its node IP as endpoint, routes onto the device; a node
+/// that has not published a key yet gets nothing and is named.
+#[test]
+fn wireguard_three_nodes() {
+    let keyed = |i: u8| PeerNode {
+        wireguard_key: Some([i; 32]),
+        ..peer(i)
+    };
+    let cfg = cfg(Backend::Wireguard);
+    let d = compile(&local(1), &[keyed(3), keyed(1), keyed(2)], &cfg).unwrap();
+    golden(
+        &d,
+        "\
+link weft.wg wireguard listen-port 51820 mtu 1420
+addr 10.244.0.0/32 dev weft.wg
+peer AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI= endpoint 192.168.1.11:51820 allowed-ips 10.244.1.0/24 dev weft.wg # node-2
+peer AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM= endpoint 192.168.1.12:51820 allowed-ips 10.244.2.0/24 dev weft.wg # node-3
+route 10.244.1.0/24 via 10.244.1.0 dev weft.wg onlink proto weft
+route 10.244.2.0/24 via 10.244.2.0 dev weft.wg onlink proto weft
+pod-mtu 1420
+",
+    );
+    let d = compile(&local(1), &[keyed(3), peer(2)], &cfg).unwrap();
+    golden(
+        &d,
+        "\
+link weft.wg wireguard listen-port 51820 mtu 1420
+addr 10.244.0.0/32 dev weft.wg
+peer AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM= endpoint 192.168.1.12:51820 allowed-ips 10.244.2.0/24 dev weft.wg # node-3
+route 10.244.2.0/24 via 10.244.2.0 dev weft.wg onlink proto weft
+pod-mtu 1420
+problem node node-2: no WireGuard public key published yet, its pods are unreachable for now
+",
+    );
+    // The vxlan device name may not be reused for WireGuard's.
+    let clash = OverlayConfig {
+        wireguard_device: DEFAULT_DEVICE.to_string(),
+        ..cfg
+    };
+    assert!(compile(&local(1), &[], &clash).is_err());
+}
+
 #[test]
 fn host_gw_three_nodes() {
     let d = compile(&local(1), &cluster(), &cfg(Backend::HostGw)).unwrap();
@@ -126,6 +170,7 @@ fn far_peer() -> PeerNode {
         ip,
         pod_cidr: Some("10.244.7.0/24".parse().unwrap()),
         vtep_mac: Some(vtep_mac(ip)),
+        wireguard_key: None,
     }
 }
 
