@@ -10,6 +10,9 @@ use weft_overlay::{Backend, OverlayConfig};
 
 use crate::AgentConfig;
 
+/// Where the agent keeps its WireGuard key (a hostPath in the DaemonSet).
+pub const DEFAULT_WIREGUARD_KEY_FILE: &str = "/var/lib/weft/wireguard.key";
+
 /// Flags of `weft agent`.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct AgentArgs {
@@ -19,12 +22,19 @@ pub struct AgentArgs {
     /// Where the API is.
     #[command(flatten)]
     pub api: weft_kube::ClientFlags,
-    /// Cross-node datapath: vxlan, host-gw or auto.
+    /// Cross-node datapath: vxlan, host-gw, auto or wireguard (encrypted).
     #[arg(long, default_value = "vxlan")]
     pub backend: Backend,
     /// UDP port of the VXLAN overlay.
     #[arg(long, default_value_t = weft_overlay::DEFAULT_PORT)]
     pub vxlan_port: u16,
+    /// UDP port of WireGuard (backend wireguard), between node IPs.
+    #[arg(long, default_value_t = weft_overlay::DEFAULT_WIREGUARD_PORT)]
+    pub wireguard_port: u16,
+    /// This node's WireGuard private key (backend wireguard): made on first
+    /// start (mode 0600) and kept, so peers know the node across restarts.
+    #[arg(long, default_value = DEFAULT_WIREGUARD_KEY_FILE)]
+    pub wireguard_key_file: PathBuf,
     /// Where to write 10-weft.conflist.
     #[arg(long, default_value = "/etc/cni/net.d")]
     pub cni_conf_dir: PathBuf,
@@ -54,6 +64,8 @@ impl AgentArgs {
             api: weft_kube::ClientFlags::default(),
             backend: Backend::default(),
             vxlan_port: weft_overlay::DEFAULT_PORT,
+            wireguard_port: weft_overlay::DEFAULT_WIREGUARD_PORT,
+            wireguard_key_file: DEFAULT_WIREGUARD_KEY_FILE.into(),
             cni_conf_dir: "/etc/cni/net.d".into(),
             ipam_dir: "/var/lib/cni/networks".into(),
             cluster_cidr: weft_cluster::CLUSTER_CIDR
@@ -74,6 +86,10 @@ impl AgentArgs {
             self.backend.to_string(),
             "--vxlan-port".into(),
             self.vxlan_port.to_string(),
+            "--wireguard-port".into(),
+            self.wireguard_port.to_string(),
+            "--wireguard-key-file".into(),
+            self.wireguard_key_file.display().to_string(),
             "--cni-conf-dir".into(),
             self.cni_conf_dir.display().to_string(),
             "--ipam-dir".into(),
@@ -96,8 +112,10 @@ impl AgentArgs {
             overlay: OverlayConfig {
                 backend: self.backend,
                 port: self.vxlan_port,
+                wireguard_port: self.wireguard_port,
                 ..Default::default()
             },
+            wireguard_key_file: self.wireguard_key_file.clone(),
             cni_conf_dir: self.cni_conf_dir.clone(),
             ipam_dir: self.ipam_dir.clone(),
             cluster_cidr: self.cluster_cidr,
@@ -131,6 +149,9 @@ mod tests {
         a.backend = Backend::Auto;
         a.cni_conf_dir = "/tmp/n2/cni".into();
         a.ipam_dir = "/tmp/n2/ipam".into();
+        a.backend = Backend::Wireguard;
+        a.wireguard_port = 51821;
+        a.wireguard_key_file = "/tmp/n2/wg.key".into();
         a.metrics_addr = Some("192.168.1.11:9101".parse().unwrap());
         let mut argv = vec!["weft-agent".to_string()];
         argv.extend(a.to_args());

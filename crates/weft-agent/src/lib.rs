@@ -28,7 +28,9 @@ use weft_kube::{Bounds, Gate, Selector, Store, SyncRunner, Watches};
 use weft_overlay::{Datapath, Desired, LocalNode, OverlayConfig};
 
 pub use args::AgentArgs;
-pub use peers::{ANNOTATION_BACKEND, ANNOTATION_VTEP_IP, ANNOTATION_VTEP_MAC};
+pub use peers::{
+    ANNOTATION_BACKEND, ANNOTATION_VTEP_IP, ANNOTATION_VTEP_MAC, ANNOTATION_WIREGUARD_KEY,
+};
 
 /// How the agent is set up (from `weft agent` flags).
 #[derive(Debug, Clone)]
@@ -47,6 +49,8 @@ pub struct AgentConfig {
     pub proxy: bool,
     /// Enforce NetworkPolicy (table `inet weft-policy`).
     pub network_policy: bool,
+    /// The node's WireGuard private key (backend wireguard).
+    pub wireguard_key_file: PathBuf,
 }
 
 /// The overlay sync: at most every 100 ms (bursts of Node changes coalesce), at
@@ -118,6 +122,16 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<()> {
         weft_linux::netlink::format_mac(&vtep),
     );
     annotations.insert(ANNOTATION_VTEP_IP.to_string(), node_ip.to_string());
+    let mut datapath = Datapath::new(handle);
+    if config.overlay.backend == weft_overlay::Backend::Wireguard {
+        let key = weft_wireguard::keys::PrivateKey::load_or_create(&config.wireguard_key_file)?;
+        tracing::info!(public_key = %key.public(), file = %config.wireguard_key_file.display(), "WireGuard key");
+        annotations.insert(
+            ANNOTATION_WIREGUARD_KEY.to_string(),
+            key.public().to_base64(),
+        );
+        datapath.set_wireguard_key(key);
+    }
 
     let mut overlay = OverlaySync {
         cni_conf: netconf::conflist(pod_cidr, pod_mtu, &config.ipam_dir, config.cluster_cidr),
@@ -128,7 +142,7 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<()> {
         overlay: config.overlay,
         nodes: nodes.clone(),
         api: Api::all(client),
-        datapath: Arc::new(Mutex::new(Datapath::new(handle))),
+        datapath: Arc::new(Mutex::new(datapath)),
         metrics: metrics.clone(),
         last_problems: Vec::new(),
     };

@@ -9,6 +9,8 @@ use weft_overlay::PeerNode;
 pub const ANNOTATION_BACKEND: &str = "weft.dev/backend";
 pub const ANNOTATION_VTEP_MAC: &str = "weft.dev/vtep-mac";
 pub const ANNOTATION_VTEP_IP: &str = "weft.dev/vtep-ip";
+/// The node's WireGuard public key (base64), when its backend is wireguard.
+pub const ANNOTATION_WIREGUARD_KEY: &str = "weft.dev/wireguard-public-key";
 
 pub fn internal_ip(node: &Node) -> Option<Ipv4Addr> {
     node.status
@@ -39,6 +41,19 @@ fn vtep_mac(node: &Node) -> Option<[u8; 6]> {
     weft_linux::netlink::parse_mac(mac)
 }
 
+/// The WireGuard key the node's agent published; a malformed one counts as
+/// none (the peer is then reported as having no key).
+fn wireguard_key(node: &Node) -> Option<[u8; 32]> {
+    let text = node
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(ANNOTATION_WIREGUARD_KEY)?;
+    weft_wireguard::keys::PublicKey::parse(text, ANNOTATION_WIREGUARD_KEY)
+        .ok()
+        .map(|k| k.0)
+}
+
 /// Whether the node carries every one of `wanted` with the same value.
 pub fn has_annotations(node: &Node, wanted: &std::collections::BTreeMap<String, String>) -> bool {
     let have = node.metadata.annotations.as_ref();
@@ -60,7 +75,7 @@ pub fn peers(nodes: &[Node], local: &str) -> Vec<PeerNode> {
                 ip: internal_ip(n)?,
                 pod_cidr: pod_cidr(n),
                 vtep_mac: vtep_mac(n),
-                wireguard_key: None,
+                wireguard_key: wireguard_key(n),
                 name,
             })
         })
@@ -83,6 +98,21 @@ mod tests {
             v["metadata"]["annotations"] = json!({ANNOTATION_VTEP_MAC: m});
         }
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_published_wireguard_key_is_read_and_a_malformed_one_is_none() {
+        let key = weft_wireguard::keys::PrivateKey::from_bytes([9; 32]).public();
+        let with = |text: &str| {
+            let mut n = node("node-2", "192.168.1.11", Some("10.244.1.0/24"), None);
+            n.metadata.annotations =
+                Some([(ANNOTATION_WIREGUARD_KEY.to_string(), text.to_string())].into());
+            n
+        };
+        let p = peers(&[with(&key.to_base64())], "node-1");
+        assert_eq!(p[0].wireguard_key, Some(key.0));
+        let p = peers(&[with("not a key")], "node-1");
+        assert_eq!(p[0].wireguard_key, None);
     }
 
     #[test]
