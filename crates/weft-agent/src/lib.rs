@@ -154,9 +154,59 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<()> {
     let mut runner = SyncRunner::new("overlay", OVERLAY_SYNC);
     runner.follow(nodes.changes());
     metrics.watch_runner("overlay", runner.health());
+    let wireguard_stats =
+        (overlay.overlay.backend == weft_overlay::Backend::Wireguard).then(|| {
+            (
+                overlay.datapath.clone(),
+                overlay.nodes.clone(),
+                metrics.clone(),
+            )
+        });
     let overlay_task = async move {
         let Err(e) = runner.run(&gate, async move || overlay.sync().await).await;
         Err::<(), _>(e).context("overlay sync")
+    };
+    // What the WireGuard device says of its peers, every 2 s (it keeps the
+    // handshakes and counters; nothing else has them).
+    let wireguard_task = async move {
+        let Some((datapath, nodes, metrics)) = wireguard_stats else {
+            return std::future::pending::<Result<()>>().await;
+        };
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            let names: std::collections::HashMap<[u8; 32], String> = nodes
+                .state()
+                .iter()
+                .filter_map(|n| Some((peers::wireguard_key(n)?, n.metadata.name.clone()?)))
+                .collect();
+            let datapath = datapath.clone();
+            let state = tokio::task::spawn_blocking(move || {
+                datapath.lock().ok().and_then(|mut d| d.wireguard_state())
+            })
+            .await;
+            match state {
+                Ok(Some(Ok(st))) => {
+                    let stats: Vec<metrics::WireguardPeerStats> = st
+                        .peers
+                        .iter()
+                        .map(|p| metrics::WireguardPeerStats {
+                            node: names
+                                .get(&p.peer.public_key.0)
+                                .cloned()
+                                .unwrap_or_else(|| p.peer.public_key.to_base64()),
+                            // boringtun reports the time since the handshake.
+                            last_handshake: p.last_handshake,
+                            rx_bytes: p.rx_bytes,
+                            tx_bytes: p.tx_bytes,
+                        })
+                        .collect();
+                    metrics.record_wireguard(&stats);
+                }
+                Ok(Some(Err(e))) => tracing::warn!(error = %e, "read the WireGuard device's peers"),
+                Ok(None) | Err(_) => {}
+            }
+        }
     };
     let proxy_task = async {
         if !config.proxy {
@@ -175,7 +225,7 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<()> {
         }
         policy::run(&watches, config.node_name.clone(), metrics_for_policy).await
     };
-    tokio::try_join!(overlay_task, proxy_task, policy_task).map(|_| ())
+    tokio::try_join!(overlay_task, proxy_task, policy_task, wireguard_task).map(|_| ())
 }
 
 /// This node's address and pod CIDR, once its Node is registered with both.

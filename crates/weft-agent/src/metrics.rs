@@ -39,6 +39,31 @@ pub struct PolicyPackets {
     pub verdict: String,
 }
 
+/// A WireGuard peer, by its node's name.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabel {
+    pub peer: String,
+}
+
+/// What the WireGuard device says of one peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireguardPeerStats {
+    pub node: String,
+    /// Time since the last completed handshake; `None`: never.
+    pub last_handshake: Option<Duration>,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+}
+
+/// Backend wireguard's metrics (`weft_agent_wireguard_…`).
+#[derive(Debug, Default)]
+struct WireguardMetrics {
+    peers_with_handshake: Gauge,
+    handshake_age: Family<PeerLabel, Gauge<f64, AtomicU64>>,
+    rx: Family<PeerLabel, Gauge>,
+    tx: Family<PeerLabel, Gauge>,
+}
+
 /// Label of the isolated-pods gauge.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DirectionLabel {
@@ -82,6 +107,7 @@ pub struct Metrics {
     proxy_last_sync: Gauge<f64, AtomicU64>,
     proxy_last_error: Gauge<f64, AtomicU64>,
     policy: PolicyMetrics,
+    wireguard: WireguardMetrics,
     /// Local pod addresses the last applied policy table was compiled with
     /// (`None`: policy not enforced here, or not synced yet: see
     /// `policy_enabled`).
@@ -139,6 +165,29 @@ impl Default for Metrics {
             "ready",
             "1 once the datapath has been synced",
             ready.clone(),
+        );
+
+        let wireguard = WireguardMetrics::default();
+        let wg = registry.sub_registry_with_prefix("wireguard");
+        wg.register(
+            "peers_with_handshake",
+            "WireGuard peers (other nodes) with a completed handshake",
+            wireguard.peers_with_handshake.clone(),
+        );
+        wg.register(
+            "peer_last_handshake_age_seconds",
+            "Seconds since the last completed handshake with the peer (-1: never)",
+            wireguard.handshake_age.clone(),
+        );
+        wg.register(
+            "peer_receive_bytes",
+            "Bytes received from the peer by the WireGuard device (as it counts them)",
+            wireguard.rx.clone(),
+        );
+        wg.register(
+            "peer_transmit_bytes",
+            "Bytes sent to the peer by the WireGuard device (as it counts them)",
+            wireguard.tx.clone(),
         );
 
         let proxy_syncs = Family::<SyncKindLabel, Counter>::default();
@@ -266,6 +315,7 @@ impl Default for Metrics {
         Metrics {
             registry,
             policy,
+            wireguard,
             policy_programmed: std::sync::RwLock::new(None),
             policy_enabled: std::sync::atomic::AtomicBool::new(false),
             syncs,
@@ -322,6 +372,30 @@ impl Metrics {
         self.peers.set(gauge(peers));
         self.routes.set(gauge(routes));
         self.ready.set(1);
+    }
+
+    /// The WireGuard device's peers now (replaces what was there: a peer
+    /// that left is no longer reported).
+    pub fn record_wireguard(&self, peers: &[WireguardPeerStats]) {
+        let w = &self.wireguard;
+        w.handshake_age.clear();
+        w.rx.clear();
+        w.tx.clear();
+        for p in peers {
+            let label = PeerLabel {
+                peer: p.node.clone(),
+            };
+            w.handshake_age
+                .get_or_create(&label)
+                .set(p.last_handshake.map_or(-1.0, |d| d.as_secs_f64()));
+            w.rx.get_or_create(&label)
+                .set(i64::try_from(p.rx_bytes).unwrap_or(i64::MAX));
+            w.tx.get_or_create(&label)
+                .set(i64::try_from(p.tx_bytes).unwrap_or(i64::MAX));
+        }
+        w.peers_with_handshake.set(gauge(
+            peers.iter().filter(|p| p.last_handshake.is_some()).count(),
+        ));
     }
 
     pub fn record_problems(&self, n: usize) {

@@ -43,7 +43,7 @@ fn vtep_mac(node: &Node) -> Option<[u8; 6]> {
 
 /// The WireGuard key the node's agent published; a malformed one counts as
 /// none (the peer is then reported as having no key).
-fn wireguard_key(node: &Node) -> Option<[u8; 32]> {
+pub fn wireguard_key(node: &Node) -> Option<[u8; 32]> {
     let text = node
         .metadata
         .annotations

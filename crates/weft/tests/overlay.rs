@@ -5,7 +5,8 @@
 //! the pod MTU holds exactly (a DF packet of the MTU crosses nodes, one byte
 //! more is refused), a deleted node's routes go away on the others and come
 //! back when it registers again, and an agent restart keeps a long-lived TCP
-//! connection alive.
+//! connection alive (and, with wireguard, its key). Backend wireguard: the
+//! fabric carries only WireGuard between node IPs, nothing readable.
 
 mod common;
 
@@ -172,6 +173,23 @@ fn cross_node(backend: &str) {
             "a pod address crossed in the clear: {}",
             seen.text
         );
+        // The agent reports the handshake and the bytes, peer by peer.
+        wait_until(
+            "node-1's agent to report its handshake with node-3",
+            10,
+            || {
+                let m = get_from_node(&c, "node-1", "http://192.168.1.10:9101/metrics");
+                let value = |name: &str| {
+                    m.lines()
+                        .find(|l| l.starts_with(&format!("{name}{{peer=\"node-3\"}} ")))
+                        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                };
+                value("weft_agent_wireguard_peer_last_handshake_age_seconds")
+                    .is_some_and(|v| v >= 0.0)
+                    && value("weft_agent_wireguard_peer_transmit_bytes").is_some_and(|v| v > 0.0)
+                    && value("weft_agent_wireguard_peer_receive_bytes").is_some_and(|v| v > 0.0)
+            },
+        );
     } else if backend == "vxlan" {
         let seen = capture(&c, "udp port 4789", 4, 10, cross);
         assert!(seen.complete, "fewer than 4 VXLAN packets: {}", seen.text);
@@ -316,6 +334,21 @@ fn cross_node(backend: &str) {
     wait_until("the long-lived connection's first answer", 20, || {
         first.exists()
     });
+    let wireguard_key = || {
+        c.ok(&["get", "node", "node-1", "-o", "json"])
+            .parse::<Value>()
+            .ok()
+            .and_then(|n| {
+                let k = n.pointer("/metadata/annotations/weft.dev~1wireguard-public-key")?;
+                k.as_str().map(str::to_string)
+            })
+    };
+    let key_before = wireguard_key();
+    assert_eq!(
+        key_before.is_some(),
+        backend == "wireguard",
+        "{key_before:?}"
+    );
     let old = agent_pid(&c, "node-1").expect("the agent runs on node-1");
     kill9_group(&old);
     wait_until("a new agent on node-1", 30, || {
@@ -328,6 +361,8 @@ fn cross_node(backend: &str) {
             .status
             .success()
     });
+    // A restarted agent keeps its WireGuard key (peers know it by it).
+    assert_eq!(wireguard_key(), key_before, "{backend}: the key changed");
     std::fs::write(&flag, "go").unwrap();
     let out = client.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
