@@ -4,12 +4,17 @@
 #   2. pod <-> pod on one node (cluster ovx, vxlan backend),
 #   3. pod <-> pod across nodes, --backend vxlan (cluster ovx),
 #   4. pod <-> pod across nodes, --backend host-gw (cluster ohg),
+#   4b. pod <-> pod across nodes, --backend wireguard (cluster owgb; weft's
+#      userspace WireGuard, boringtun),
 #   and the anchors that bound any VXLAN CNI, on the same shape of underlay
 #   as weft up's nodes (veth, bridge, veth, GRO on like weft up sets it):
 #   5. bare kernel VXLAN between two namespaces: two vxlan devices, static
 #      FDB/neighbour, no bridge and no pod veth behind them,
-#   6. the same two namespaces without VXLAN (their underlay).
-#   weft's vxlan path is reported against 5, host-gw against 6.
+#   6. the same two namespaces without VXLAN (their underlay),
+#   7. wireguard-go (Debian's) between the same two namespaces: one device in
+#      each, peers of each other, configured with wg.
+#   weft's vxlan path is reported against 5, host-gw against 6, wireguard
+#   against 7.
 #
 #   sudo bench/overlay.sh > result.md      # markdown to stdout, progress to stderr
 #   sudo RUNS=5 SECS=10 bench/overlay.sh
@@ -27,7 +32,7 @@
 #
 # Safety: the root network namespace is never touched (it is diffed at exit to
 # prove it).  The script creates the namespaces weft-bench-ovl-a/-b and the
-# clusters ovx and ohg, and removes them on any exit (error, Ctrl-C).  Every
+# clusters ovx, ohg and owgb, and removes them on any exit (error, Ctrl-C).  Every
 # load is bounded in time.  Processes it started are ended by pid.
 set -euo pipefail
 
@@ -43,6 +48,7 @@ NS_C=weft-bench-ovl-c   # bare anchors: server side, 192.168.78.1, vxlan 10.250.
 NS_D=weft-bench-ovl-d   # bare anchors: client side, 192.168.78.2, vxlan 10.250.0.2
 CL_VX=ovx               # cluster, --backend vxlan (or default without --backend)
 CL_HG=ohg               # cluster, --backend host-gw
+CL_WG=owgb              # cluster, --backend wireguard
 IPERF_PORT=5201
 RR_PORT=7777
 
@@ -63,11 +69,14 @@ command -v ip >/dev/null || missing+=(iproute2)
 command -v iperf3 >/dev/null || missing+=(iperf3)
 command -v jq >/dev/null || missing+=(jq)
 command -v ethtool >/dev/null || missing+=(ethtool)
+command -v wireguard-go >/dev/null || missing+=(wireguard-go)
+command -v wg >/dev/null || missing+=(wireguard-tools)
 [[ -x /usr/bin/python3 ]] || command -v python3 >/dev/null || missing+=(python3)
 if ((${#missing[@]})); then
     log "installing ${missing[*]}"
     apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >&2
+    # No recommends: wireguard-tools recommends a kernel image (for the module).
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2
 fi
 IPERF3=$(command -v iperf3)
 # The same interpreter on every path (pods get /usr/bin on their PATH, not pyenv's).
@@ -193,6 +202,40 @@ setup_bare() {
     SERVER[barevx]=10.250.0.1
 }
 
+# The WireGuard anchor: wireguard-go in NS_C (wgc0, 10.251.0.1) and NS_D
+# (wgd0, 10.251.0.2) over their 192.168.78.0/24 underlay, MTU 1420 as weft's
+# pods get. Distinct device names: wireguard-go's control socket is
+# /var/run/wireguard/NAME.sock, one path for the whole machine.
+setup_barewg() {
+    log "wireguard-go anchor: $NS_C wgc0 10.251.0.1 <-> $NS_D wgd0 10.251.0.2"
+    local i ns dev other
+    for i in 1 2; do
+        ns=$([[ $i == 1 ]] && echo "$NS_C" || echo "$NS_D")
+        dev=$([[ $i == 1 ]] && echo wgc0 || echo wgd0)
+        (umask 077 && wg genkey >"$TMP/wg$i.key")
+        wg pubkey <"$TMP/wg$i.key" >"$TMP/wg$i.pub"
+        # (wireguard-go refuses to run on Linux unless told the kernel has no WireGuard.)
+        WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 WG_PROCESS_FOREGROUND=1 \
+            ip netns exec "$ns" wireguard-go -f "$dev" >"$TMP/wg$i.log" 2>&1 &
+        RAW_PIDS+=($!)
+    done
+    for i in 1 2; do
+        ns=$([[ $i == 1 ]] && echo "$NS_C" || echo "$NS_D")
+        dev=$([[ $i == 1 ]] && echo wgc0 || echo wgd0)
+        other=$((3 - i))
+        local deadline=$((SECONDS + 10))
+        until [[ -S /var/run/wireguard/$dev.sock ]]; do
+            ((SECONDS < deadline)) || die "wireguard-go $dev did not start: $(cat "$TMP/wg$i.log")"
+            sleep 0.1
+        done
+        ip netns exec "$ns" wg set "$dev" private-key "$TMP/wg$i.key" listen-port 51820 \
+            peer "$(cat "$TMP/wg$other.pub")" endpoint "192.168.78.$other:51820" allowed-ips "10.251.0.$other/32"
+        ip -n "$ns" addr add "10.251.0.$i/24" dev "$dev"
+        ip -n "$ns" link set "$dev" mtu 1420 up
+    done
+    SERVER[barewg]=10.251.0.1
+}
+
 sed -e "s|@PYTHON@|$PY|g" -e "s|@RR@|$RR|g" "$REPO/bench/manifests/overlay.yaml" >"$TMP/overlay.yaml"
 
 # pod_ips CLUSTER: "name ip node" per line once ovl-server, ovl-local and ovl-remote are Running.
@@ -240,19 +283,22 @@ in_client() {
     shift 2
     case $key in
         raw) timeout -k 5 "$limit" ip netns exec "$NS_B" "$@" ;;
-        bare | barevx) timeout -k 5 "$limit" ip netns exec "$NS_D" "$@" ;;
+        bare | barevx | barewg) timeout -k 5 "$limit" ip netns exec "$NS_D" "$@" ;;
         same) timeout -k 5 "$limit" "$WEFT" --name "$CL_VX" exec ovl-local -- "$@" ;;
         vxlan) timeout -k 5 "$limit" "$WEFT" --name "$CL_VX" exec ovl-remote -- "$@" ;;
         hostgw) timeout -k 5 "$limit" "$WEFT" --name "$CL_HG" exec ovl-remote -- "$@" ;;
+        wg) timeout -k 5 "$limit" "$WEFT" --name "$CL_WG" exec ovl-remote -- "$@" ;;
         nodes) timeout -k 5 "$limit" "$WEFT" --name "$CL_HG" exec --node node-2 -- "$@" ;;
     esac
 }
 
 setup_raw
 setup_bare
+setup_barewg
 if ((HAVE_BACKEND)); then
     setup_cluster "$CL_VX" vxlan same vxlan
     setup_cluster "$CL_HG" host-gw hostgw
+    setup_cluster "$CL_WG" wireguard wg
     # Node to node over the fabric (veth, bridge, veth): the underlay the
     # cross-node pod paths ride on. Servers in node-1's namespace.
     if [[ -n ${SERVER[hostgw]:-} ]]; then
@@ -270,7 +316,7 @@ else
 fi
 
 # --- measuring --------------------------------------------------------------
-KEYS="raw bare barevx nodes same vxlan hostgw"
+KEYS="raw bare barevx barewg nodes same vxlan hostgw wg"
 # All paths stay up together and every round visits each of them once, so a
 # busy moment on this shared machine spreads over the paths instead of biasing one.
 declare -A TPUTS RATES RETR
@@ -351,10 +397,12 @@ label() {
         raw) echo "raw veth, netns <-> netns (MTU 1500)" ;;
         bare) echo "anchor: two namespaces over a bridge (veth, bridge, veth), no VXLAN" ;;
         barevx) echo "anchor: bare kernel VXLAN between the same two namespaces (MTU 1450)" ;;
+        barewg) echo "anchor: wireguard-go between the same two namespaces (MTU 1420)" ;;
         nodes) echo "node <-> node over the fabric bridge (underlay)" ;;
         same) echo "pod <-> pod, same node$(((HAVE_BACKEND)) && echo ' (vxlan cluster)')" ;;
         vxlan) echo "pod <-> pod, across nodes, --backend vxlan" ;;
         hostgw) echo "pod <-> pod, across nodes, --backend host-gw" ;;
+        wg) echo "pod <-> pod, across nodes, --backend wireguard (userspace, boringtun)" ;;
     esac
 }
 ratio() { # value raw
@@ -398,6 +446,7 @@ echo "| weft path | anchor | throughput ratio | connect+RR ratio |"
 echo "|---|---|---:|---:|"
 echo "| --backend vxlan, pod <-> pod across nodes | bare kernel VXLAN | $(ratio "${TPUT[vxlan]:-}" "${TPUT[barevx]:-}") | $(ratio "${RATE[vxlan]:-}" "${RATE[barevx]:-}") |"
 echo "| --backend host-gw, pod <-> pod across nodes | the same underlay without VXLAN | $(ratio "${TPUT[hostgw]:-}" "${TPUT[bare]:-}") | $(ratio "${RATE[hostgw]:-}" "${RATE[bare]:-}") |"
+echo "| --backend wireguard, pod <-> pod across nodes | wireguard-go between the same two namespaces | $(ratio "${TPUT[wg]:-}" "${TPUT[barewg]:-}") | $(ratio "${RATE[wg]:-}" "${RATE[barewg]:-}") |"
 echo "| node <-> node (weft up's underlay) | the same underlay without VXLAN | $(ratio "${TPUT[nodes]:-}" "${TPUT[bare]:-}") | $(ratio "${RATE[nodes]:-}" "${RATE[bare]:-}") |"
 echo
 echo "Runs (in round order):"

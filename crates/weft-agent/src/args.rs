@@ -11,7 +11,7 @@ use weft_overlay::{Backend, OverlayConfig};
 use crate::AgentConfig;
 
 /// Where the agent keeps its WireGuard key (a hostPath in the DaemonSet).
-pub const DEFAULT_WIREGUARD_KEY_FILE: &str = "/var/lib/weft/wireguard.key";
+pub const DEFAULT_WIREGUARD_KEY_FILE: &str = "/var/lib/weft/wireguard/private.key";
 
 /// Flags of `weft agent`.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]

@@ -122,32 +122,35 @@ enum Cmd {
     PodInit(weft_node::podinit::PodInitArgs),
 }
 
-impl Cmd {
-    /// Long-running servers (SIGPIPE must not end them).
-    fn is_daemon(&self) -> bool {
-        matches!(
-            self,
-            Cmd::ControlPlane(_)
-                | Cmd::NodeRuntime(_)
-                | Cmd::Agent(_)
-                | Cmd::Dns(_)
-                | Cmd::Gateway(_)
-                | Cmd::Agnhost { .. }
-                | Cmd::Netexec { .. }
-        )
-    }
+/// A print into a pipe whose reader has gone (`weft get … | head`) ends
+/// the command quietly, with the status a shell gives a process killed by
+/// SIGPIPE (128 + 13), instead of the panic Rust's `println!` raises.
+/// SIGPIPE itself stays ignored, as Rust leaves it: a command or daemon
+/// writing to a socket whose peer died (weft up while the control plane
+/// restarts) gets an error to handle, not a silent death.
+fn quiet_on_broken_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to std") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info)
+    }));
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Commands that print behave like other Unix tools when the reader goes
-    // away (`weft get … | head`): they end quietly instead of panicking on a
-    // failed print. Daemons keep Rust's default — SIGPIPE ignored, EPIPE an
-    // error to handle — or a peer closing a pipe or Unix socket mid-write
-    // kills them without a word (the control plane died so, now and then,
-    // under `weft up`). pod-init keeps SIG_DFL: the container processes it
-    // execs start with default dispositions, as under runc.
-    if !cli.command.is_daemon() {
+    quiet_on_broken_stdout();
+    // pod-init execs the containers' processes, which must start with
+    // SIGPIPE at its default, as under runc (Rust ignores it in its own
+    // processes, and an ignored disposition survives exec).
+    if matches!(cli.command, Cmd::PodInit(_)) {
         // SAFETY: set before any thread exists; SIG_DFL is always a valid disposition.
         #[allow(unsafe_code)]
         unsafe {
