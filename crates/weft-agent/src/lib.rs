@@ -30,6 +30,7 @@ use weft_overlay::{Datapath, Desired, LocalNode, OverlayConfig};
 pub use args::AgentArgs;
 pub use peers::{
     ANNOTATION_BACKEND, ANNOTATION_VTEP_IP, ANNOTATION_VTEP_MAC, ANNOTATION_WIREGUARD_KEY,
+    ANNOTATION_WIREGUARD_ROTATE, ANNOTATION_WIREGUARD_ROTATED,
 };
 
 /// How the agent is set up (from `weft agent` flags).
@@ -123,7 +124,8 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<()> {
     );
     annotations.insert(ANNOTATION_VTEP_IP.to_string(), node_ip.to_string());
     let mut datapath = Datapath::new(handle);
-    if config.overlay.backend == weft_overlay::Backend::Wireguard {
+    let wireguard = config.overlay.backend == weft_overlay::Backend::Wireguard;
+    if wireguard {
         let key = weft_wireguard::keys::PrivateKey::load_or_create(&config.wireguard_key_file)?;
         tracing::info!(public_key = %key.public(), file = %config.wireguard_key_file.display(), "WireGuard key");
         annotations.insert(
@@ -138,6 +140,7 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<()> {
         cni_conf_dir: config.cni_conf_dir,
         pod_mtu,
         annotations,
+        wireguard_key_file: wireguard.then(|| config.wireguard_key_file.clone()),
         local,
         overlay: config.overlay,
         nodes: nodes.clone(),
@@ -251,6 +254,8 @@ struct OverlaySync {
     pod_mtu: u32,
     /// The VTEP annotations this node publishes.
     annotations: BTreeMap<String, String>,
+    /// Where the node's WireGuard key is kept (backend wireguard).
+    wireguard_key_file: Option<PathBuf>,
     local: LocalNode,
     overlay: OverlayConfig,
     nodes: Store<Node>,
@@ -276,6 +281,7 @@ impl OverlaySync {
     /// makes the datapath equal to what the Nodes say.
     async fn sync_once(&mut self) -> Result<()> {
         let snapshot: Vec<Node> = self.nodes.state().iter().map(|n| (**n).clone()).collect();
+        self.rotate_key_if_asked(&snapshot)?;
         // Publishing first: peers need our VTEP. A failure does not hold the
         // datapath back, but fails the sync so that it is retried soon.
         let published = self.publish_if_missing(&snapshot).await;
@@ -298,6 +304,50 @@ impl OverlaySync {
             );
         }
         published
+    }
+
+    /// Replaces the node's WireGuard key when its Node asks for it
+    /// ([`peers::rotation_asked`]): a new key is stored in the key file
+    /// first (a crash before it is published makes the next agent rotate
+    /// again, never lose the key it runs with), then given to the device and
+    /// published with the value it answers, in this same sync. Peers
+    /// replace the node's peer when they see its new public key; until then
+    /// packets between them wait for the next handshake (TCP retransmits).
+    fn rotate_key_if_asked(&mut self, snapshot: &[Node]) -> Result<()> {
+        let Some(file) = self.wireguard_key_file.as_ref() else {
+            return Ok(());
+        };
+        let own = snapshot
+            .iter()
+            .find(|n| n.metadata.name.as_deref() == Some(self.local.name.as_str()));
+        let Some(asked) = own.and_then(peers::rotation_asked) else {
+            return Ok(());
+        };
+        // Done already, not yet seen back from the API.
+        if self.annotations.get(ANNOTATION_WIREGUARD_ROTATED) == Some(&asked) {
+            return Ok(());
+        }
+        let key = weft_wireguard::keys::PrivateKey::generate()?;
+        key.store(file).context("store the rotated WireGuard key")?;
+        let public = key.public();
+        self.datapath
+            .lock()
+            .map_err(|_| anyhow::anyhow!("datapath lock poisoned"))?
+            .set_wireguard_key(key);
+        let old = self
+            .annotations
+            .insert(ANNOTATION_WIREGUARD_KEY.to_string(), public.to_base64());
+        self.annotations
+            .insert(ANNOTATION_WIREGUARD_ROTATED.to_string(), asked.clone());
+        self.metrics.record_wireguard_rotation();
+        tracing::info!(
+            node = %self.local.name,
+            asked = %asked,
+            old = old.as_deref().unwrap_or("none"),
+            new = %public,
+            "WireGuard key rotated"
+        );
+        Ok(())
     }
 
     /// Publishes the VTEP annotations when this node's Node lacks them: at the

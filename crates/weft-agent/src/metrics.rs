@@ -59,6 +59,7 @@ pub struct WireguardPeerStats {
 #[derive(Debug, Default)]
 struct WireguardMetrics {
     peers_with_handshake: Gauge,
+    rotations: Counter,
     handshake_age: Family<PeerLabel, Gauge<f64, AtomicU64>>,
     rx: Family<PeerLabel, Gauge>,
     tx: Family<PeerLabel, Gauge>,
@@ -173,6 +174,11 @@ impl Default for Metrics {
             "peers_with_handshake",
             "WireGuard peers (other nodes) with a completed handshake",
             wireguard.peers_with_handshake.clone(),
+        );
+        wg.register(
+            "key_rotations",
+            "Times this agent replaced the node's WireGuard key (asked on its Node)",
+            wireguard.rotations.clone(),
         );
         wg.register(
             "peer_last_handshake_age_seconds",
@@ -396,6 +402,10 @@ impl Metrics {
         w.peers_with_handshake.set(gauge(
             peers.iter().filter(|p| p.last_handshake.is_some()).count(),
         ));
+    }
+
+    pub fn record_wireguard_rotation(&self) {
+        self.wireguard.rotations.inc();
     }
 
     pub fn record_problems(&self, n: usize) {

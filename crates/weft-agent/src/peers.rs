@@ -11,6 +11,13 @@ pub const ANNOTATION_VTEP_MAC: &str = "weft.dev/vtep-mac";
 pub const ANNOTATION_VTEP_IP: &str = "weft.dev/vtep-ip";
 /// The node's WireGuard public key (base64), when its backend is wireguard.
 pub const ANNOTATION_WIREGUARD_KEY: &str = "weft.dev/wireguard-public-key";
+/// Set (to any new value) by whoever wants the node's WireGuard key
+/// replaced: `weft rotate-key NODE`, or `kubectl annotate node NODE
+/// weft.dev/wireguard-rotate-key=$(date +%s) --overwrite`.
+pub const ANNOTATION_WIREGUARD_ROTATE: &str = "weft.dev/wireguard-rotate-key";
+/// The last value of [`ANNOTATION_WIREGUARD_ROTATE`] the node's agent
+/// honoured, published with the new public key.
+pub const ANNOTATION_WIREGUARD_ROTATED: &str = "weft.dev/wireguard-key-rotated";
 
 pub fn internal_ip(node: &Node) -> Option<Ipv4Addr> {
     node.status
@@ -52,6 +59,15 @@ pub fn wireguard_key(node: &Node) -> Option<[u8; 32]> {
     weft_wireguard::keys::PublicKey::parse(text, ANNOTATION_WIREGUARD_KEY)
         .ok()
         .map(|k| k.0)
+}
+
+/// The key rotation asked for on the node and not yet acknowledged by its
+/// agent: the value of [`ANNOTATION_WIREGUARD_ROTATE`] when it differs from
+/// [`ANNOTATION_WIREGUARD_ROTATED`].
+pub fn rotation_asked(node: &Node) -> Option<String> {
+    let annotations = node.metadata.annotations.as_ref()?;
+    let asked = annotations.get(ANNOTATION_WIREGUARD_ROTATE)?;
+    (annotations.get(ANNOTATION_WIREGUARD_ROTATED) != Some(asked)).then(|| asked.clone())
 }
 
 /// Whether the node carries every one of `wanted` with the same value.
@@ -98,6 +114,30 @@ mod tests {
             v["metadata"]["annotations"] = json!({ANNOTATION_VTEP_MAC: m});
         }
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_rotation_is_asked_until_the_agent_acknowledges_that_value() {
+        let with = |a: serde_json::Value| -> Node {
+            serde_json::from_value(json!({"metadata": {"name": "n", "annotations": a}})).unwrap()
+        };
+        assert_eq!(rotation_asked(&with(json!({}))), None);
+        assert_eq!(
+            rotation_asked(&with(json!({ANNOTATION_WIREGUARD_ROTATE: "1"}))),
+            Some("1".to_string())
+        );
+        assert_eq!(
+            rotation_asked(&with(
+                json!({ANNOTATION_WIREGUARD_ROTATE: "1", ANNOTATION_WIREGUARD_ROTATED: "1"})
+            )),
+            None
+        );
+        assert_eq!(
+            rotation_asked(&with(
+                json!({ANNOTATION_WIREGUARD_ROTATE: "2", ANNOTATION_WIREGUARD_ROTATED: "1"})
+            )),
+            Some("2".to_string())
+        );
     }
 
     #[test]

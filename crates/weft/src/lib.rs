@@ -20,6 +20,7 @@ pub mod gateway_api;
 mod manifests;
 pub mod procs;
 mod resources;
+pub mod rotate;
 pub mod supervise;
 mod table;
 pub mod topology;

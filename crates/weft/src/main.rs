@@ -84,6 +84,9 @@ enum Cmd {
     /// Why NetworkPolicy allows or denies a connection: which policies select each side
     /// and which rule allows it, or why none does (exit status 1 when denied).
     Explain(weft::explain::ExplainArgs),
+    /// Replace nodes' WireGuard keys (backend wireguard) and wait until their
+    /// agents publish the new public keys; traffic between nodes goes on.
+    RotateKey(weft::rotate::RotateArgs),
     /// Print the path of a kubeconfig for kubectl.
     Kubeconfig,
     /// Show whether the cluster runs, where its API is, and its nodes.
@@ -194,6 +197,7 @@ fn run(name: &str, command: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Up(args) => cluster::up(&layout, &args),
         Cmd::Down => cluster::down(&layout),
         Cmd::Explain(args) => weft::explain::explain(&layout, &args),
+        Cmd::RotateKey(args) => weft::rotate::rotate(&layout, &args).map(|()| ExitCode::SUCCESS),
         Cmd::Apply { files } => cluster::apply(&layout, &files),
         Cmd::Delete {
             files,

@@ -6,7 +6,8 @@
 //! more is refused), a deleted node's routes go away on the others and come
 //! back when it registers again, and an agent restart keeps a long-lived TCP
 //! connection alive (and, with wireguard, its key). Backend wireguard: the
-//! fabric carries only WireGuard between node IPs, nothing readable.
+//! fabric carries only WireGuard between node IPs, nothing readable, and
+//! `weft rotate-key` replaces a node's key with traffic going on.
 
 mod common;
 
@@ -306,43 +307,8 @@ fn cross_node(backend: &str) {
     );
 
     // An agent restart keeps a long-lived TCP connection alive.
-    let flag = std::env::temp_dir().join(format!("{}-go", c.name));
-    let first = std::env::temp_dir().join(format!("{}-first", c.name));
-    let _ = std::fs::remove_file(&flag);
-    let _ = std::fs::remove_file(&first);
-    let script = format!(
-        "import socket,os,time,sys\n\
-         s=socket.create_connection(('{n3}',8080),timeout=10)\n\
-         req=b'GET /hostname HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n'\n\
-         s.sendall(req); print('first', s.recv(4096).split(b'\\r\\n\\r\\n')[-1].decode(), flush=True)\n\
-         open('{}','w').close()\n\
-         t=time.time()\n\
-         while not os.path.exists('{}') and time.time()-t<60: time.sleep(0.1)\n\
-         s.sendall(req); print('second', s.recv(4096).split(b'\\r\\n\\r\\n')[-1].decode(), flush=True)\n",
-        first.display(),
-        flag.display()
-    );
-    let client = Command::new(WEFT)
-        .args([
-            "--name", &c.name, "exec", "n1a", "--", "python3", "-c", &script,
-        ])
-        .env("WEFT_STATE_DIR", &c.state)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_until("the long-lived connection's first answer", 20, || {
-        first.exists()
-    });
-    let wireguard_key = || {
-        c.ok(&["get", "node", "node-1", "-o", "json"])
-            .parse::<Value>()
-            .ok()
-            .and_then(|n| {
-                let k = n.pointer("/metadata/annotations/weft.dev~1wireguard-public-key")?;
-                k.as_str().map(str::to_string)
-            })
-    };
+    let conn = LongLived::open(&c, n3, "restart");
+    let wireguard_key = || published_key(&c, "node-1");
     let key_before = wireguard_key();
     assert_eq!(
         key_before.is_some(),
@@ -363,16 +329,22 @@ fn cross_node(backend: &str) {
     });
     // A restarted agent keeps its WireGuard key (peers know it by it).
     assert_eq!(wireguard_key(), key_before, "{backend}: the key changed");
-    std::fs::write(&flag, "go").unwrap();
-    let out = client.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = conn.finish();
     assert!(
         text.contains("first n3") && text.contains("second n3"),
-        "{backend}: {text} {}",
-        String::from_utf8_lossy(&out.stderr)
+        "{backend}: {text}"
     );
-    let _ = std::fs::remove_file(&flag);
-    let _ = std::fs::remove_file(&first);
+
+    if backend == "wireguard" {
+        key_rotation(&c, &ips);
+    } else {
+        let out = c.weft(&["rotate-key", "node-1"]);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && said.contains("not wireguard"),
+            "{backend}: rotate-key must refuse a node without WireGuard: {said}"
+        );
+    }
 
     // Deleting a node removes its routes on the others. Its runtime is paused
     // meanwhile (it would register the Node again at once); resumed, it
@@ -401,6 +373,191 @@ fn cross_node(backend: &str) {
             cidr.is_some_and(|cidr| routes_on(&c, "node-1").contains(&cidr))
         },
     );
+}
+
+/// Whether pod `from` reaches pod `to` (named `to_name`) over HTTP now; a
+/// failure is an answer, not a panic (for polling).
+fn dials(c: &Cluster, from: &str, to: &str, to_name: &str) -> bool {
+    let url = format!(
+        "http://{from}:8080/dial?request=hostname&protocol=http&host={to}&port=8080&tries=1"
+    );
+    let script = format!("import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('{url}', timeout=10).read().decode())");
+    let out = c.weft(&["exec", "--node", "node-1", "--", "python3", "-c", &script]);
+    serde_json::from_slice::<Value>(&out.stdout).is_ok_and(|v| v["responses"][0] == to_name)
+}
+
+/// The Node's published WireGuard public key.
+fn published_key(c: &Cluster, node: &str) -> Option<String> {
+    c.ok(&["get", "node", node, "-o", "json"])
+        .parse::<Value>()
+        .ok()
+        .and_then(|n| {
+            let k = n.pointer("/metadata/annotations/weft.dev~1wireguard-public-key")?;
+            k.as_str().map(str::to_string)
+        })
+}
+
+/// One sample of an agent's metrics, `name{labels} value` or `name value`.
+fn metric(c: &Cluster, node: &str, ip: &str, series: &str) -> Option<f64> {
+    let m = get_from_node(c, node, &format!("http://{ip}:9101/metrics"));
+    m.lines()
+        .find(|l| l.starts_with(&format!("{series} ")))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+}
+
+/// `weft rotate-key node-1`: node-1 gets a new key (stored, published),
+/// the other nodes shake hands with it anew, pods on node-1 reach the
+/// others and back, and a connection open across the rotation goes on.
+fn key_rotation(c: &Cluster, ips: &[(String, String)]) {
+    let key_file = c
+        .state
+        .join("nodes/node-1/host/var/lib/weft/wireguard/private.key");
+    let stored_before = std::fs::read(&key_file).expect("node-1's key file");
+    let before = published_key(c, "node-1").expect("node-1 publishes a key");
+    let n3 = &ips.iter().find(|(n, _)| n == "n3").unwrap().1;
+    let conn = LongLived::open(c, n3, "rotate");
+    let started = std::time::Instant::now();
+    let printed = c.ok(&["rotate-key", "node-1"]);
+    let after = published_key(c, "node-1").expect("node-1 still publishes a key");
+    assert_ne!(after, before, "the published key did not change");
+    assert!(
+        printed.contains("node-1") && printed.contains(&before) && printed.contains(&after),
+        "rotate-key prints the old and the new key: {printed}"
+    );
+    let stored_after = std::fs::read(&key_file).unwrap();
+    assert_ne!(
+        stored_after, stored_before,
+        "the key file was not rewritten"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the key file's mode");
+    assert_eq!(
+        metric(
+            c,
+            "node-1",
+            "192.168.1.10",
+            "weft_agent_wireguard_key_rotations_total"
+        ),
+        Some(1.0),
+        "node-1's agent counts the rotation"
+    );
+    // Pods on node-1 reach pods on the other nodes and back.
+    let node_of = |name: &str| PODS.iter().find(|(p, _)| *p == name).unwrap().1;
+    for (from_name, from) in ips {
+        for (to_name, to) in ips {
+            let (a, b) = (node_of(from_name), node_of(to_name));
+            if a == b || (a != "node-1" && b != "node-1") {
+                continue;
+            }
+            wait_until(
+                &format!("{from_name} → {to_name} after node-1's key rotation"),
+                20,
+                || dials(c, from, to, to_name),
+            );
+        }
+    }
+    // Their handshakes with node-1 are new: made with its new key.
+    for (node, ip) in [("node-2", "192.168.1.11"), ("node-3", "192.168.1.12")] {
+        wait_until(&format!("{node}'s new handshake with node-1"), 10, || {
+            let age = metric(
+                c,
+                node,
+                ip,
+                "weft_agent_wireguard_peer_last_handshake_age_seconds{peer=\"node-1\"}",
+            );
+            age.is_some_and(|a| a >= 0.0 && a <= started.elapsed().as_secs_f64())
+        });
+    }
+    let text = conn.finish();
+    assert!(
+        text.contains("first n3") && text.contains("second n3"),
+        "a connection open across the rotation goes on: {text}"
+    );
+    // The annotation alone (what `weft rotate-key` sets) asks the same.
+    let n3_before = published_key(c, "node-3").expect("node-3 publishes a key");
+    let out = c.kubectl(&[
+        "annotate",
+        "node",
+        "node-3",
+        "weft.dev/wireguard-rotate-key=by-kubectl",
+        "--overwrite",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until("node-3's agent to answer kubectl's request", 20, || {
+        let node: Value = c
+            .ok(&["get", "node", "node-3", "-o", "json"])
+            .parse()
+            .unwrap();
+        node.pointer("/metadata/annotations/weft.dev~1wireguard-key-rotated")
+            == Some(&Value::from("by-kubectl"))
+    });
+    assert_ne!(published_key(c, "node-3").as_ref(), Some(&n3_before));
+    let n1a = &ips.iter().find(|(n, _)| n == "n1a").unwrap().1;
+    wait_until("n1a → n3 after node-3's key rotation", 20, || {
+        dials(c, n1a, n3, "n3")
+    });
+}
+
+/// A TCP connection from pod n1a to `to`:8080 that sends one request, waits
+/// for [`LongLived::finish`], then sends a second one on the same socket.
+struct LongLived {
+    child: std::process::Child,
+    first: std::path::PathBuf,
+    flag: std::path::PathBuf,
+}
+
+impl LongLived {
+    fn open(c: &Cluster, to: &str, tag: &str) -> LongLived {
+        let flag = std::env::temp_dir().join(format!("{}-{tag}-go", c.name));
+        let first = std::env::temp_dir().join(format!("{}-{tag}-first", c.name));
+        let _ = std::fs::remove_file(&flag);
+        let _ = std::fs::remove_file(&first);
+        let script = format!(
+            "import socket,os,time,sys\n\
+             s=socket.create_connection(('{to}',8080),timeout=10)\n\
+             req=b'GET /hostname HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n'\n\
+             s.sendall(req); print('first', s.recv(4096).split(b'\\r\\n\\r\\n')[-1].decode(), flush=True)\n\
+             open('{}','w').close()\n\
+             t=time.time()\n\
+             while not os.path.exists('{}') and time.time()-t<60: time.sleep(0.1)\n\
+             s.sendall(req); print('second', s.recv(4096).split(b'\\r\\n\\r\\n')[-1].decode(), flush=True)\n",
+            first.display(),
+            flag.display()
+        );
+        let child = Command::new(WEFT)
+            .args([
+                "--name", &c.name, "exec", "n1a", "--", "python3", "-c", &script,
+            ])
+            .env("WEFT_STATE_DIR", &c.state)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let first_seen = first.clone();
+        let open = LongLived { child, first, flag };
+        wait_until("the long-lived connection's first answer", 20, || {
+            first_seen.exists()
+        });
+        open
+    }
+
+    /// Sends the second request; returns what the client printed.
+    fn finish(self) -> String {
+        std::fs::write(&self.flag, "go").unwrap();
+        let out = self.child.wait_with_output().unwrap();
+        let _ = std::fs::remove_file(&self.first);
+        let _ = std::fs::remove_file(&self.flag);
+        format!(
+            "{} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
 }
 
 /// Resumes a paused process when dropped (also when the test fails).
