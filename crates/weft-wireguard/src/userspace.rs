@@ -117,11 +117,33 @@ impl Userspace {
     }
 }
 
+/// How long a drop waits for the device's threads to end.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Drop for Userspace {
+    /// Removes the interface before returning: closing our end of the API
+    /// socket makes the device's loop exit (boringtun treats it as the end
+    /// of its controller); its threads are joined, and the last of them
+    /// closes the TUN device, which the kernel unregisters at once. Without
+    /// the join the interface outlived the drop by a scheduling delay, and a
+    /// backend change could find it still there. A device that does not stop
+    /// within [`STOP_WAIT`] is left to end on its own, logged, so a drop
+    /// never wedges the agent.
     fn drop(&mut self) {
-        // Closing our end of the API socket ends the device's loop; the
-        // handle's drop then stops its threads and the interface goes.
         let _ = self.api.get_ref().shutdown(std::net::Shutdown::Both);
-        drop(self.handle.take());
+        let Some(mut handle) = self.handle.take() else {
+            return;
+        };
+        let (done, stopped) = std::sync::mpsc::channel();
+        let joiner = std::thread::Builder::new()
+            .name(format!("{}-stop", self.name))
+            .spawn(move || {
+                handle.wait();
+                drop(handle);
+                let _ = done.send(());
+            });
+        if joiner.is_err() || stopped.recv_timeout(STOP_WAIT).is_err() {
+            tracing::warn!(device = %self.name, "the userspace WireGuard device did not stop in time; it is left to end on its own");
+        }
     }
 }
