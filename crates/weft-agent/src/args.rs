@@ -54,6 +54,11 @@ pub struct AgentArgs {
     /// implementation).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub network_policy: bool,
+    /// Give LoadBalancer Services addresses from LoadBalancerIPPools and
+    /// answer ARP for them (`--load-balancer=false`: leave them to another
+    /// implementation, e.g. a cloud's or MetalLB).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub load_balancer: bool,
 }
 
 impl AgentArgs {
@@ -74,6 +79,7 @@ impl AgentArgs {
             metrics_addr: None,
             proxy: true,
             network_policy: true,
+            load_balancer: true,
         }
     }
 
@@ -102,6 +108,7 @@ impl AgentArgs {
         }
         args.push(format!("--proxy={}", self.proxy));
         args.push(format!("--network-policy={}", self.network_policy));
+        args.push(format!("--load-balancer={}", self.load_balancer));
         args
     }
 
@@ -122,6 +129,7 @@ impl AgentArgs {
             metrics_addr: self.metrics_addr,
             proxy: self.proxy,
             network_policy: self.network_policy,
+            load_balancer: self.load_balancer,
         }
     }
 

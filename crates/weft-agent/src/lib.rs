@@ -8,6 +8,7 @@
 
 pub mod args;
 pub mod healthcheck;
+pub mod lb;
 pub mod metrics;
 pub mod peers;
 pub mod policy;
@@ -50,6 +51,8 @@ pub struct AgentConfig {
     pub proxy: bool,
     /// Enforce NetworkPolicy (table `inet weft-policy`).
     pub network_policy: bool,
+    /// LoadBalancer addresses: allocate (behind a Lease) and announce ([`lb`]).
+    pub load_balancer: bool,
     /// The node's WireGuard private key (backend wireguard).
     pub wireguard_key_file: PathBuf,
 }
@@ -64,8 +67,12 @@ const OVERLAY_SYNC: Bounds = Bounds {
     retry_max_interval: Duration::from_secs(30),
 };
 
-/// The underlay: the interface holding the node's IP, its prefix and MTU.
-fn underlay_of(handle: &mut weft_linux::Handle, ip: Ipv4Addr) -> Result<(Ipv4Net, u32)> {
+/// The underlay: the interface holding the node's IP, its prefix, and the
+/// interface itself.
+fn underlay_of(
+    handle: &mut weft_linux::Handle,
+    ip: Ipv4Addr,
+) -> Result<(Ipv4Net, weft_linux::Link)> {
     let addrs = handle.addresses(None)?;
     let (index, net) = addrs
         .into_iter()
@@ -79,7 +86,7 @@ fn underlay_of(handle: &mut weft_linux::Handle, ip: Ipv4Addr) -> Result<(Ipv4Net
     let link = handle
         .link_by_index(index)?
         .with_context(|| format!("link #{index} vanished"))?;
-    Ok((net, link.mtu))
+    Ok((net, link))
 }
 
 /// Runs the agent until the future is dropped.
@@ -101,7 +108,8 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<()> {
     // Pods' traffic is routed through this node.
     weft_linux::sysctl::ensure("net/ipv4/ip_forward", "1")?;
     let mut handle = weft_linux::Handle::new()?;
-    let (underlay, underlay_mtu) = underlay_of(&mut handle, node_ip)?;
+    let (underlay, underlay_link) = underlay_of(&mut handle, node_ip)?;
+    let underlay_mtu = underlay_link.mtu;
     let local = LocalNode {
         name: config.node_name.clone(),
         ip: node_ip,
@@ -144,7 +152,7 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<()> {
         local,
         overlay: config.overlay,
         nodes: nodes.clone(),
-        api: Api::all(client),
+        api: Api::all(client.clone()),
         datapath: Arc::new(Mutex::new(datapath)),
         metrics: metrics.clone(),
         last_problems: Vec::new(),
@@ -154,6 +162,8 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<()> {
 
     let metrics_for_proxy = metrics.clone();
     let metrics_for_policy = metrics.clone();
+    let metrics_for_lb = metrics.clone();
+    let client_for_lb = client.clone();
     let mut runner = SyncRunner::new("overlay", OVERLAY_SYNC);
     runner.follow(nodes.changes());
     metrics.watch_runner("overlay", runner.health());
@@ -228,7 +238,32 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<()> {
         }
         policy::run(&watches, config.node_name.clone(), metrics_for_policy).await
     };
-    tokio::try_join!(overlay_task, proxy_task, policy_task, wireguard_task).map(|_| ())
+    let lb_task = async {
+        if !config.load_balancer {
+            return std::future::pending::<Result<()>>().await;
+        }
+        let node = lb::LbNode {
+            name: config.node_name.clone(),
+            namespace: std::env::var("POD_NAMESPACE")
+                .ok()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "weft-system".into()),
+            ifindex: underlay_link.index,
+            mac: underlay_link
+                .mac
+                .with_context(|| format!("underlay {} has no MAC address", underlay_link.name))?,
+            probe_port: config.metrics_addr.map_or(9101, |a| a.port()),
+        };
+        lb::run(&watches, client_for_lb, node, metrics_for_lb).await
+    };
+    tokio::try_join!(
+        overlay_task,
+        proxy_task,
+        policy_task,
+        wireguard_task,
+        lb_task
+    )
+    .map(|_| ())
 }
 
 /// This node's address and pod CIDR, once its Node is registered with both.

@@ -65,6 +65,27 @@ struct WireguardMetrics {
     tx: Family<PeerLabel, Gauge>,
 }
 
+/// A LoadBalancerIPPool, by name.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabel {
+    pub pool: String,
+}
+
+/// LoadBalancer metrics (`weft_agent_lb_…`).
+#[derive(Debug, Default)]
+struct LbMetrics {
+    pool_used: Family<PoolLabel, Gauge>,
+    pool_size: Family<PoolLabel, Gauge>,
+    announced: Gauge,
+    takeovers: Counter,
+    arp_replies: Counter,
+    gratuitous: Counter,
+    leader: Gauge,
+    assignments: Counter,
+    failures: Counter,
+    dead_announcers: Gauge,
+}
+
 /// Label of the isolated-pods gauge.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DirectionLabel {
@@ -109,6 +130,7 @@ pub struct Metrics {
     proxy_last_error: Gauge<f64, AtomicU64>,
     policy: PolicyMetrics,
     wireguard: WireguardMetrics,
+    lb: LbMetrics,
     /// Local pod addresses the last applied policy table was compiled with
     /// (`None`: policy not enforced here, or not synced yet: see
     /// `policy_enabled`).
@@ -168,6 +190,58 @@ impl Default for Metrics {
             ready.clone(),
         );
 
+        let lb = LbMetrics::default();
+        let l = registry.sub_registry_with_prefix("lb");
+        l.register(
+            "pool_addresses_used",
+            "Addresses of a LoadBalancerIPPool held by Services",
+            lb.pool_used.clone(),
+        );
+        l.register(
+            "pool_addresses",
+            "Usable addresses of a LoadBalancerIPPool",
+            lb.pool_size.clone(),
+        );
+        l.register(
+            "announced_addresses",
+            "LoadBalancer addresses this node answers ARP for",
+            lb.announced.clone(),
+        );
+        l.register(
+            "takeovers",
+            "LoadBalancer addresses this node took over from another node",
+            lb.takeovers.clone(),
+        );
+        l.register(
+            "arp_replies",
+            "ARP requests for announced addresses answered",
+            lb.arp_replies.clone(),
+        );
+        l.register(
+            "gratuitous_arps",
+            "Gratuitous ARP replies sent on taking an address",
+            lb.gratuitous.clone(),
+        );
+        l.register(
+            "allocator_leader",
+            "1 while this agent holds the allocator lease",
+            lb.leader.clone(),
+        );
+        l.register(
+            "status_writes",
+            "Service statuses written by this agent as allocator",
+            lb.assignments.clone(),
+        );
+        l.register(
+            "allocation_failures",
+            "Failures to give a Service an address, reported as events",
+            lb.failures.clone(),
+        );
+        l.register(
+            "dead_announcers",
+            "Nodes whose agent does not answer its liveness probe",
+            lb.dead_announcers.clone(),
+        );
         let wireguard = WireguardMetrics::default();
         let wg = registry.sub_registry_with_prefix("wireguard");
         wg.register(
@@ -322,6 +396,7 @@ impl Default for Metrics {
             registry,
             policy,
             wireguard,
+            lb,
             policy_programmed: std::sync::RwLock::new(None),
             policy_enabled: std::sync::atomic::AtomicBool::new(false),
             syncs,
@@ -402,6 +477,38 @@ impl Metrics {
         w.peers_with_handshake.set(gauge(
             peers.iter().filter(|p| p.last_handshake.is_some()).count(),
         ));
+    }
+
+    /// LoadBalancer: usage of every pool (replaces what was there).
+    pub fn record_lb_pools(&self, usage: &[(String, u128, u128)]) {
+        self.lb.pool_used.clear();
+        self.lb.pool_size.clear();
+        let g = |n: u128| i64::try_from(n).unwrap_or(i64::MAX);
+        for (pool, used, total) in usage {
+            let label = PoolLabel { pool: pool.clone() };
+            self.lb.pool_used.get_or_create(&label).set(g(*used));
+            self.lb.pool_size.get_or_create(&label).set(g(*total));
+        }
+    }
+
+    pub fn record_lb_announced(&self, n: usize, takeovers: usize, dead: usize) {
+        self.lb.announced.set(gauge(n));
+        self.lb.takeovers.inc_by(takeovers as u64);
+        self.lb.dead_announcers.set(gauge(dead));
+    }
+
+    pub fn record_lb_arp(&self, replies: u64, gratuitous: u64) {
+        self.lb.arp_replies.inc_by(replies);
+        self.lb.gratuitous.inc_by(gratuitous);
+    }
+
+    pub fn record_lb_leader(&self, leader: bool) {
+        self.lb.leader.set(i64::from(leader));
+    }
+
+    pub fn record_lb_writes(&self, writes: usize, failures: usize) {
+        self.lb.assignments.inc_by(writes as u64);
+        self.lb.failures.inc_by(failures as u64);
     }
 
     pub fn record_wireguard_rotation(&self) {

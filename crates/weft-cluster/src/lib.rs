@@ -53,7 +53,14 @@ pub const API_PORT: u16 = 6443;
 pub const CLIENT_NET: &str = "198.51.100.0/24";
 pub const CLIENT_ROUTER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 5);
+/// LoadBalancer addresses: the default pool `weft up` creates. The fabric
+/// holds [`LB_ROUTER`] on the first subnet's bridge, so it asks there (ARP)
+/// for the addresses of this network, and the node announcing one answers.
 pub const LB_NET: &str = "203.0.113.0/24";
+pub const LB_ROUTER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+/// Node label naming the fabric bridge a node's eth0 is on: the default
+/// LoadBalancer pool is announced only by nodes on [`FABRIC_BRIDGE`].
+pub const LABEL_FABRIC: &str = "weft.dev/fabric";
 
 /// A bad cluster name or node count, named.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

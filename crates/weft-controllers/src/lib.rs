@@ -13,7 +13,7 @@
 pub mod daemonset;
 pub mod deployment;
 pub mod endpointslice;
-mod events;
+pub mod events;
 pub mod gc;
 pub mod replicaset;
 mod runtime;

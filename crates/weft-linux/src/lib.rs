@@ -6,6 +6,7 @@
 //! Everything here acts on whatever namespace its handle was opened in; nothing
 //! reads Kubernetes objects or decides policy.
 
+pub mod arp;
 pub mod conntrack;
 mod error;
 pub mod ethtool;

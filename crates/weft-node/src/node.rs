@@ -36,6 +36,7 @@ pub fn node_object(node: &NodeLayout) -> Node {
         ("kubernetes.io/arch", arch()),
         ("beta.kubernetes.io/os", "linux"),
         ("beta.kubernetes.io/arch", arch()),
+        (weft_cluster::LABEL_FABRIC, node.subnet.bridge.as_str()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -167,6 +167,26 @@ pub fn dns_objects() -> Result<(Vec<Value>, u64)> {
     Ok((docs, replicas))
 }
 
+/// The LoadBalancerIPPool every embedded cluster starts with: the
+/// addresses of [`weft_cluster::LB_NET`] but the fabric's own
+/// ([`weft_cluster::LB_ROUTER`]), announced by the nodes on the first
+/// fabric bridge (where the fabric asks for them).
+pub fn default_pool() -> Value {
+    let net: ipnet::Ipv4Net = weft_cluster::LB_NET.parse().expect("LB_NET is a CIDR");
+    let first = Ipv4Addr::from(u32::from(weft_cluster::LB_ROUTER) + 1);
+    let last = Ipv4Addr::from(u32::from(net.broadcast()) - 1);
+    json!({
+        "apiVersion": format!("{}/{}", weft_lb::GROUP, weft_lb::VERSION),
+        "kind": weft_lb::POOL_KIND,
+        "metadata": {"name": "default", "labels": {"app.kubernetes.io/part-of": "weft"}},
+        "spec": {
+            "addresses": [format!("{first}-{last}")],
+            "autoAssign": true,
+            "nodeSelector": {"matchLabels": {weft_cluster::LABEL_FABRIC: weft_cluster::FABRIC_BRIDGE}},
+        },
+    })
+}
+
 /// Creates or updates `objects` through `client` (server-side apply, as
 /// `weft apply` does), resolving their kinds by discovery.
 pub async fn apply(client: &kube::Client, objects: &[Value]) -> Result<()> {
@@ -190,6 +210,33 @@ pub async fn apply(client: &kube::Client, objects: &[Value]) -> Result<()> {
             .with_context(|| format!("apply {kind} {name}"))?;
     }
     Ok(())
+}
+
+/// [`apply`], once discovery serves every kind of `objects` (a
+/// CustomResourceDefinition just created is served when established):
+/// waits up to 10 s, then says which kind is missing.
+pub async fn apply_when_served(client: &kube::Client, objects: &[Value]) -> Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let catalog = crate::resources::Catalog::discover(client).await?;
+        let missing = objects.iter().find_map(|o| {
+            let (v, k) = (
+                o["apiVersion"].as_str().unwrap_or_default(),
+                o["kind"].as_str().unwrap_or_default(),
+            );
+            catalog
+                .by_manifest(v, k)
+                .err()
+                .map(|e| format!("{k} ({v}): {e:#}"))
+        });
+        match missing {
+            None => return apply(client, objects).await,
+            Some(m) if std::time::Instant::now() > deadline => {
+                bail!("not served after 10 s: {m}")
+            }
+            Some(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -318,6 +365,16 @@ mod tests {
             svc["spec"]["clusterIP"],
             weft_cluster::DNS_SERVICE_IP.to_string()
         );
+    }
+
+    #[test]
+    fn the_default_pool_parses_and_leaves_out_the_fabrics_own_address() {
+        let pool = weft_lb::parse_pool(&default_pool()).unwrap();
+        assert!(!pool.contains("203.0.113.1".parse().unwrap()));
+        assert!(pool.contains("203.0.113.2".parse().unwrap()));
+        assert!(pool.contains("203.0.113.254".parse().unwrap()));
+        assert_eq!(pool.total(), 253);
+        assert!(pool.auto_assign);
     }
 
     #[test]

@@ -147,6 +147,10 @@ impl ControlPlane {
         // Service the external client reaches on fixed node ports.
         let (gateway, _) = crate::addons::gateway_objects()?;
         crate::addons::apply(&admin.client()?, &gateway).await?;
+        // The default LoadBalancer pool (its CRD went in with the Gateway
+        // API's, and is served once established).
+        crate::addons::apply_when_served(&admin.client()?, &[crate::addons::default_pool()])
+            .await?;
         // Last: `weft up` waits for the port to appear.
         layout.write_state(&weft_cluster::ClusterState {
             api_port: Some(port),

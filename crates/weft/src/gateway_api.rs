@@ -2,7 +2,8 @@
 //! the repository, compiled in), applied to every embedded cluster at start
 //! so Gateways and routes can be created with `kubectl apply` right away.
 //! The CRDs are weft's own, written from the Gateway API specification's
-//! field list; see `deploy/gateway-api/README.md`.
+//! field list; see `deploy/gateway-api/README.md`. With them goes weft's
+//! own LoadBalancerIPPool (`deploy/weft-lb-crd.yaml`).
 
 use anyhow::{Context, Result};
 
@@ -31,6 +32,11 @@ pub const CRDS: &[(&str, &str)] = &[
     (
         "backendtlspolicy.yaml",
         include_str!("../../../deploy/gateway-api/backendtlspolicy.yaml"),
+    ),
+    // Not Gateway API, weft's own: LoadBalancer address pools.
+    (
+        "../weft-lb-crd.yaml",
+        include_str!("../../../deploy/weft-lb-crd.yaml"),
     ),
 ];
 

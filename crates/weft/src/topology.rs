@@ -143,6 +143,9 @@ pub fn ensure(layout: &Layout, placement: &Placement) -> Result<()> {
                 weft_cluster::API_ADDR,
                 subnet.net.prefix_len(),
             )?;
+            // LoadBalancer addresses are on this segment: the fabric asks
+            // for them by ARP here, and the announcing node answers.
+            fabric.address(&subnet.bridge, weft_cluster::LB_ROUTER, 24)?;
         }
     }
     fabric.forwarding()?;
