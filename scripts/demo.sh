@@ -58,6 +58,18 @@ for n in json.load(sys.stdin)["items"]:
     echo -n "$ip:30080 → "
     "$WEFT" exec --external -- python3 -c "import urllib.request; print(urllib.request.urlopen('http://$ip:30080/hostname', timeout=5).read().decode())"
 done
+step "external client 198.51.100.5 → LoadBalancer 203.0.113.50 (Service my-app): the fabric asks who has it, one node answers (tcpdump -i fabric0 arp)"
+"$WEFT" get svc my-app
+fabric=weft-weft-fabric
+ip netns exec "$fabric" ip neigh flush to 203.0.113.50 dev fabric0
+capture_log=$(mktemp)
+ip netns exec "$fabric" timeout 10 tcpdump -nn -l -c 2 -i fabric0 arp and host 203.0.113.50 2>"$capture_log" &
+tcpdump_pid=$!
+until grep -q "listening on" "$capture_log" || ! kill -0 "$tcpdump_pid" 2>/dev/null; do sleep 0.05; done
+echo -n "client address seen by the backend: "
+"$WEFT" exec --external -- curl -s -m 5 http://203.0.113.50/clientip; echo
+wait "$tcpdump_pid" || true
+rm -f "$capture_log"
 step "node-1: where a packet to $backend_ip:80 goes (nft list map inet weft-proxy service-ips)"
 "$WEFT" exec --node node-1 -- nft list map inet weft-proxy service-ips
 

@@ -219,6 +219,7 @@ fn embedded_cluster_end_to_end() {
 
     // --- the README's Services walk-through holds on the demo cluster -------------------------
     readme_services_walk_through(c, &demo_pods, field(&svc, "/spec/clusterIP"));
+    readme_loadbalancer_walk_through(c, &demo_pods);
 
     // --- kubectl works unchanged ---------------------------------------------------------------
     if weft_linux::testns::tool_or_skip("embedded_cluster_end_to_end (kubectl checks)", "kubectl") {
@@ -484,6 +485,114 @@ fn crashes_are_recovered_and_down_cleans_after_kill_9() {
     assert!(netns_with_prefix(&format!("weft-{}-", c.name)).is_empty());
     assert!(!c.state.exists());
     let _ = std::fs::remove_file(manifest);
+}
+
+/// The README's LoadBalancer walk-through on the demo cluster: Service
+/// my-app gets the 203.0.113.50 it asks for, `weft get svc` shows it; with
+/// the fabric's entry flushed, the client's request makes the fabric ask
+/// who has it and exactly one node, one holding a backend pod, answer with
+/// its eth0's MAC; the backend sees the client's own address (Local); the
+/// answering node's `@service-ips` holds the address.
+fn readme_loadbalancer_walk_through(c: &Cluster, demo_pods: &[&Value]) {
+    let mut table = String::new();
+    wait_until("my-app shows 203.0.113.50", 30, || {
+        table = c.ok(&["get", "svc", "my-app"]);
+        table.contains("203.0.113.50")
+    });
+    let row = table.lines().find(|l| l.starts_with("my-app ")).unwrap();
+    assert!(
+        row.contains("LoadBalancer") && row.contains("80:30081/TCP"),
+        "{table}"
+    );
+    let curl = || {
+        c.weft(&[
+            "exec",
+            "--external",
+            "--",
+            "curl",
+            "-s",
+            "-m",
+            "2",
+            "http://203.0.113.50/clientip",
+        ])
+    };
+    wait_until("the client reaches 203.0.113.50", 20, || {
+        curl().status.success()
+    });
+    let fabric = format!("weft-{}-fabric", c.name);
+    let flush = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &fabric,
+            "ip",
+            "neigh",
+            "flush",
+            "to",
+            "203.0.113.50",
+            "dev",
+            "fabric0",
+        ])
+        .status()
+        .unwrap();
+    assert!(flush.success());
+    let mut answer = String::new();
+    let captured = capture(c, "arp and host 203.0.113.50", 2, 15, || {
+        answer = String::from_utf8_lossy(&curl().stdout).into_owned();
+    });
+    assert!(
+        answer.starts_with("198.51.100.5:"),
+        "the backend saw {answer:?}"
+    );
+    assert!(
+        captured
+            .text
+            .contains("Request who-has 203.0.113.50 tell 203.0.113.1"),
+        "{}",
+        captured.text
+    );
+    let replies: Vec<&str> = captured
+        .text
+        .lines()
+        .filter(|l| l.contains("Reply 203.0.113.50 is-at"))
+        .collect();
+    assert_eq!(replies.len(), 1, "{}", captured.text);
+    let answering = demo_pods
+        .iter()
+        .filter(|p| field(p, "/metadata/labels/app") == "backend")
+        .map(|p| field(p, "/spec/nodeName").to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .find(|node| {
+            let o = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &format!("weft-{}-{node}", c.name),
+                    "cat",
+                    "/sys/class/net/eth0/address",
+                ])
+                .output()
+                .unwrap();
+            replies[0].contains(String::from_utf8_lossy(&o.stdout).trim())
+        })
+        .unwrap_or_else(|| panic!("no node with a backend pod answered: {}", replies[0]));
+    let map = c.ok(&[
+        "exec",
+        "--node",
+        &answering,
+        "--",
+        "nft",
+        "list",
+        "map",
+        "inet",
+        "weft-proxy",
+        "service-ips",
+    ]);
+    assert!(
+        map.contains("203.0.113.50 . tcp . 80 comment \"default/my-app:http\" : goto external-"),
+        "{map}"
+    );
 }
 
 /// The commands of the README's "A packet to a Service" section, on the demo
