@@ -12,6 +12,7 @@ mod error;
 pub mod ethtool;
 pub mod netlink;
 pub mod netns;
+pub mod nftrace;
 pub mod retry;
 pub mod sysctl;
 #[cfg(feature = "test-support")]

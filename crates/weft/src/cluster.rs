@@ -1023,23 +1023,13 @@ fn pod(layout: &Layout, name: &str, ns: &str) -> Result<Value> {
     })
 }
 
-pub fn exec(
+/// A running pod (its object) and its sandbox on its node: where its
+/// namespaces and files are.
+pub fn pod_sandbox(
     layout: &Layout,
-    pod_name: Option<&str>,
-    namespace: Option<&str>,
-    node: Option<&str>,
-    external: bool,
-    command: &[String],
-) -> Result<ExitCode> {
-    if external {
-        return run_in_netns(&layout.client_netns(), command);
-    }
-    if let Some(node) = node {
-        let n = crate::components::node_layout(layout, node)?;
-        return run_in_netns(&n.netns, command);
-    }
-    let name = pod_name.context("name a pod, or use --node NODE or --external")?;
-    let ns = namespace.unwrap_or("default");
+    name: &str,
+    ns: &str,
+) -> Result<(Value, weft_node::sandbox::Sandbox)> {
     let p = pod(layout, name, ns)?;
     let s = |ptr: &str| {
         p.pointer(ptr)
@@ -1069,6 +1059,33 @@ pub fn exec(
             .unwrap_or_default(),
         helper: std::env::current_exe()?,
     };
+    let sandbox = weft_node::sandbox::Sandbox::load(&env, &dir).with_context(|| {
+        format!(
+            "pod {name} has no sandbox on {node} yet ({})",
+            dir.display()
+        )
+    })?;
+    Ok((p, sandbox))
+}
+
+pub fn exec(
+    layout: &Layout,
+    pod_name: Option<&str>,
+    namespace: Option<&str>,
+    node: Option<&str>,
+    external: bool,
+    command: &[String],
+) -> Result<ExitCode> {
+    if external {
+        return run_in_netns(&layout.client_netns(), command);
+    }
+    if let Some(node) = node {
+        let n = crate::components::node_layout(layout, node)?;
+        return run_in_netns(&n.netns, command);
+    }
+    let name = pod_name.context("name a pod, or use --node NODE or --external")?;
+    let ns = namespace.unwrap_or("default");
+    let (p, sandbox) = pod_sandbox(layout, name, ns)?;
     // As kubectl exec: in the first container's identity (uid, groups, capabilities).
     let typed: k8s_openapi::api::core::v1::Pod = serde_json::from_value(p.clone())
         .with_context(|| format!("pod {ns}/{name}: read its spec"))?;
@@ -1077,12 +1094,6 @@ pub fn exec(
             .map_err(|e| anyhow::anyhow!("pod {ns}/{name}: {e}"))?,
         None => weft_node::security::Identity::default(),
     };
-    let sandbox = weft_node::sandbox::Sandbox::load(&env, &dir).with_context(|| {
-        format!(
-            "pod {name} has no sandbox on {node} yet ({})",
-            dir.display()
-        )
-    })?;
     // The same namespaces and files its containers get (node runtime's code).
     let mut vars: Vec<(String, String)> = ["PATH", "TERM", "HOME", "LANG"]
         .iter()

@@ -24,6 +24,7 @@ pub mod rotate;
 pub mod supervise;
 mod table;
 pub mod topology;
+pub mod trace;
 
 use std::path::PathBuf;
 

@@ -87,6 +87,10 @@ enum Cmd {
     /// Replace nodes' WireGuard keys (backend wireguard) and wait until their
     /// agents publish the new public keys; traffic between nodes goes on.
     RotateKey(weft::rotate::RotateArgs),
+    /// Follow one real connection attempt through the cluster with nftables
+    /// tracing: every hop, rule and verdict, by Service, endpoint and
+    /// NetworkPolicy name (exit status 1 when it was not delivered).
+    Trace(weft::trace::TraceArgs),
     /// Print the path of a kubeconfig for kubectl.
     Kubeconfig,
     /// Show whether the cluster runs, where its API is, and its nodes.
@@ -198,6 +202,7 @@ fn run(name: &str, command: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Down => cluster::down(&layout),
         Cmd::Explain(args) => weft::explain::explain(&layout, &args),
         Cmd::RotateKey(args) => weft::rotate::rotate(&layout, &args).map(|()| ExitCode::SUCCESS),
+        Cmd::Trace(args) => weft::trace::run(&layout, &args),
         Cmd::Apply { files } => cluster::apply(&layout, &files),
         Cmd::Delete {
             files,

@@ -405,25 +405,41 @@ fn deleting_the_announcers_endpoint_moves_the_address_within_2s(c: &Cluster) {
         .find(|p| field(p, "/metadata/labels/app") == "web" && field(p, "/spec/nodeName") == before)
         .unwrap();
     let probe = Probe::start(c, &ip, 6);
-    let deleted = Instant::now();
-    kubectl_ok(
-        c,
-        &[
-            "delete",
-            "pod",
-            field(&pod, "/metadata/name"),
-            "--wait=false",
-        ],
-    );
-    // The other node with an endpoint takes the address (the replacement
-    // pod may land on the first node again and win it back later).
     let mut moved = None;
-    wait_until("a takeover by the other node", 10, || {
-        if agent_metric(c, &others[0], "weft_agent_lb_takeovers_total") > taken {
-            moved = Some(deleted.elapsed());
-        }
-        moved.is_some()
+    // ARP on the fabric while it happens: ends after 4 s (`timeout`).
+    let captured = capture(c, &format!("arp and host {ip}"), 1000, 4, || {
+        let deleted = Instant::now();
+        kubectl_ok(
+            c,
+            &[
+                "delete",
+                "pod",
+                field(&pod, "/metadata/name"),
+                "--wait=false",
+            ],
+        );
+        // The other node with an endpoint takes the address (the
+        // replacement pod may land on the first node again and win it
+        // back later).
+        wait_until("a takeover by the other node", 10, || {
+            if agent_metric(c, &others[0], "weft_agent_lb_takeovers_total") > taken {
+                moved = Some(deleted.elapsed());
+            }
+            moved.is_some()
+        });
     });
+    // The new announcer said so unasked: a gratuitous reply with its MAC.
+    let mac = node_macs(c)
+        .into_iter()
+        .find(|(n, _)| *n == others[0])
+        .unwrap()
+        .1;
+    assert!(
+        captured.text.contains(&format!("Reply {ip} is-at {mac}")),
+        "no gratuitous ARP from {}: {}",
+        others[0],
+        captured.text
+    );
     let (attempts, failures, outage) = probe.finish();
     let moved = moved.unwrap();
     assert!(moved < Duration::from_secs(2), "took over after {moved:?}");

@@ -1,0 +1,422 @@
+//! `weft trace` end to end on one 2-node embedded cluster (VXLAN): real
+//! connection attempts followed through the pods, nodes and fabric by
+//! nftables tracing. Each check names what a trace must show for a path
+//! the seeds walk: pod to pod on one node, pod to Service across nodes
+//! (the DNAT and the chosen endpoint), external client to a NodePort
+//! (masqueraded under externalTrafficPolicy Cluster, the client address
+//! kept under Local), a NetworkPolicy drop (the policy named), a Service
+//! without endpoints (the reject named); and that the tracer's tables are
+//! gone after a trace, after an interrupted one, and after a killed one
+//! (removed by the next trace).
+
+mod common;
+
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
+
+use common::*;
+use libtest_mimic::{Arguments, Failed, Trial};
+use serde_json::Value;
+
+const NETEXEC: &str = "registry.k8s.io/e2e-test-images/agnhost:2.53";
+
+fn manifest() -> String {
+    let mut m = String::new();
+    for (name, app, node) in [
+        ("client", "client", "node-1"),
+        ("web-1", "web", "node-1"),
+        ("web-2", "web", "node-2"),
+    ] {
+        m += &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{app: {app}, pod: {name}}}}}\nspec:\n  \
+             nodeSelector: {{kubernetes.io/hostname: {node}}}\n  containers:\n  - name: c\n    image: {NETEXEC}\n    \
+             args: [netexec, --http-port=8080]\n    readinessProbe: {{httpGet: {{path: /healthz, port: 8080}}, periodSeconds: 1}}\n---\n"
+        );
+    }
+    m += "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  \
+          ports: [{name: http, port: 80, targetPort: 8080}]\n---\n";
+    // NodePorts in front of web-2 alone (node-2): Cluster and Local.
+    m += "apiVersion: v1\nkind: Service\nmetadata: {name: web2-cluster}\nspec:\n  type: NodePort\n  \
+          selector: {pod: web-2}\n  ports: [{port: 80, targetPort: 8080, nodePort: 30091}]\n---\n";
+    m += "apiVersion: v1\nkind: Service\nmetadata: {name: web2-local}\nspec:\n  type: NodePort\n  \
+          externalTrafficPolicy: Local\n  selector: {pod: web-2}\n  ports: [{port: 80, targetPort: 8080, nodePort: 30090}]\n---\n";
+    m += "apiVersion: v1\nkind: Service\nmetadata: {name: empty}\nspec:\n  selector: {app: nothing}\n  \
+          ports: [{port: 80}]\n";
+    m
+}
+
+fn start_cluster() -> Cluster {
+    let c = Cluster::new("tr");
+    let path = std::env::temp_dir().join(format!("{}-trace.yaml", c.name));
+    std::fs::write(&path, manifest()).unwrap();
+    c.ok(&["up", "-f", path.to_str().unwrap(), "--timeout", "180"]);
+    let _ = std::fs::remove_file(path);
+    wait_until("the three pods Ready", 120, || {
+        let all = pods(&c);
+        ["client", "web-1", "web-2"].iter().all(|n| {
+            all.iter().any(|p| {
+                field(p, "/metadata/name") == *n
+                    && p.pointer("/status/conditions")
+                        .and_then(Value::as_array)
+                        .is_some_and(|cs| {
+                            cs.iter()
+                                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                        })
+            })
+        })
+    });
+    c
+}
+
+fn pod_ip(c: &Cluster, name: &str) -> String {
+    pods(c)
+        .iter()
+        .find(|p| field(p, "/metadata/name") == name)
+        .map(|p| field(p, "/status/podIP").to_string())
+        .unwrap()
+}
+
+/// `weft trace ARGS -o json`: (exit code, the report).
+fn trace(c: &Cluster, args: &[&str]) -> (i32, Value) {
+    let mut all = vec!["trace"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-o", "json"]);
+    let out = c.weft(&all);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|_| {
+        panic!(
+            "weft trace {}: not JSON: {text}\nstderr: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    no_tracer_tables_left(c);
+    (out.status.code().unwrap_or(-1), v)
+}
+
+fn hops(v: &Value) -> Vec<(String, String, String)> {
+    v["hops"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| {
+            (
+                field(h, "/where").to_string(),
+                field(h, "/layer").to_string(),
+                field(h, "/what").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn position(
+    hops: &[(String, String, String)],
+    f: impl Fn(&(String, String, String)) -> bool,
+) -> usize {
+    hops.iter()
+        .position(f)
+        .unwrap_or_else(|| panic!("no such hop in {hops:#?}"))
+}
+
+/// The tracer tables (`weft-trace-*`) in the cluster's namespaces.
+fn tracer_tables(c: &Cluster) -> Vec<String> {
+    let mut found = Vec::new();
+    for ns in netns_with_prefix(&format!("weft-{}-", c.name)) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &ns, "nft", "list", "tables"])
+            .output()
+            .unwrap();
+        for l in String::from_utf8_lossy(&out.stdout).lines() {
+            if l.contains("weft-trace-") {
+                found.push(format!("{ns}: {l}"));
+            }
+        }
+    }
+    found
+}
+
+fn no_tracer_tables_left(c: &Cluster) {
+    let left = tracer_tables(c);
+    assert!(left.is_empty(), "tracer tables left: {left:#?}");
+}
+
+fn a_pod_reaches_a_pod_on_its_node_through_its_node_only(c: &Cluster) {
+    let (code, v) = trace(c, &["pod/client", "pod/web-1", "--port", "8080"]);
+    assert_eq!((code, field(&v, "/verdict")), (0, "DELIVERED"), "{v:#}");
+    let h = hops(&v);
+    let web1 = pod_ip(c, "web-1");
+    let first = position(&h, |x| x.0 == "pod default/client");
+    let node = position(&h, |x| x.0 == "node-1");
+    let arrived = position(&h, |x| {
+        x.0 == "pod default/web-1" && x.2.contains(&format!("→ {web1}:8080 (in on eth0)"))
+    });
+    assert!(first < node && node < arrived, "{h:#?}");
+    assert!(
+        h.iter().all(|x| x.0 != "node-2" && x.0 != "fabric"),
+        "{h:#?}"
+    );
+    // The answer comes back to the client.
+    assert!(
+        h.iter()
+            .any(|x| x.0 == "pod default/client" && x.2.starts_with("answer ")),
+        "{h:#?}"
+    );
+}
+
+fn a_service_trace_names_the_dnat_and_the_endpoint_across_nodes(c: &Cluster) {
+    let web2 = pod_ip(c, "web-2");
+    let want = format!("DNAT to {web2}:8080 for Service default/web http/tcp");
+    // The endpoint is chosen at random: trace until it is web-2's (node-2).
+    for _ in 0..30 {
+        let (code, v) = trace(c, &["pod/client", "svc/web"]);
+        assert_eq!((code, field(&v, "/verdict")), (0, "DELIVERED"), "{v:#}");
+        let h = hops(&v);
+        if !h.iter().any(|x| x.2 == want) {
+            continue;
+        }
+        let dnat = position(&h, |x| x.0 == "node-1" && x.1 == "proxy" && x.2 == want);
+        let chosen = position(&h, |x| {
+            x.2 == format!("endpoint {web2}:8080 chosen for Service default/web http/tcp")
+        });
+        let vxlan = position(&h, |x| {
+            x.0 == "node-1" && x.2.contains("out via weft.vxlan")
+        });
+        let over = position(&h, |x| x.0 == "node-2" && x.2.contains("in on weft.vxlan"));
+        let arrived = position(&h, |x| {
+            x.0 == "pod default/web-2" && !x.2.starts_with("answer")
+        });
+        assert!(chosen < dnat && dnat < over && over < arrived, "{h:#?}");
+        assert!(vxlan < over, "{h:#?}");
+        return;
+    }
+    panic!("30 traces never chose web-2");
+}
+
+fn external_to_a_cluster_nodeport_is_masqueraded(c: &Cluster) {
+    let web2 = pod_ip(c, "web-2");
+    // node-1 has no web-2: it forwards over the overlay, masqueraded.
+    let (code, v) = trace(c, &["external", "192.168.1.10:30091"]);
+    assert_eq!((code, field(&v, "/verdict")), (0, "DELIVERED"), "{v:#}");
+    let h = hops(&v);
+    position(&h, |x| x.0 == "fabric");
+    position(&h, |x| {
+        x.0 == "node-1" && x.2.starts_with("marked for masquerade")
+    });
+    position(&h, |x| {
+        x.0 == "node-1"
+            && x.2.contains(&format!(
+                "DNAT to {web2}:8080 for Service default/web2-cluster"
+            ))
+    });
+    let arrived = &h[position(&h, |x| {
+        x.0 == "pod default/web-2" && !x.2.starts_with("answer")
+    })];
+    assert!(
+        !arrived.2.starts_with("198.51.100.5:"),
+        "not masqueraded: {arrived:?}"
+    );
+}
+
+fn external_to_a_local_nodeport_keeps_the_client_address(c: &Cluster) {
+    let (code, v) = trace(c, &["external", "192.168.1.11:30090"]);
+    assert_eq!((code, field(&v, "/verdict")), (0, "DELIVERED"), "{v:#}");
+    let h = hops(&v);
+    let arrived = &h[position(&h, |x| {
+        x.0 == "pod default/web-2" && !x.2.starts_with("answer")
+    })];
+    assert!(arrived.2.starts_with("198.51.100.5:"), "{arrived:?}");
+    assert!(
+        !h.iter().any(|x| x.2.starts_with("marked for masquerade")),
+        "{h:#?}"
+    );
+}
+
+fn a_networkpolicy_drop_names_the_policy(c: &Cluster) {
+    let path = std::env::temp_dir().join(format!("{}-deny.yaml", c.name));
+    std::fs::write(
+        &path,
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: web-1-closed}\nspec:\n  \
+         podSelector: {matchLabels: {pod: web-1}}\n  policyTypes: [Ingress]\n",
+    )
+    .unwrap();
+    c.ok(&["apply", "-f", path.to_str().unwrap()]);
+    let mut v = Value::Null;
+    wait_until("the policy to drop the trace", 30, || {
+        let (code, got) = trace(c, &["pod/client", "pod/web-1", "--port", "8080"]);
+        v = got;
+        code == 1
+    });
+    assert_eq!(field(&v, "/verdict"), "DROPPED", "{v:#}");
+    let cause = field(&v, "/cause");
+    assert!(
+        cause.contains("NetworkPolicy default/web-1-closed") && cause.contains("ingress"),
+        "{cause}"
+    );
+    let h = hops(&v);
+    position(&h, |x| x.1 == "policy" && x.2.contains("web-1-closed"));
+    // Never delivered: the pod is not among the hops.
+    assert!(h.iter().all(|x| x.0 != "pod default/web-1"), "{h:#?}");
+    c.ok(&["delete", "-f", path.to_str().unwrap()]);
+    let _ = std::fs::remove_file(path);
+    wait_until("web-1 reachable again", 30, || {
+        trace(c, &["pod/client", "pod/web-1", "--port", "8080"]).0 == 0
+    });
+}
+
+fn a_service_without_endpoints_is_named_as_rejected(c: &Cluster) {
+    let (code, v) = trace(c, &["pod/client", "svc/empty"]);
+    assert_eq!((code, field(&v, "/verdict")), (1, "DROPPED"), "{v:#}");
+    assert!(
+        field(&v, "/cause").contains("has no ready endpoints"),
+        "{v:#}"
+    );
+    let h = hops(&v);
+    position(&h, |x| {
+        x.0 == "pod default/client" && x.2.starts_with("answer (TCP reset)")
+    });
+}
+
+/// A trace that takes its whole 2 s (nothing answers: a blackholed port
+/// of the external client), started in the background.
+fn slow_trace(c: &Cluster) -> std::process::Child {
+    Command::new(WEFT)
+        .args(["--name", &c.name, "trace", "pod/client", "198.51.100.5:9"])
+        .env("WEFT_STATE_DIR", &c.state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn an_interrupted_trace_removes_its_tables(c: &Cluster) {
+    // The external client drops what comes to port 9 (no answer at all).
+    let client = format!("weft-{}-client", c.name);
+    let nft = |args: &str| {
+        let o = Command::new("ip")
+            .args(["netns", "exec", &client, "nft"])
+            .args(args.split_whitespace())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    nft("add table inet weft-test-blackhole");
+    nft("add chain inet weft-test-blackhole in { type filter hook input priority 0 ; }");
+    nft("add rule inet weft-test-blackhole in tcp dport 9 drop");
+    let mut t = slow_trace(c);
+    wait_until("the tracer's tables", 20, || !tracer_tables(c).is_empty());
+    let _ = Command::new("kill")
+        .args(["-INT", &t.id().to_string()])
+        .status();
+    let status = t.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    no_tracer_tables_left(c);
+    nft("delete table inet weft-test-blackhole");
+}
+
+fn a_killed_trace_is_cleaned_up_by_the_next_one(c: &Cluster) {
+    let client = format!("weft-{}-client", c.name);
+    let nft = |args: &str| {
+        let o = Command::new("ip")
+            .args(["netns", "exec", &client, "nft"])
+            .args(args.split_whitespace())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    nft("add table inet weft-test-blackhole");
+    nft("add chain inet weft-test-blackhole in { type filter hook input priority 0 ; }");
+    nft("add rule inet weft-test-blackhole in tcp dport 9 drop");
+    let mut t = slow_trace(c);
+    wait_until("the tracer's tables", 20, || !tracer_tables(c).is_empty());
+    kill9(&t.id().to_string());
+    let _ = t.wait();
+    assert!(
+        !tracer_tables(c).is_empty(),
+        "SIGKILL leaves the tables (nothing could remove them)"
+    );
+    nft("delete table inet weft-test-blackhole");
+    // The next trace removes the tables of the dead one (and its own).
+    let (code, _) = trace(c, &["pod/client", "pod/web-1", "--port", "8080"]);
+    assert_eq!(code, 0);
+}
+
+type Check = fn(&Cluster);
+
+const CHECKS: &[(&str, Check)] = &[
+    (
+        "a_pod_reaches_a_pod_on_its_node_through_its_node_only",
+        a_pod_reaches_a_pod_on_its_node_through_its_node_only,
+    ),
+    (
+        "a_service_trace_names_the_dnat_and_the_endpoint_across_nodes",
+        a_service_trace_names_the_dnat_and_the_endpoint_across_nodes,
+    ),
+    (
+        "external_to_a_cluster_nodeport_is_masqueraded",
+        external_to_a_cluster_nodeport_is_masqueraded,
+    ),
+    (
+        "external_to_a_local_nodeport_keeps_the_client_address",
+        external_to_a_local_nodeport_keeps_the_client_address,
+    ),
+    (
+        "a_networkpolicy_drop_names_the_policy",
+        a_networkpolicy_drop_names_the_policy,
+    ),
+    (
+        "a_service_without_endpoints_is_named_as_rejected",
+        a_service_without_endpoints_is_named_as_rejected,
+    ),
+    (
+        "an_interrupted_trace_removes_its_tables",
+        an_interrupted_trace_removes_its_tables,
+    ),
+    (
+        "a_killed_trace_is_cleaned_up_by_the_next_one",
+        a_killed_trace_is_cleaned_up_by_the_next_one,
+    ),
+];
+
+/// Whether libtest's filters select `name`.
+fn selected(args: &Arguments, name: &str) -> bool {
+    let matches = |f: &str| {
+        if args.exact {
+            name == f
+        } else {
+            name.contains(f)
+        }
+    };
+    args.filter.as_deref().is_none_or(matches) && !args.skip.iter().any(|s| matches(s))
+}
+
+fn main() -> ExitCode {
+    let mut args = Arguments::from_args();
+    let wanted = !args.list && !args.ignored && CHECKS.iter().any(|(n, _)| selected(&args, n));
+    let cluster = (wanted && root_or_skip("trace")).then(|| Arc::new(start_cluster()));
+    let trials = CHECKS
+        .iter()
+        .map(|&(name, check)| {
+            let cluster = cluster.clone();
+            Trial::test(name, move || match cluster {
+                Some(c) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&c)))
+                    .map_err(|p| {
+                        let msg = p
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_else(|| "panicked".into());
+                        Failed::from(format!("{msg}\n{}", c.log_tails()))
+                    }),
+                None => Ok(()),
+            })
+        })
+        .collect();
+    args.test_threads = Some(1);
+    let conclusion = libtest_mimic::run(&args, trials);
+    drop(cluster);
+    if conclusion.has_failed() {
+        ExitCode::from(101)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
