@@ -6,24 +6,28 @@
 //! trace` stands on (issue 16).
 //!
 //! [`parse`] reads one netlink message (pure); [`TraceSocket`] subscribes in
-//! one network namespace and yields the events. The netlink framing and the
-//! nftables message type come from `netlink-packet-netfilter`, which leaves
-//! the trace attributes untyped; they are typed here from
-//! `include/uapi/linux/netfilter/nf_tables.h` (`enum nft_trace_attributes`).
+//! one network namespace and yields the events. The attributes are typed
+//! here from `include/uapi/linux/netfilter/nf_tables.h` (`enum
+//! nft_trace_attributes`): `netlink-packet-netfilter` leaves them untyped,
+//! and its attribute parser (netlink-packet-core 0.9) panics on a
+//! truncated attribute header — the fuzz target found it — so the framing
+//! (nlmsghdr, nfgenmsg, attributes) is walked here too, with every length
+//! checked.
 
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use netlink_packet_core::{DefaultNla, NetlinkMessage, NetlinkPayload, Nla, NLA_TYPE_MASK};
-use netlink_packet_netfilter::nftables::NfTablesMessage;
-use netlink_packet_netfilter::{NetfilterMessage, NetfilterMessageInner};
+use netlink_packet_core::NLA_TYPE_MASK;
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
 
 use crate::{Error, Netns, Result};
 
 /// The multicast group of trace events (`NFNLGRP_NFTRACE`).
 pub const NFNLGRP_NFTRACE: u32 = 9;
+/// `NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_TRACE`.
+const TRACE_MSG_TYPE: u16 = (10 << 8) | 17;
+const NLMSG_HDRLEN: usize = 16;
 
 // enum nft_trace_attributes
 const NFTA_TRACE_TABLE: u16 = 1;
@@ -213,12 +217,6 @@ pub enum TraceError {
     Text(&'static str),
 }
 
-fn value(nla: &DefaultNla) -> Vec<u8> {
-    let mut v = vec![0u8; nla.value_len()];
-    nla.emit_value(&mut v);
-    v
-}
-
 fn fixed<const N: usize>(v: &[u8], name: &'static str) -> std::result::Result<[u8; N], TraceError> {
     v.try_into().map_err(|_| TraceError::Length {
         name,
@@ -268,10 +266,10 @@ fn verdict(v: &[u8]) -> std::result::Result<Verdict, TraceError> {
     ))
 }
 
-/// The event of `family` with attributes `nlas`.
+/// The event of `family` with attributes `nlas` (type, value).
 pub fn from_attributes(
     family: u8,
-    nlas: &[DefaultNla],
+    nlas: &[(u16, Vec<u8>)],
 ) -> std::result::Result<TraceEvent, TraceError> {
     let mut e = TraceEvent {
         id: 0,
@@ -290,9 +288,9 @@ pub fn from_attributes(
         transport_header: Vec::new(),
     };
     let (mut id, mut kind) = (None, None);
-    for nla in nlas {
-        let v = value(nla);
-        match nla.kind() & NLA_TYPE_MASK {
+    for (attr, v) in nlas {
+        let v = v.clone();
+        match attr & NLA_TYPE_MASK {
             NFTA_TRACE_TABLE => e.table = text(&v, "table")?,
             NFTA_TRACE_CHAIN => e.chain = text(&v, "chain")?,
             NFTA_TRACE_RULE_HANDLE => {
@@ -329,18 +327,30 @@ pub fn from_attributes(
 /// Reads one netlink message: its trace event, `Ok(None)` for any other
 /// message (errors, other nftables notifications).
 pub fn parse(bytes: &[u8]) -> std::result::Result<Option<TraceEvent>, TraceError> {
-    let msg = NetlinkMessage::<NetfilterMessage>::deserialize(bytes)
-        .map_err(|e| TraceError::Netlink(e.to_string()))?;
-    let NetlinkPayload::InnerMessage(inner) = msg.payload else {
-        return Ok(None);
-    };
-    let family = u8::from(inner.header.family);
-    match inner.inner {
-        NetfilterMessageInner::NfTables(NfTablesMessage::Trace(nlas)) => {
-            from_attributes(family, &nlas).map(Some)
-        }
-        _ => Ok(None),
+    if bytes.len() < NLMSG_HDRLEN {
+        return Err(TraceError::Netlink(format!(
+            "{} bytes, shorter than a netlink header",
+            bytes.len()
+        )));
     }
+    let len = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+    if len < NLMSG_HDRLEN || len > bytes.len() {
+        return Err(TraceError::Netlink(format!(
+            "length {len} does not fit the {} bytes received",
+            bytes.len()
+        )));
+    }
+    let kind = u16::from_ne_bytes([bytes[4], bytes[5]]);
+    if kind != TRACE_MSG_TYPE {
+        return Ok(None);
+    }
+    let body = &bytes[NLMSG_HDRLEN..len];
+    // nfgenmsg: family, version, resource id.
+    let Some(&family) = body.first() else {
+        return Err(TraceError::Netlink("trace message without nfgenmsg".into()));
+    };
+    let attrs = body.get(4..).unwrap_or(&[]);
+    from_attributes(family, &nested(attrs)).map(Some)
 }
 
 /// The lengths of the netlink messages in `buf` (one datagram may hold
@@ -420,11 +430,13 @@ impl std::os::fd::AsFd for TraceSocket {
 mod tests {
     use super::*;
 
-    fn nla(kind: u16, v: &[u8]) -> DefaultNla {
-        DefaultNla::new(kind, v.to_vec())
+    type Nla = (u16, Vec<u8>);
+
+    fn nla(kind: u16, v: &[u8]) -> Nla {
+        (kind, v.to_vec())
     }
 
-    fn verdict_nla(code: i32, chain: Option<&str>) -> DefaultNla {
+    fn verdict_nla(code: i32, chain: Option<&str>) -> Nla {
         let mut v = Vec::new();
         let mut push = |kind: u16, val: &[u8]| {
             let len = 4 + val.len();
@@ -441,7 +453,7 @@ mod tests {
             s.push(0);
             push(NFTA_VERDICT_CHAIN, &s);
         }
-        DefaultNla::new(NFTA_TRACE_VERDICT | 0x8000, v)
+        (NFTA_TRACE_VERDICT | 0x8000, v)
     }
 
     /// A UDP datagram 10.244.0.2:40000 → 10.96.0.10:53 (IPv4 + UDP headers).
@@ -452,7 +464,7 @@ mod tests {
         (ip, udp)
     }
 
-    fn rule_event(verdict: DefaultNla) -> Vec<DefaultNla> {
+    fn rule_event(verdict: Nla) -> Vec<Nla> {
         let (ip, udp) = udp_headers();
         vec![
             nla(NFTA_TRACE_TABLE, b"weft-proxy\0"),
@@ -506,7 +518,7 @@ mod tests {
     #[test]
     fn an_event_without_id_or_type_is_refused_naming_what_is_missing() {
         let mut attrs = rule_event(verdict_nla(1, None));
-        attrs.retain(|a| a.kind() != NFTA_TRACE_ID);
+        attrs.retain(|a| a.0 != NFTA_TRACE_ID);
         assert_eq!(
             from_attributes(1, &attrs),
             Err(TraceError::Missing("an id"))
@@ -520,6 +532,38 @@ mod tests {
                 expected: 4
             })
         ));
+    }
+
+    /// The netlink message the kernel sends for `attrs`.
+    fn message(attrs: &[Nla]) -> Vec<u8> {
+        let mut body = vec![1u8, 0, 0, 0];
+        for (kind, v) in attrs {
+            body.extend_from_slice(&((4 + v.len()) as u16).to_ne_bytes());
+            body.extend_from_slice(&kind.to_ne_bytes());
+            body.extend_from_slice(v);
+            while body.len() % 4 != 0 {
+                body.push(0);
+            }
+        }
+        let mut m = ((16 + body.len()) as u32).to_ne_bytes().to_vec();
+        m.extend_from_slice(&TRACE_MSG_TYPE.to_ne_bytes());
+        m.extend_from_slice(&[0; 10]);
+        m.extend_from_slice(&body);
+        m
+    }
+
+    #[test]
+    fn a_whole_message_parses_and_other_messages_are_not_events() {
+        let m = message(&rule_event(verdict_nla(0, None)));
+        let e = parse(&m).unwrap().unwrap();
+        assert_eq!((e.family, e.verdict), (1, Some(Verdict::Drop)));
+        let mut other = m.clone();
+        other[4] = 6; // NFT_MSG_NEWRULE
+        assert_eq!(parse(&other), Ok(None));
+        // A truncated attribute header (what crashed netlink-packet-core).
+        let mut cut = m[..16 + 4 + 2].to_vec();
+        cut[0..4].copy_from_slice(&22u32.to_ne_bytes());
+        assert!(parse(&cut).is_err());
     }
 
     #[test]
