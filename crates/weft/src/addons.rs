@@ -51,7 +51,8 @@ pub const GATEWAY_NAMESPACE: &str = "weft-system";
 
 /// The node ports the embedded cluster's gateway Service is given, so the
 /// external client reaches it at a fixed `<node IP>:31080` (HTTP) and
-/// `:31443` (HTTPS): the embedded cluster has no load balancer yet.
+/// `:31443` (HTTPS), as well as at the load-balancer address the default
+/// LoadBalancerIPPool gives it (one of 203.0.113.0/24).
 pub const GATEWAY_NODE_PORTS: [(&str, u16); 2] = [("http", 31080), ("https", 31443)];
 
 /// The gateway's objects for an embedded cluster (deploy/weft-gateway.yaml

@@ -623,9 +623,8 @@ pub fn run(layout: &Layout, args: &TraceArgs) -> Result<ExitCode> {
     };
     let started = Instant::now();
     let outcome = attempt(&plan, sport);
-    // Events arrive as the kernel processes the packets; what is still in
-    // flight is in the sockets within a moment.
-    std::thread::sleep(Duration::from_millis(200));
+    // The kernel queues the events as it processes the packets; the
+    // collector stops once the sockets stay quiet (see `collect`).
     done.store(true, Ordering::SeqCst);
     let events = collector
         .join()
@@ -714,6 +713,8 @@ type Collected = Vec<(usize, Instant, TraceEvent)>;
 fn collect(mut sockets: Vec<TraceSocket>, done: Arc<AtomicBool>) -> Collected {
     use std::os::fd::AsFd;
     let mut out = Vec::new();
+    // The attempt had ended before the last wait.
+    let mut waited_after_done = false;
     loop {
         let finished = done.load(Ordering::SeqCst);
         let mut any = false;
@@ -730,15 +731,18 @@ fn collect(mut sockets: Vec<TraceSocket>, done: Arc<AtomicBool>) -> Collected {
                 );
             }
         }
-        if finished && !any {
+        if waited_after_done && !any {
             return out;
         }
-        // Wait for the next event on any socket (or 20 ms).
+        // Wait for the next event on any socket (or 20 ms): once the
+        // attempt is over, 20 ms without one ends the collection (events
+        // of packets still between namespaces come within microseconds).
         let mut polls: Vec<nix::poll::PollFd<'_>> = sockets
             .iter()
             .map(|s| nix::poll::PollFd::new(s.as_fd(), nix::poll::PollFlags::POLLIN))
             .collect();
         let _ = nix::poll::poll(&mut polls, nix::poll::PollTimeout::from(20u8));
+        waited_after_done = finished;
     }
 }
 
@@ -849,6 +853,11 @@ fn stitch(
     let mut hops: Vec<Hop> = Vec::new();
     let mut drop_cause: Option<String> = None;
     let mut last_where = String::new();
+    // The last place the packet (not its answer) was seen, for the
+    // explanation when it vanished: namespace, its label, packet, iif.
+    let mut last_forward: Option<(usize, weft_linux::nftrace::Packet, Option<String>)> = None;
+    // An answer that reset the connection from the destination itself.
+    let mut refused_by: Option<String> = None;
     for pass in &passes {
         let w = &namespaces[pass.ns];
         let mut ifname = |idx: u32| {
@@ -896,6 +905,14 @@ fn stitch(
         if hops.contains(&head) {
             continue;
         }
+        if !pass.reply {
+            if let Some(p) = pass.events.iter().find_map(|e| e.packet()) {
+                let iif = pass.events.iter().find_map(|e| e.iif).map(&mut ifname);
+                last_forward = Some((pass.ns, p, iif));
+            }
+        } else if rst && pass.ns != source && w.layer == "pod" && refused_by.is_none() {
+            refused_by = Some(w.label.clone());
+        }
         last_where = w.label.clone();
         hops.push(head);
         for e in &pass.events {
@@ -922,9 +939,25 @@ fn stitch(
             }
         }
     }
+    let vanished = || -> String {
+        let Some((ns, p, iif)) = &last_forward else {
+            return String::new();
+        };
+        let w = &namespaces[*ns];
+        explain_vanished(&w.netns, &w.label, p, iif.as_deref())
+            .map(|why| format!(": {why}"))
+            .unwrap_or_default()
+    };
     let (verdict, cause) = match (outcome, drop_cause) {
         (Outcome::Answered, _) => ("DELIVERED", String::new()),
         (_, Some(c)) => ("DROPPED", c),
+        (Outcome::Refused, None) if refused_by.is_some() => (
+            "DROPPED",
+            format!(
+                "refused by {}: nothing listens on that port (TCP reset)",
+                refused_by.unwrap_or_default()
+            ),
+        ),
         (Outcome::Refused, None) => (
             "DROPPED",
             format!("refused (TCP reset or ICMP port unreachable); last seen in {last_where}"),
@@ -935,15 +968,101 @@ fn stitch(
         ),
         (Outcome::TimedOut, None) => (
             "DROPPED",
-            format!("no answer; the packet was last seen in {last_where}"),
+            format!(
+                "no answer; the packet was last seen in {last_where}{}",
+                vanished()
+            ),
         ),
-        (Outcome::Failed(e), None) => ("DROPPED", e.clone()),
+        (Outcome::Failed(e), None) => (
+            "DROPPED",
+            format!(
+                "{e}; the packet was last seen in {last_where}{}",
+                vanished()
+            ),
+        ),
     };
     Report {
         verdict,
         cause,
         hops,
     }
+}
+
+/// Why a packet seen last in `netns` went no further, in the order the
+/// kernel decides: the route lookup for that packet (from the interface it
+/// came in on), the neighbour it is sent to, the reverse-path filter of the
+/// interface it came in on. `None` when none of them explains it.
+fn explain_vanished(
+    netns: &str,
+    label: &str,
+    p: &weft_linux::nftrace::Packet,
+    iif: Option<&str>,
+) -> Option<String> {
+    let ip = |args: &[&str]| {
+        Command::new("ip")
+            .args(["-n", netns])
+            .args(args)
+            .output()
+            .ok()
+    };
+    let (src, dst) = (p.src.to_string(), p.dst.to_string());
+    let mut args = vec!["-j", "route", "get", dst.as_str()];
+    if let Some(i) = iif {
+        args.extend(["from", src.as_str(), "iif", i]);
+    }
+    let out = ip(&args)?;
+    if !out.status.success() {
+        let why = String::from_utf8_lossy(&out.stderr)
+            .trim()
+            .trim_start_matches("RTNETLINK answers: ")
+            .to_string();
+        return Some(format!("route lookup for {dst} in {label} fails: {why}"));
+    }
+    let route: Value = serde_json::from_slice(&out.stdout).ok()?;
+    let r = route.get(0)?;
+    if let Some(t @ ("unreachable" | "blackhole" | "prohibit")) = r["type"].as_str() {
+        return Some(format!("{label} routes {dst} as {t}"));
+    }
+    let dev = r["dev"].as_str().unwrap_or_default().to_string();
+    let via = r["gateway"].as_str().unwrap_or(&dst).to_string();
+    if let Some(out) = ip(&["-j", "neigh", "show", &via, "dev", &dev]) {
+        let n: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let states: Vec<String> = n
+            .get(0)
+            .and_then(|n| n["state"].as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect();
+        if states.iter().any(|s| s == "FAILED" || s == "INCOMPLETE") {
+            return Some(format!(
+                "{label} sends it to {via} on {dev}, which does not answer ARP ({})",
+                states.join(",")
+            ));
+        }
+    }
+    if let Some(i) = iif {
+        let read = |conf: &str| -> u32 {
+            Command::new("ip")
+                .args(["netns", "exec", netns, "cat"])
+                .arg(format!("/proc/sys/net/ipv4/conf/{conf}/rp_filter"))
+                .output()
+                .ok()
+                .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+                .unwrap_or(0)
+        };
+        if read("all").max(read(i)) == 1 {
+            let back = ip(&["-j", "route", "get", &src])
+                .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok())
+                .and_then(|v| v.get(0).and_then(|r| r["dev"].as_str().map(str::to_string)));
+            if let Some(back) = back.filter(|b| b != i) {
+                return Some(format!(
+                    "strict reverse-path filter on {i} in {label}: packets from {src} are expected on {back}"
+                ));
+            }
+        }
+    }
+    None
 }
 
 fn link_name(netns: &str, index: u32) -> String {

@@ -220,6 +220,7 @@ fn embedded_cluster_end_to_end() {
     // --- the README's Services walk-through holds on the demo cluster -------------------------
     readme_services_walk_through(c, &demo_pods, field(&svc, "/spec/clusterIP"));
     readme_loadbalancer_walk_through(c, &demo_pods);
+    readme_trace_walk_through(c, &demo_pods);
 
     // --- kubectl works unchanged ---------------------------------------------------------------
     if weft_linux::testns::tool_or_skip("embedded_cluster_end_to_end (kubectl checks)", "kubectl") {
@@ -485,6 +486,68 @@ fn crashes_are_recovered_and_down_cleans_after_kill_9() {
     assert!(netns_with_prefix(&format!("weft-{}-", c.name)).is_empty());
     assert!(!c.state.exists());
     let _ = std::fs::remove_file(manifest);
+}
+
+/// The README's `weft trace` of the Services walk-through: a frontend pod
+/// to Service backend is DELIVERED, with the Service matched, an endpoint
+/// chosen and the DNAT to it named on the frontend's node, then the
+/// backend pod reached and the answer back at the frontend; the table
+/// output has the README's columns.
+fn readme_trace_walk_through(c: &Cluster, demo_pods: &[&Value]) {
+    let (frontend, node) = demo_pods
+        .iter()
+        .find(|p| field(p, "/metadata/labels/app") == "frontend")
+        .map(|p| {
+            (
+                field(p, "/metadata/name").to_string(),
+                field(p, "/spec/nodeName").to_string(),
+            )
+        })
+        .unwrap();
+    let out = c.weft(&[
+        "trace",
+        &format!("pod/{frontend}"),
+        "svc/backend",
+        "-o",
+        "json",
+    ]);
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("weft trace: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(field(&v, "/verdict"), "DELIVERED", "{v:#}");
+    let hops: Vec<(String, String)> = v["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                field(h, "/where").to_string(),
+                field(h, "/what").to_string(),
+            )
+        })
+        .collect();
+    let at = |f: &dyn Fn(&(String, String)) -> bool| {
+        hops.iter()
+            .position(f)
+            .unwrap_or_else(|| panic!("{hops:#?}"))
+    };
+    let start =
+        at(&|h| h.0 == format!("pod default/{frontend}") && h.1.contains(":80 (out via eth0)"));
+    let matched =
+        at(&|h| h.0 == node && h.1 == "Service default/backend http/tcp matched (chain services)");
+    let dnat = at(&|h| {
+        h.0 == node
+            && h.1.starts_with("DNAT to ")
+            && h.1.ends_with("for Service default/backend http/tcp")
+    });
+    let backend = at(&|h| h.0.starts_with("pod default/backend-") && !h.1.starts_with("answer"));
+    let back = at(&|h| h.0 == format!("pod default/{frontend}") && h.1.starts_with("answer "));
+    assert!(
+        start < matched && matched < dnat && dnat < backend && backend < back,
+        "{hops:#?}"
+    );
+    let table = c.ok(&["trace", &format!("pod/{frontend}"), "svc/backend"]);
+    assert!(table.starts_with("DELIVERED   (pod/"), "{table}");
+    assert!(table.contains("HOP   WHERE"), "{table}");
 }
 
 /// The README's LoadBalancer walk-through on the demo cluster: Service

@@ -548,21 +548,26 @@ fn the_gateway_class_and_the_ingress_carry_their_status(e: &Env) {
         ],
     );
     assert_eq!(accepted, "True");
-    // --publish-service weft-system/weft-gateway: no load balancer here, so
-    // the Service's cluster IP.
-    let cluster_ip = kubectl_ok(
-        &e.cluster,
-        &[
-            "get",
-            "svc",
-            "-n",
-            "weft-system",
-            "weft-gateway",
-            "-o",
-            "jsonpath={.spec.clusterIP}",
-        ],
-    );
-    assert!(!cluster_ip.is_empty());
+    // --publish-service weft-system/weft-gateway: the address the
+    // Service's load balancer has (weft's own LoadBalancer allocator gives
+    // it one from the default pool), as ingress-nginx publishes it.
+    let mut lb_ip = String::new();
+    wait_until("the gateway Service's load-balancer address", 30, || {
+        lb_ip = kubectl_ok(
+            &e.cluster,
+            &[
+                "get",
+                "svc",
+                "-n",
+                "weft-system",
+                "weft-gateway",
+                "-o",
+                "jsonpath={.status.loadBalancer.ingress[0].ip}",
+            ],
+        );
+        !lb_ip.is_empty()
+    });
+    assert!(lb_ip.starts_with("203.0.113."), "{lb_ip}");
     wait_until("the Ingress status", 30, || {
         kubectl_ok(
             &e.cluster,
@@ -573,7 +578,7 @@ fn the_gateway_class_and_the_ingress_carry_their_status(e: &Env) {
                 "-o",
                 "jsonpath={.status.loadBalancer.ingress[0].ip}",
             ],
-        ) == cluster_ip
+        ) == lb_ip
     });
 }
 

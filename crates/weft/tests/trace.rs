@@ -276,6 +276,30 @@ fn a_service_without_endpoints_is_named_as_rejected(c: &Cluster) {
     });
 }
 
+fn a_closed_port_is_refused_by_the_pod_itself(c: &Cluster) {
+    let (code, v) = trace(c, &["pod/client", "pod/web-1", "--port", "9999"]);
+    assert_eq!((code, field(&v, "/verdict")), (1, "DROPPED"), "{v:#}");
+    let cause = field(&v, "/cause");
+    assert!(
+        cause.starts_with("refused by pod default/web-1: nothing listens"),
+        "{cause}"
+    );
+}
+
+fn a_missing_route_is_explained(c: &Cluster) {
+    // Nothing in the cluster or its fabric routes 10.250.0.0/16.
+    let (code, v) = trace(c, &["pod/client", "10.250.0.1:80"]);
+    assert_eq!((code, field(&v, "/verdict")), (1, "DROPPED"), "{v:#}");
+    let cause = field(&v, "/cause");
+    assert!(
+        cause.contains("last seen in fabric")
+            && cause.contains("route lookup for 10.250.0.1 in fabric fails"),
+        "{cause}"
+    );
+    let h = hops(&v);
+    position(&h, |x| x.0 == "fabric");
+}
+
 /// A trace that takes its whole 2 s (nothing answers: a blackholed port
 /// of the external client), started in the background.
 fn slow_trace(c: &Cluster) -> std::process::Child {
@@ -367,6 +391,11 @@ const CHECKS: &[(&str, Check)] = &[
         "a_service_without_endpoints_is_named_as_rejected",
         a_service_without_endpoints_is_named_as_rejected,
     ),
+    (
+        "a_closed_port_is_refused_by_the_pod_itself",
+        a_closed_port_is_refused_by_the_pod_itself,
+    ),
+    ("a_missing_route_is_explained", a_missing_route_is_explained),
     (
         "an_interrupted_trace_removes_its_tables",
         an_interrupted_trace_removes_its_tables,
