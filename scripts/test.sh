@@ -18,7 +18,8 @@ WEFT_TEST_SKIP_LOG=$(mktemp)
 trap 'rm -f "$log" "$WEFT_TEST_SKIP_LOG"' EXIT
 status=0
 # Doc tests are off (no doc examples yet); the summary adds up every binary.
-cargo test --workspace --locked --all-targets 2>&1 | tee "$log" || status=$?
+# --no-fail-fast: one run reports every failing test binary, not only the first.
+cargo test --workspace --locked --all-targets --no-fail-fast 2>&1 | tee "$log" || status=$?
 skipped=$(wc -l <"$WEFT_TEST_SKIP_LOG")
 if ((skipped)); then
     echo "skipped checks:"

@@ -139,13 +139,22 @@ fn cross_node(backend: &str) {
         // whose URL and answer carry a marker crosses from node-1 to
         // node-3, every IPv4 packet between nodes (the control plane's
         // 192.168.1.2 aside: node runtimes and agents talk to the API over
-        // TLS) is UDP 51820 between node IPs, and neither the marker nor a
-        // pod address is readable in any of them (-A prints payloads).
+        // TLS; and the agents' liveness probes of each other's metrics port
+        // 9101, bare TCP connects that the LoadBalancer announcement makes
+        // node to node, carrying no pod traffic) is UDP 51820 between node
+        // IPs, and neither the marker nor a pod address is readable in any
+        // of them (-A prints payloads).
         const MARKER: &str = "weft-wireguard-e2e-marker";
-        let seen = capture(&c, "-A ip and not host 192.168.1.2", 6, 10, || {
-            let v = dial(&c, n1a, n3, &format!("echo?msg={MARKER}"), "http");
-            assert_eq!(v["responses"][0], MARKER, "{v}");
-        });
+        let seen = capture(
+            &c,
+            "-A ip and not host 192.168.1.2 and not tcp port 9101",
+            6,
+            10,
+            || {
+                let v = dial(&c, n1a, n3, &format!("echo?msg={MARKER}"), "http");
+                assert_eq!(v["responses"][0], MARKER, "{v}");
+            },
+        );
         assert!(
             seen.complete,
             "fewer than 6 packets between nodes: {}",
