@@ -81,7 +81,13 @@ fn a_traced_datagram_reports_every_rule_and_verdict_by_name() {
         match socket.recv() {
             Ok(batch) => events.extend(batch.into_iter().map(Result::unwrap)),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(10))
+                // Until the socket has the next event (at most 100 ms).
+                use std::os::fd::AsFd;
+                let mut fds = [nix::poll::PollFd::new(
+                    socket.as_fd(),
+                    nix::poll::PollFlags::POLLIN,
+                )];
+                let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u8));
             }
             Err(e) => panic!("trace socket: {e}"),
         }

@@ -511,7 +511,7 @@ fn describe(
                 format!("endpoint {} chosen for Service {svc}", ep.unwrap_or_default())
             } else if c.starts_with("service-") || c.starts_with("external-") {
                 let (svc, _) = proxy_chain(c)?;
-                format!("Service {svc} matched ({})", e.chain_hook_name())
+                format!("Service {svc} matched (chain {})", e.chain)
             } else {
                 return None;
             }
@@ -557,16 +557,6 @@ fn describe(
         _ => return None,
     };
     Some((layer.to_string(), what))
-}
-
-trait HookName {
-    fn chain_hook_name(&self) -> String;
-}
-
-impl HookName for TraceEvent {
-    fn chain_hook_name(&self) -> String {
-        format!("chain {}", self.chain)
-    }
 }
 
 /// The trace: hops in order and the headline.
@@ -707,8 +697,8 @@ fn remove_tables(tables: &std::sync::Mutex<Tables>) {
     }
 }
 
-/// (namespace index, time, event), in arrival order.
-type Collected = Vec<(usize, Instant, TraceEvent)>;
+/// (namespace index, event), in arrival order per namespace.
+type Collected = Vec<(usize, TraceEvent)>;
 
 fn collect(mut sockets: Vec<TraceSocket>, done: Arc<AtomicBool>) -> Collected {
     use std::os::fd::AsFd;
@@ -722,13 +712,7 @@ fn collect(mut sockets: Vec<TraceSocket>, done: Arc<AtomicBool>) -> Collected {
             // Until it would block (or fails: nothing more from it).
             while let Ok(batch) = s.recv() {
                 any = true;
-                let now = Instant::now();
-                out.extend(
-                    batch
-                        .into_iter()
-                        .filter_map(|e| e.ok())
-                        .map(|e| (i, now, e)),
-                );
+                out.extend(batch.into_iter().filter_map(|e| e.ok()).map(|e| (i, e)));
             }
         }
         if waited_after_done && !any {
@@ -790,7 +774,7 @@ fn stitch(
         .1
         .and_then(|n| namespaces.iter().position(|w| w.netns == n));
     let mut passes: Vec<Pass<'_>> = Vec::new();
-    for (k, (i, _, e)) in events.iter().enumerate() {
+    for (k, (i, e)) in events.iter().enumerate() {
         // Only the first event of a hook carries the packet's headers; the
         // others belong to the latest pass of the same id here.
         let Some(pkt) = e.packet() else {

@@ -300,8 +300,48 @@ fn a_missing_route_is_explained(c: &Cluster) {
     position(&h, |x| x.0 == "fabric");
 }
 
-/// A trace that takes its whole 2 s (nothing answers: a blackholed port
-/// of the external client), started in the background.
+/// The external client drops what comes to its TCP port 9 (no answer at
+/// all) while this lives; the table goes on drop, also when a check fails.
+struct Blackhole(String);
+
+impl Blackhole {
+    fn new(c: &Cluster) -> Blackhole {
+        let b = Blackhole(format!("weft-{}-client", c.name));
+        b.nft("add table inet weft-test-blackhole");
+        b.nft("add chain inet weft-test-blackhole in { type filter hook input priority 0 ; }");
+        b.nft("add rule inet weft-test-blackhole in tcp dport 9 drop");
+        b
+    }
+
+    fn nft(&self, args: &str) {
+        let o = Command::new("ip")
+            .args(["netns", "exec", &self.0, "nft"])
+            .args(args.split_whitespace())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+}
+
+impl Drop for Blackhole {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.0,
+                "nft",
+                "delete",
+                "table",
+                "inet",
+                "weft-test-blackhole",
+            ])
+            .status();
+    }
+}
+
+/// A trace that takes its whole 2 s (the port is blackholed, see
+/// [`Blackhole`]), started in the background.
 fn slow_trace(c: &Cluster) -> std::process::Child {
     Command::new(WEFT)
         .args(["--name", &c.name, "trace", "pod/client", "198.51.100.5:9"])
@@ -313,19 +353,7 @@ fn slow_trace(c: &Cluster) -> std::process::Child {
 }
 
 fn an_interrupted_trace_removes_its_tables(c: &Cluster) {
-    // The external client drops what comes to port 9 (no answer at all).
-    let client = format!("weft-{}-client", c.name);
-    let nft = |args: &str| {
-        let o = Command::new("ip")
-            .args(["netns", "exec", &client, "nft"])
-            .args(args.split_whitespace())
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    };
-    nft("add table inet weft-test-blackhole");
-    nft("add chain inet weft-test-blackhole in { type filter hook input priority 0 ; }");
-    nft("add rule inet weft-test-blackhole in tcp dport 9 drop");
+    let _blackhole = Blackhole::new(c);
     let mut t = slow_trace(c);
     wait_until("the tracer's tables", 20, || !tracer_tables(c).is_empty());
     let _ = Command::new("kill")
@@ -334,22 +362,10 @@ fn an_interrupted_trace_removes_its_tables(c: &Cluster) {
     let status = t.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{status:?}");
     no_tracer_tables_left(c);
-    nft("delete table inet weft-test-blackhole");
 }
 
 fn a_killed_trace_is_cleaned_up_by_the_next_one(c: &Cluster) {
-    let client = format!("weft-{}-client", c.name);
-    let nft = |args: &str| {
-        let o = Command::new("ip")
-            .args(["netns", "exec", &client, "nft"])
-            .args(args.split_whitespace())
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    };
-    nft("add table inet weft-test-blackhole");
-    nft("add chain inet weft-test-blackhole in { type filter hook input priority 0 ; }");
-    nft("add rule inet weft-test-blackhole in tcp dport 9 drop");
+    let blackhole = Blackhole::new(c);
     let mut t = slow_trace(c);
     wait_until("the tracer's tables", 20, || !tracer_tables(c).is_empty());
     kill9(&t.id().to_string());
@@ -358,7 +374,7 @@ fn a_killed_trace_is_cleaned_up_by_the_next_one(c: &Cluster) {
         !tracer_tables(c).is_empty(),
         "SIGKILL leaves the tables (nothing could remove them)"
     );
-    nft("delete table inet weft-test-blackhole");
+    drop(blackhole);
     // The next trace removes the tables of the dead one (and its own).
     let (code, _) = trace(c, &["pod/client", "pod/web-1", "--port", "8080"]);
     assert_eq!(code, 0);
