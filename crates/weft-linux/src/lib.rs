@@ -10,6 +10,7 @@ pub mod arp;
 pub mod conntrack;
 mod error;
 pub mod ethtool;
+pub mod flowlog;
 pub mod netlink;
 pub mod netns;
 pub mod nftrace;

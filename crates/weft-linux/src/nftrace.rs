@@ -235,7 +235,7 @@ fn text(v: &[u8], name: &'static str) -> std::result::Result<String, TraceError>
 }
 
 /// Attributes nested in `v` (type without flags, value).
-fn nested(v: &[u8]) -> Vec<(u16, Vec<u8>)> {
+pub(crate) fn nested(v: &[u8]) -> Vec<(u16, Vec<u8>)> {
     let mut out = Vec::new();
     let mut at = 0;
     while at + 4 <= v.len() {
