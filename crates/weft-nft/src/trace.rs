@@ -145,6 +145,8 @@ pub struct Outcome {
     pub masquerade: bool,
     /// The packet mark at the end.
     pub mark: u32,
+    /// The connection mark at the end (`ct mark set`).
+    pub ct_mark: u32,
     /// Chains entered, in order.
     pub path: Vec<String>,
     /// The prefixes of the `log` statements passed, in order.
@@ -185,7 +187,7 @@ impl Trace {
 /// Why a trace could not be completed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TraceError {
-    #[error("chain {chain} rule {rule} `{expr}`: unsupported expression at `{at}` (the tracer knows ip/ip6 saddr/daddr, meta l4proto, th/tcp/udp/sctp dport/sport, meta mark, iifname, fib daddr type local, ct state, numgen random mod N, vmap, @set lookups, update @set, counter, log prefix/group, accept/drop/reject/return/jump/goto, dnat, masquerade, meta mark set)")]
+    #[error("chain {chain} rule {rule} `{expr}`: unsupported expression at `{at}` (the tracer knows ip/ip6 saddr/daddr, meta l4proto, th/tcp/udp/sctp dport/sport, meta mark, iifname, fib daddr type local, ct state, numgen random mod N, vmap, @set lookups, update @set, counter, log prefix/group, limit rate, accept/drop/reject/return/jump/goto, dnat, masquerade, meta mark set, ct mark set)")]
     Unsupported {
         chain: String,
         rule: usize,
@@ -211,6 +213,7 @@ pub fn trace(rs: &Ruleset, packet: &Packet) -> Result<Trace, TraceError> {
         dport: packet.dport,
         dst_local: packet.dst_local,
         mark: 0,
+        ct_mark: 0,
         dnat: None,
         masquerade: false,
         path: Vec::new(),
@@ -253,6 +256,7 @@ pub fn trace(rs: &Ruleset, packet: &Packet) -> Result<Trace, TraceError> {
                 dnat: st.dnat,
                 masquerade: st.masquerade,
                 mark: st.mark,
+                ct_mark: st.ct_mark,
                 path: st.path,
                 logged: st.logged,
             })
@@ -268,6 +272,7 @@ struct St {
     dport: u16,
     dst_local: bool,
     mark: u32,
+    ct_mark: u32,
     dnat: Option<Dnat>,
     masquerade: bool,
     path: Vec<String>,
@@ -415,6 +420,10 @@ const KNOWN_WORDS: &[&str] = &[
     "log",
     "prefix",
     "group",
+    "limit",
+    "rate",
+    "burst",
+    "packets",
     ".",
     "{",
     "}",
@@ -606,6 +615,29 @@ impl<'a> Tracer<'a> {
         let next = |n: usize| cx.tok(pos + n);
         match t {
             "counter" => self.eval(cx, pos + 1, st),
+            "limit" => {
+                // `limit rate N/UNIT [burst M packets]`: the tracer follows
+                // one packet, which is always within any limit.
+                let rate = next(2).unwrap_or_default();
+                let unit_ok = rate.split_once('/').is_some_and(|(n, u)| {
+                    n.parse::<u32>().is_ok()
+                        && matches!(u, "second" | "minute" | "hour" | "day" | "week")
+                });
+                if next(1) != Some("rate") || !unit_ok {
+                    return Err(cx.err("limit must be `limit rate N/second|minute|hour|day|week`"));
+                }
+                let mut at = pos + 3;
+                if cx.tok(at) == Some("burst") {
+                    cx.tok(at + 1)
+                        .and_then(parse_num)
+                        .ok_or_else(|| cx.err("limit burst without a number"))?;
+                    if cx.tok(at + 2) != Some("packets") {
+                        return Err(cx.err("limit burst must count packets"));
+                    }
+                    at += 3;
+                }
+                self.eval(cx, at, st)
+            }
             "log" => {
                 // `log [prefix "P"] [group N]`: no effect on the packet.
                 let mut at = pos + 1;
@@ -717,6 +749,27 @@ impl<'a> Tracer<'a> {
                 } else {
                     Ok(vec![(st, Out::Next)])
                 }
+            }
+            "ct" if next(1) == Some("mark") && next(2) == Some("set") => {
+                // `ct mark set N` or `ct mark set ct mark and A or B`.
+                let (mark, used) = match (next(3), next(4), next(5), next(6), next(7), next(8)) {
+                    (
+                        Some("ct"),
+                        Some("mark"),
+                        Some("and" | "&"),
+                        Some(a),
+                        Some("or" | "|"),
+                        Some(b),
+                    ) => {
+                        let a = parse_num(a).ok_or_else(|| cx.unsupported(pos + 6))?;
+                        let b = parse_num(b).ok_or_else(|| cx.unsupported(pos + 8))?;
+                        ((st.ct_mark & a) | b, 9)
+                    }
+                    (Some(n), ..) if parse_num(n).is_some() => (parse_num(n).unwrap_or(0), 4),
+                    _ => return Err(cx.unsupported(pos + 3)),
+                };
+                st.ct_mark = mark;
+                self.eval(cx, pos + used, st)
             }
             "ct" => {
                 if next(1) != Some("state") {

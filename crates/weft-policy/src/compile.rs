@@ -11,7 +11,7 @@
 //!   → goto in-set-<H> / eg-set-<H>           one chain per distinct set of
 //!                                            isolating policies
 //!       jump pol-in-<policy> …               one per policy of the set
-//!       goto deny-in-<first policy>          counter, NFLOG group 100, drop
+//!       goto deny-in-<first policy>          counter, NFLOG group 100 (100/s), drop
 //! pol-in-<policy>: one rule per rule, family and port kind:
 //!   ip saddr @peers4-<D> meta l4proto . th dport @ports-<D> counter accept
 //!   ip saddr @… ip daddr . meta l4proto . th dport @named4-<D> counter accept
@@ -43,12 +43,17 @@ use weft_nft::{
 };
 use weft_proxy::names::hashed_name;
 
+use crate::marks::Marks;
 use crate::model::{Direction, Model, Peers, Ports, ResolvedPolicy, ResolvedRule};
 
 /// The table weft's NetworkPolicy enforcement owns.
 pub const TABLE: &str = "weft-policy";
 /// The NFLOG group denied packets are logged to.
 pub const NFLOG_GROUP: u16 = 100;
+/// How many denied packets per second each deny chain logs (a burst of as
+/// many more); the rest are dropped unlogged, counted by the chain's
+/// counter, so a flood of denied packets cannot flood the flow log.
+pub const NFLOG_RATE: &str = "limit rate 100/second burst 100 packets";
 /// The priority of the egress chains (after the proxy's DNAT and its
 /// filter chains at -10: policy sees endpoint addresses).
 pub const EGRESS_PRIORITY: Priority = Priority::FILTER;
@@ -207,8 +212,20 @@ fn v6_element(lo: u128, hi: u128) -> String {
     format!("{}-{}", Ipv6Addr::from(lo), Ipv6Addr::from(hi))
 }
 
-/// Compiles table `inet weft-policy` for `node`.
+/// Compiles table `inet weft-policy` for `node`, without connection
+/// marks.
 pub fn compile(model: &Model, node: &NodeCtx) -> Result<Compiled, CompileError> {
+    compile_marked(model, node, None)
+}
+
+/// Compiles table `inet weft-policy` for `node`; with `marks`, every accept
+/// rule of a policy also writes that policy's id into its half of the
+/// connection mark (see [`crate::marks`]).
+pub fn compile_marked(
+    model: &Model,
+    node: &NodeCtx,
+    marks: Option<&Marks>,
+) -> Result<Compiled, CompileError> {
     if node.node_name.is_empty() {
         return Err(CompileError::NoNode);
     }
@@ -274,7 +291,8 @@ pub fn compile(model: &Model, node: &NodeCtx) -> Result<Compiled, CompileError> 
     }
     for &(pi, d) in &needed {
         let p = &model.policies[pi];
-        add_policy(&mut rs, model, p, d, &local, &mut counts);
+        let mark = marks.and_then(|m| m.id(&p.key()));
+        add_policy(&mut rs, model, p, d, mark, &local, &mut counts);
     }
     // The pod maps, sealed like every set, and the chains that use them.
     for (chain, maps) in [
@@ -347,20 +365,32 @@ fn add_policy(
     model: &Model,
     p: &ResolvedPolicy,
     d: Direction,
+    mark: Option<u16>,
     local: &dyn Fn(usize) -> bool,
     counts: &mut Counts,
 ) {
     let key = clean_text(&p.key());
     let deny = deny_chain(p, d);
     let prefix = cut(&format!("weft-policy:deny-{}:{key}:", d.as_str()), 120);
+    let deny_comment = cut(&format!("{key} isolates: {} denied", d.as_str()), 128);
     rs.add_chain(
-        Chain::regular(deny).rule(
-            Rule::new(format!(
-                "counter log prefix \"{prefix}\" group {NFLOG_GROUP} drop"
-            ))
-            .with_comment(cut(&format!("{key} isolates: {} denied", d.as_str()), 128)),
-        ),
+        Chain::regular(deny)
+            .rule(
+                Rule::new(format!(
+                    "counter {NFLOG_RATE} log prefix \"{prefix}\" group {NFLOG_GROUP}"
+                ))
+                .with_comment(deny_comment.clone()),
+            )
+            .rule(Rule::new("drop").with_comment(deny_comment)),
     );
+    // `counter accept`, with this policy's half of the connection mark.
+    let accept = match mark {
+        Some(id) => format!(
+            "counter {} accept",
+            crate::marks::set_statement(id, d == Direction::Ingress)
+        ),
+        None => "counter accept".to_string(),
+    };
     let mut chain = Chain::regular(policy_chain(p, d));
     let (peer_field, peer_field6) = match d {
         Direction::Ingress => ("ip saddr", "ip6 saddr"),
@@ -399,9 +429,8 @@ fn add_policy(
                     if v6 && matches!(r.peers, Peers::All) {
                         continue;
                     }
-                    chain = chain.rule(
-                        Rule::new(format!("{peers}counter accept")).with_comment(comment.clone()),
-                    );
+                    chain = chain
+                        .rule(Rule::new(format!("{peers}{accept}")).with_comment(comment.clone()));
                     counts.rules += 1;
                 }
                 Ports::Some { numeric, named } => {
@@ -421,7 +450,7 @@ fn add_policy(
                         if both {
                             chain = chain.rule(
                                 Rule::new(format!(
-                                    "{peers}meta l4proto . th dport @{name} counter accept"
+                                    "{peers}meta l4proto . th dport @{name} {accept}"
                                 ))
                                 .with_comment(comment.clone()),
                             );
@@ -446,7 +475,7 @@ fn add_policy(
                         let dst = if v6 { "ip6 daddr" } else { "ip daddr" };
                         chain = chain.rule(
                             Rule::new(format!(
-                                "{peers}{dst} . meta l4proto . th dport @{name} counter accept"
+                                "{peers}{dst} . meta l4proto . th dport @{name} {accept}"
                             ))
                             .with_comment(comment.clone()),
                         );

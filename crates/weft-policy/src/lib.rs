@@ -36,8 +36,10 @@
 pub mod compile;
 pub mod conntrack;
 pub mod explain;
+pub mod marks;
 pub mod model;
 
-pub use compile::{compile, CompileError, Compiled, Counts, NodeCtx, TABLE};
+pub use compile::{compile, compile_marked, CompileError, Compiled, Counts, NodeCtx, TABLE};
 pub use explain::{allowed, explain, Explanation, Side};
+pub use marks::Marks;
 pub use model::{Direction, Model, PodInfo, Proto, Snapshot};

@@ -1,20 +1,28 @@
 //! Golden tests of the compile step: the exact nft statements compile
 //! writes for small worlds, kept in tests/golden/*.nft so a change to the
-//! table's layout shows up as a readable diff in review. `WEFT_UPDATE_GOLDEN=1
+//! table's layout shows up as a readable diff in review (connection marks
+//! included). `WEFT_UPDATE_GOLDEN=1
 //! cargo test -p weft-policy --test golden` rewrites them.
 
 mod common;
 
 use common::{model_world, policy, World};
 use serde_json::json;
-use weft_policy::{compile, NodeCtx};
+use weft_policy::{compile_marked, Marks, NodeCtx};
 
+/// Compiled with connection marks, as the agent does: every accept rule
+/// shows the mark statement of its policy.
 fn check(name: &str, w: &World) {
-    let c = compile(
-        &w.model(),
+    let model = w.model();
+    let keys: Vec<String> = model.policies.iter().map(|p| p.key()).collect();
+    let mut marks = Marks::default();
+    marks.update(keys.iter().map(String::as_str));
+    let c = compile_marked(
+        &model,
         &NodeCtx {
             node_name: "node-1".into(),
         },
+        Some(&marks),
     )
     .unwrap();
     let mut text = c.ruleset.create_statements().join("\n");

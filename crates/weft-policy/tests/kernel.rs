@@ -11,7 +11,7 @@ use common::{model_world, pod, policy};
 use serde_json::json;
 use weft_linux::testns::{root_or_skip, tool_or_skip, TestNs};
 use weft_nft::{Family, NftBackend, SyncKind, Syncer};
-use weft_policy::{compile, NodeCtx};
+use weft_policy::NodeCtx;
 
 fn world() -> common::World {
     let mut w = model_world();
@@ -46,7 +46,20 @@ fn nft_accepts_a_compiled_policy_table_and_an_incremental_edit() {
         node_name: "node-1".into(),
     };
     let w = world();
-    let compiled = compile(&w.model(), &node).unwrap();
+    // With connection marks, as the agent compiles: nft must take the
+    // mark statements too.
+    let mut marks = weft_policy::Marks::default();
+    let model = w.model();
+    marks.update(
+        model
+            .policies
+            .iter()
+            .map(|p| p.key())
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str),
+    );
+    let compiled = weft_policy::compile_marked(&model, &node, Some(&marks)).unwrap();
     assert!(compiled.problems.is_empty(), "{:?}", compiled.problems);
     let rs = compiled.ruleset;
     let ns = TestNs::new("policy");
@@ -73,7 +86,19 @@ fn nft_accepts_a_compiled_policy_table_and_an_incremental_edit() {
         json!({"podSelector": {"matchLabels": {"pod": "a"}},
                "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"ns": "z"}}}]}]}),
     );
-    let rs2 = compile(&edited.model(), &node).unwrap().ruleset;
+    let edited_model = edited.model();
+    marks.update(
+        edited_model
+            .policies
+            .iter()
+            .map(|p| p.key())
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str),
+    );
+    let rs2 = weft_policy::compile_marked(&edited_model, &node, Some(&marks))
+        .unwrap()
+        .ruleset;
     let tx = weft_nft::diff(&rs, &rs2).unwrap();
     let text = tx.statements().join("\n");
     assert!(

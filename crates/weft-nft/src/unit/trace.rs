@@ -182,9 +182,9 @@ fn pkt() -> Packet {
 
 #[test]
 fn unsupported_expression_is_an_error_naming_it() {
-    let e = trace(&one_chain(&["limit rate 10/second accept"]), &pkt()).unwrap_err();
+    let e = trace(&one_chain(&["quota 10 mbytes accept"]), &pkt()).unwrap_err();
     assert!(
-        matches!(&e, TraceError::Unsupported { at, .. } if at.starts_with("limit")),
+        matches!(&e, TraceError::Unsupported { at, .. } if at.starts_with("quota")),
         "{e}"
     );
 }
@@ -192,11 +192,46 @@ fn unsupported_expression_is_an_error_naming_it() {
 #[test]
 fn unsupported_expression_after_a_failing_match_is_still_an_error() {
     let e = trace(
-        &one_chain(&["ip saddr 1.1.1.1 limit rate 10/second accept"]),
+        &one_chain(&["ip saddr 1.1.1.1 quota 10 mbytes accept"]),
         &pkt(),
     )
     .unwrap_err();
-    assert!(e.to_string().contains("limit"), "{e}");
+    assert!(e.to_string().contains("quota"), "{e}");
+}
+
+#[test]
+fn a_rate_limited_log_passes_the_packet_on_to_the_next_rule() {
+    let t = trace(
+        &one_chain(&[
+            "counter limit rate 100/second burst 100 packets log prefix \"deny:x/p:\" group 100",
+            "drop",
+        ]),
+        &pkt(),
+    )
+    .unwrap();
+    assert_eq!(t.outcomes[0].verdict, Verdict::Drop);
+    assert_eq!(t.outcomes[0].logged, vec!["deny:x/p:".to_string()]);
+    for bad in [
+        "limit rate 5/fortnight accept",
+        "limit rate 5/second burst 3 bytes accept",
+    ] {
+        let e = trace(&one_chain(&[bad]), &pkt()).unwrap_err();
+        assert!(e.to_string().contains("limit"), "{e}");
+    }
+}
+
+#[test]
+fn connection_mark_halves_are_set_and_kept() {
+    let t = trace(
+        &one_chain(&[
+            "ct mark set ct mark and 0xffff0000 or 0x00000005",
+            "ct mark set ct mark and 0x0000ffff or 0x00070000 accept",
+        ]),
+        &pkt(),
+    )
+    .unwrap();
+    assert_eq!(t.outcomes[0].ct_mark, 0x0007_0005);
+    assert_eq!(t.outcomes[0].verdict, Verdict::Accept);
 }
 
 #[test]

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde_json::{json, Value};
 use weft_nft::trace::{self, Packet, Verdict};
-use weft_policy::{compile, Model, NodeCtx, Proto, Snapshot};
+use weft_policy::{Model, NodeCtx, Proto, Snapshot};
 
 pub struct World {
     pub pods: Vec<Pod>,
@@ -119,12 +119,17 @@ impl World {
             .flatten()
             .collect();
         nodes.dedup();
+        // With connection marks, as the agent compiles.
+        let mut marks = weft_policy::Marks::default();
+        let keys: Vec<String> = model.policies.iter().map(|p| p.key()).collect();
+        marks.update(keys.iter().map(String::as_str));
         nodes.iter().all(|node| {
-            let c = compile(
+            let c = weft_policy::compile_marked(
                 &model,
                 &NodeCtx {
                     node_name: node.clone(),
                 },
+                Some(&marks),
             )
             .expect("compile");
             let p = match proto {
