@@ -59,6 +59,11 @@ pub struct AgentArgs {
     /// implementation, e.g. a cloud's or MetalLB).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub load_balancer: bool,
+    /// Keep a flow log (`weft flows`): new pod connections from conntrack
+    /// events, packets NetworkPolicy denies from NFLOG group 100
+    /// (`--flow-log=false`: neither is listened to).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub flow_log: bool,
 }
 
 impl AgentArgs {
@@ -80,6 +85,7 @@ impl AgentArgs {
             proxy: true,
             network_policy: true,
             load_balancer: true,
+            flow_log: true,
         }
     }
 
@@ -109,6 +115,7 @@ impl AgentArgs {
         args.push(format!("--proxy={}", self.proxy));
         args.push(format!("--network-policy={}", self.network_policy));
         args.push(format!("--load-balancer={}", self.load_balancer));
+        args.push(format!("--flow-log={}", self.flow_log));
         args
     }
 
@@ -130,6 +137,7 @@ impl AgentArgs {
             proxy: self.proxy,
             network_policy: self.network_policy,
             load_balancer: self.load_balancer,
+            flow_log: self.flow_log,
         }
     }
 

@@ -7,6 +7,7 @@
 //! on the same stores layer, runs the Service proxy ([`proxy`]).
 
 pub mod args;
+pub mod flows;
 pub mod healthcheck;
 pub mod lb;
 pub mod metrics;
@@ -53,6 +54,8 @@ pub struct AgentConfig {
     pub network_policy: bool,
     /// LoadBalancer addresses: allocate (behind a Lease) and announce ([`lb`]).
     pub load_balancer: bool,
+    /// Keep the flow log ([`flows`]).
+    pub flow_log: bool,
     /// The node's WireGuard private key (backend wireguard).
     pub wireguard_key_file: PathBuf,
 }
@@ -163,6 +166,9 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<()> {
     let metrics_for_proxy = metrics.clone();
     let metrics_for_policy = metrics.clone();
     let metrics_for_lb = metrics.clone();
+    let metrics_for_flows = metrics.clone();
+    let marks: Arc<Mutex<weft_policy::Marks>> = Arc::default();
+    let marks_for_flows = marks.clone();
     let client_for_lb = client.clone();
     let mut runner = SyncRunner::new("overlay", OVERLAY_SYNC);
     runner.follow(nodes.changes());
@@ -236,7 +242,13 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<()> {
         if !config.network_policy {
             return std::future::pending::<Result<()>>().await;
         }
-        policy::run(&watches, config.node_name.clone(), metrics_for_policy).await
+        policy::run(
+            &watches,
+            config.node_name.clone(),
+            metrics_for_policy,
+            marks,
+        )
+        .await
     };
     let lb_task = async {
         if !config.load_balancer {
@@ -256,12 +268,24 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<()> {
         };
         lb::run(&watches, client_for_lb, node, metrics_for_lb).await
     };
+    let flows_task = async {
+        if !config.flow_log {
+            return std::future::pending::<Result<()>>().await;
+        }
+        let log = Arc::new(flows::FlowLog::new(
+            config.node_name.clone(),
+            flows::CAPACITY,
+        ));
+        metrics_for_flows.serve_flow_log(log.clone());
+        flows::run(&watches, log, marks_for_flows, metrics_for_flows).await
+    };
     tokio::try_join!(
         overlay_task,
         proxy_task,
         policy_task,
         wireguard_task,
-        lb_task
+        lb_task,
+        flows_task
     )
     .map(|_| ())
 }

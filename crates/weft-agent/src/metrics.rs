@@ -27,6 +27,23 @@ pub struct SyncKindLabel {
     pub kind: &'static str,
 }
 
+/// Labels of the flow-log counts.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FlowLabel {
+    /// `allowed` or `denied`.
+    pub verdict: String,
+    /// `namespace/name` of the policy that allowed (ingress, else egress) or
+    /// denied it; empty when no policy isolates either end.
+    pub policy: String,
+}
+
+/// Why flow records were lost.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LostLabel {
+    /// `bound` (pushed out of the full log) or `kernel` (not delivered).
+    pub reason: String,
+}
+
 /// Labels of the per-policy packet counts.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 pub struct PolicyPackets {
@@ -138,6 +155,10 @@ pub struct Metrics {
     policy_enabled: std::sync::atomic::AtomicBool,
     /// The sync runners /healthz and /readyz look at, by feature name.
     runners: Mutex<Vec<(&'static str, Health)>>,
+    flows: Family<FlowLabel, Counter>,
+    flows_lost: Family<LostLabel, Counter>,
+    /// The flow log `/flows` serves, once the feature runs.
+    flow_log: std::sync::OnceLock<Arc<crate::flows::FlowLog>>,
 }
 
 fn gauge(n: usize) -> i64 {
@@ -188,6 +209,19 @@ impl Default for Metrics {
             "ready",
             "1 once the datapath has been synced",
             ready.clone(),
+        );
+
+        let flows = Family::<FlowLabel, Counter>::default();
+        let flows_lost = Family::<LostLabel, Counter>::default();
+        registry.register(
+            "flows",
+            "Flows the flow log recorded, by verdict and policy",
+            flows.clone(),
+        );
+        registry.register(
+            "flow_records_lost",
+            "Flow records lost: pushed out of the full log (bound) or not delivered by the kernel (kernel)",
+            flows_lost.clone(),
         );
 
         let lb = LbMetrics::default();
@@ -418,6 +452,9 @@ impl Default for Metrics {
             proxy_last_sync,
             proxy_last_error,
             runners: Mutex::new(Vec::new()),
+            flows,
+            flows_lost,
+            flow_log: std::sync::OnceLock::new(),
         }
     }
 }
@@ -613,6 +650,56 @@ impl Metrics {
         }
     }
 
+    /// One flow recorded.
+    pub fn record_flow(&self, verdict: &str, policy: &str) {
+        self.flows
+            .get_or_create(&FlowLabel {
+                verdict: verdict.to_string(),
+                policy: policy.to_string(),
+            })
+            .inc();
+    }
+
+    /// `n` flow records lost for `reason`.
+    pub fn record_flows_lost(&self, reason: &str, n: u64) {
+        self.flows_lost
+            .get_or_create(&LostLabel {
+                reason: reason.to_string(),
+            })
+            .inc_by(n);
+    }
+
+    /// Serves `log` at `/flows`.
+    pub fn serve_flow_log(&self, log: Arc<crate::flows::FlowLog>) {
+        let _ = self.flow_log.set(log);
+    }
+
+    fn flow_page(&self, after: &str) -> Reply {
+        let Some(log) = self.flow_log.get() else {
+            return Reply::text(
+                StatusCode::NOT_FOUND,
+                "the flow log is off on this agent (--flow-log=false)\n",
+            );
+        };
+        let after = if after.is_empty() {
+            0
+        } else {
+            match after.parse::<u64>() {
+                Ok(n) => n,
+                Err(_) => {
+                    return Reply::text(
+                        StatusCode::BAD_REQUEST,
+                        format!("/flows/after/{after}: not a record number\n"),
+                    )
+                }
+            }
+        };
+        match serde_json::to_string(&log.page(after)) {
+            Ok(body) => Reply::new(StatusCode::OK, "application/json", body + "\n"),
+            Err(e) => Reply::text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        }
+    }
+
     pub fn record_policy_error(&self) {
         self.policy.errors.inc();
     }
@@ -720,6 +807,8 @@ pub fn respond(method: &Method, path: &str, metrics: &Metrics, now: Instant) -> 
         "/readyz" if metrics.ready() => Reply::text(StatusCode::OK, "ok\n"),
         "/readyz" => Reply::text(StatusCode::SERVICE_UNAVAILABLE, "not synced yet\n"),
         p if p.starts_with("/policy/pods/") => metrics.policy_pod(&p["/policy/pods/".len()..]),
+        "/flows" => metrics.flow_page(""),
+        p if p.starts_with("/flows/after/") => metrics.flow_page(&p["/flows/after/".len()..]),
         _ => Reply::text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }

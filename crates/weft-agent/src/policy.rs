@@ -41,7 +41,12 @@ const COUNTERS_EVERY: Duration = Duration::from_secs(5);
 
 /// Runs the policy feature until an error makes it stop (only a store that
 /// can never list).
-pub async fn run(watches: &Watches, node: String, metrics: Arc<Metrics>) -> Result<()> {
+pub async fn run(
+    watches: &Watches,
+    node: String,
+    metrics: Arc<Metrics>,
+    marks: Arc<Mutex<weft_policy::Marks>>,
+) -> Result<()> {
     let pods = watches.store::<Pod>(Selector::all());
     let namespaces = watches.store::<Namespace>(Selector::all());
     let policies = watches.store::<NetworkPolicy>(Selector::all());
@@ -66,6 +71,7 @@ pub async fn run(watches: &Watches, node: String, metrics: Arc<Metrics>) -> Resu
         syncer: Arc::new(Mutex::new(Syncer::new(NftBackend))),
         metrics,
         owners,
+        marks,
         last_problems: Vec::new(),
     };
     let Err(e) = runner.run(&gate, async move || sync.sync().await).await;
@@ -81,6 +87,8 @@ struct PolicySync {
     metrics: Arc<Metrics>,
     /// Chain name → (policy, direction, allow?) for the counters reader.
     owners: Owners,
+    /// Connection-mark ids of the policies, shared with the flow log.
+    marks: Arc<Mutex<weft_policy::Marks>>,
     last_problems: Vec<String>,
 }
 
@@ -100,6 +108,7 @@ impl PolicySync {
         let policies = self.policies.state();
         let node = self.node.clone();
         let syncer = self.syncer.clone();
+        let marks = self.marks.clone();
         let (compiled, kind, owners, local, swept) =
             tokio::task::spawn_blocking(move || -> Result<_> {
                 let snapshot = Snapshot::new(
@@ -108,7 +117,17 @@ impl PolicySync {
                     policies.iter().map(|p| p.as_ref()),
                 );
                 let model = Model::build(snapshot);
-                let compiled = weft_policy::compile(&model, &node)?;
+                // Ids for new policies before the table that uses them; the
+                // flow log reads the same map.
+                let marks = {
+                    let mut m = marks
+                        .lock()
+                        .map_err(|_| anyhow::anyhow!("policy marks lock poisoned"))?;
+                    let keys: Vec<String> = model.policies.iter().map(|p| p.key()).collect();
+                    m.update(keys.iter().map(String::as_str));
+                    m.clone()
+                };
+                let compiled = weft_policy::compile_marked(&model, &node, Some(&marks))?;
                 let mut syncer = syncer
                     .lock()
                     .map_err(|_| anyhow::anyhow!("policy syncer lock poisoned"))?;

@@ -16,6 +16,7 @@ pub mod components;
 pub mod control_plane;
 pub mod credentials;
 pub mod explain;
+pub mod flows;
 pub mod gateway_api;
 mod manifests;
 pub mod procs;

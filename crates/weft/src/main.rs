@@ -91,6 +91,10 @@ enum Cmd {
     /// tracing: every hop, rule and verdict, by Service, endpoint and
     /// NetworkPolicy name (exit status 1 when it was not delivered).
     Trace(weft::trace::TraceArgs),
+    /// The flow logs of every node, merged: new pod connections with the
+    /// NetworkPolicies that allowed them, and packets policies denied, by
+    /// policy name; records lost to a log's bound are counted.
+    Flows(weft::flows::FlowsArgs),
     /// Print the path of a kubeconfig for kubectl.
     Kubeconfig,
     /// Show whether the cluster runs, where its API is, and its nodes.
@@ -203,6 +207,7 @@ fn run(name: &str, command: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Explain(args) => weft::explain::explain(&layout, &args),
         Cmd::RotateKey(args) => weft::rotate::rotate(&layout, &args).map(|()| ExitCode::SUCCESS),
         Cmd::Trace(args) => weft::trace::run(&layout, &args),
+        Cmd::Flows(args) => weft::flows::run(&layout, &args),
         Cmd::Apply { files } => cluster::apply(&layout, &files),
         Cmd::Delete {
             files,

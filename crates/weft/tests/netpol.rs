@@ -769,6 +769,139 @@ spec:
     finish(net);
 }
 
+/// `weft flows` (issue 16) after real probes under a default deny and an
+/// allowing policy: the allowed connection x/b → x/a comes from conntrack
+/// with the allowing policy read from the connection mark, the denied
+/// ones to x/a from NFLOG with the policy whose deny chain dropped them;
+/// the agents count both per policy; nothing was lost. The same probes
+/// with no policy give allowed flows with no policy named (paired negative:
+/// the names come from the policies, not from the flow log itself).
+fn flows_name_the_allowing_and_the_denying_policy(net: &Net) {
+    net.apply(DENY_INGRESS_X);
+    net.apply(
+        r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: x-a-allows-x-b, namespace: x}
+spec:
+  podSelector: {matchLabels: {pod: a}}
+  policyTypes: [Ingress]
+  ingress:
+  - from:
+    - podSelector: {matchLabels: {pod: b}}
+"#,
+    );
+    expect(net, "x/a admits only x/b, the rest of x is closed", |p| {
+        p.to.ns != "x" || p.from.is("x/b") && p.to.is("x/a")
+    });
+    let rows_of = |out: &str| -> Vec<Value> {
+        let doc: Value = serde_json::from_str(out).expect("weft flows -o json is JSON");
+        doc["flows"].as_array().cloned().unwrap_or_default()
+    };
+    let mut last = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut attempt = || -> Option<(Value, Value, Value)> {
+        let out = net
+            .c
+            .weft(&["flows", "-n", "x", "--pod", "a", "-o", "json"]);
+        last = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if !out.status.success() {
+            return None;
+        }
+        let rows = rows_of(&String::from_utf8_lossy(&out.stdout));
+        let allowed = rows.iter().find(|r| {
+            r["verdict"] == "allowed"
+                && r["src_pod"] == "x/b"
+                && r["dst_pod"] == "x/a"
+                && r["ingress_policy"] == "x/x-a-allows-x-b"
+        })?;
+        let denied = rows.iter().find(|r| {
+            r["verdict"] == "denied"
+                && r["dst_pod"] == "x/a"
+                && r["src_pod"] != "x/b"
+                && r["ingress_policy"] == "x/deny-ingress"
+        })?;
+        let doc: Value = serde_json::from_str(&String::from_utf8_lossy(&out.stdout)).ok()?;
+        Some((allowed.clone(), denied.clone(), doc["lost"].clone()))
+    };
+    let (allowed, denied, lost) = loop {
+        if let Some(found) = attempt() {
+            break found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "weft flows never showed both flows; last answer:\n{last}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for r in [&allowed, &denied] {
+        assert_eq!(r["proto"], "TCP", "{r}");
+        assert!(
+            r["nodes"].as_str().is_some_and(|n| n.starts_with("node-")),
+            "{r}"
+        );
+    }
+    for (node, l) in lost.as_object().expect("lost per node") {
+        assert_eq!(l["bound"], 0, "{node}: {l}");
+    }
+    // The table names the policies too, and what was lost.
+    let table = net.c.ok(&["flows", "-n", "x", "--verdict", "denied"]);
+    assert!(table.starts_with("TIME (UTC)"), "{table}");
+    assert!(
+        table.contains("DENIED") && table.contains("ingress x/deny-ingress"),
+        "{table}"
+    );
+    assert!(!table.contains("ALLOWED"), "--verdict denied: {table}");
+    assert!(table.trim_end().ends_with("lost: none"), "{table}");
+    // Prometheus: the agents count flows per policy and verdict.
+    let metrics = agents_metrics(net);
+    assert!(
+        metrics.contains(r#"weft_agent_flows_total{verdict="denied",policy="x/deny-ingress"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"weft_agent_flows_total{verdict="allowed",policy="x/x-a-allows-x-b"}"#),
+        "{metrics}"
+    );
+    finish(net);
+    // Without policies (finish probed again), new flows name no policy.
+    let rows = rows_of(
+        &net.c
+            .ok(&["flows", "-n", "x", "--since", "10s", "-o", "json"]),
+    );
+    assert!(!rows.is_empty(), "no flows after the probes");
+    assert!(
+        rows.iter().any(|r| r["verdict"] == "allowed"
+            && r.get("ingress_policy").is_none()
+            && r.get("egress_policy").is_none()),
+        "{rows:?}"
+    );
+}
+
+/// Every node's agent metrics, concatenated.
+fn agents_metrics(net: &Net) -> String {
+    let mut all = String::new();
+    for node in ["node-1", "node-2"] {
+        let out = net.c.kubectl(&[
+            "get",
+            "node",
+            node,
+            "-o",
+            r#"jsonpath={.status.addresses[?(@.type=="InternalIP")].address}"#,
+        ]);
+        let ip = String::from_utf8_lossy(&out.stdout).into_owned();
+        let url = format!("http://{}:9101/metrics", ip.trim());
+        all += &net
+            .c
+            .ok(&["exec", "--node", node, "--", "curl", "-sS", "-m", "5", &url]);
+    }
+    all
+}
+
 /// Upstream: "should enforce policy to allow traffic only from a different
 /// namespace, based on NamespaceSelector" (with the namespace-name label).
 fn a_namespace_selector_admits_the_selected_namespaces(net: &Net) {
@@ -1608,6 +1741,25 @@ fn netpol_readme_example_explains_an_allowed_and_a_denied_connection(net: &Net) 
                 .is_some_and(|n| n >= 1)
         })
     });
+    // `weft flows` shows both connections with the policies that decided
+    // them, as the README does (times, addresses and ports aside).
+    let command = "weft flows -n shop --pod db";
+    let want: Vec<[String; 3]> = readme_output(command)
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with("lost:"))
+        .map(flow_key)
+        .collect();
+    assert!(!want.is_empty(), "README shows rows of `{command}`");
+    let mut flows = String::new();
+    wait_until("weft flows shows the README's rows", 30, || {
+        flows = net.c.ok(&["flows", "-n", "shop", "--pod", "db"]);
+        let seen: Vec<[String; 3]> = flows.lines().skip(1).map(flow_key).collect();
+        want.iter().all(|w| seen.contains(w))
+    });
+    eprintln!("{command}:\n{flows}");
+    assert!(flows.starts_with("TIME (UTC)"), "{flows}");
+    assert!(flows.trim_end().ends_with("lost: none"), "{flows}");
     net.kubectl_ok(&[
         "delete",
         "-f",
@@ -1615,6 +1767,23 @@ fn netpol_readme_example_explains_an_allowed_and_a_denied_connection(net: &Net) 
         "--wait=false",
         "--ignore-not-found",
     ]);
+}
+
+/// (verdict, source pod, destination pod + policy) of a `weft flows` table
+/// line: what does not vary between runs (nodes do, with scheduling).
+fn flow_key(line: &str) -> [String; 3] {
+    let cells: Vec<&str> = line
+        .split("   ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    let pod = |c: &str| c.split(" (").next().unwrap_or("").to_string();
+    let get = |i: usize| cells.get(i).copied().unwrap_or("");
+    [
+        get(2).to_string(),
+        pod(get(4)),
+        format!("{} | {}", pod(get(5)), get(6)),
+    ]
 }
 
 /// After a failed check: its policies, labels and pod gone (best effort; the
@@ -1672,6 +1841,10 @@ const CHECKS: &[(&str, Check)] = &[
     (
         "a_named_port_admits_only_that_port_and_protocol",
         a_named_port_admits_only_that_port_and_protocol,
+    ),
+    (
+        "flows_name_the_allowing_and_the_denying_policy",
+        flows_name_the_allowing_and_the_denying_policy,
     ),
     (
         "an_end_port_admits_a_range_of_ports",
