@@ -8,6 +8,7 @@
 
 pub mod arp;
 pub mod conntrack;
+pub mod dropwatch;
 mod error;
 pub mod ethtool;
 pub mod flowlog;

@@ -129,6 +129,8 @@ pub struct Packet {
     pub ports: Option<(u16, u16)>,
     /// TCP's flags byte (SYN 0x02, RST 0x04, ACK 0x10).
     pub tcp_flags: Option<u8>,
+    /// The IP packet's length in bytes (headers included), from its header.
+    pub len: u32,
 }
 
 /// One trace event.
@@ -158,12 +160,13 @@ impl TraceEvent {
     /// The packet, when the event carries its network header.
     pub fn packet(&self) -> Option<Packet> {
         let n = &self.network_header;
-        let (src, dst, proto, header_len) = match n.first()? >> 4 {
+        let (src, dst, proto, header_len, len) = match n.first()? >> 4 {
             4 if n.len() >= 20 => {
                 let ihl = usize::from(n[0] & 0x0f) * 4;
                 let src = Ipv4Addr::new(n[12], n[13], n[14], n[15]);
                 let dst = Ipv4Addr::new(n[16], n[17], n[18], n[19]);
-                (IpAddr::V4(src), IpAddr::V4(dst), n[9], ihl)
+                let len = u32::from(u16::from_be_bytes([n[2], n[3]]));
+                (IpAddr::V4(src), IpAddr::V4(dst), n[9], ihl, len)
             }
             6 if n.len() >= 40 => {
                 let a = |at: usize| -> Ipv6Addr {
@@ -171,7 +174,8 @@ impl TraceEvent {
                     b.copy_from_slice(&n[at..at + 16]);
                     Ipv6Addr::from(b)
                 };
-                (IpAddr::V6(a(8)), IpAddr::V6(a(24)), n[6], 40)
+                let len = 40 + u32::from(u16::from_be_bytes([n[4], n[5]]));
+                (IpAddr::V6(a(8)), IpAddr::V6(a(24)), n[6], 40, len)
             }
             _ => return None,
         };
@@ -196,6 +200,7 @@ impl TraceEvent {
             proto,
             ports,
             tcp_flags,
+            len,
         })
     }
 }

@@ -52,6 +52,11 @@ pub struct TraceArgs {
     /// tcp (default) or udp.
     #[arg(long, default_value = "tcp")]
     pub proto: String,
+    /// UDP only: the datagram's payload in bytes (Linux sets Don't Fragment
+    /// while it knows no smaller path MTU, so a hop whose MTU is smaller
+    /// drops it, and the trace says where and why).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=65000))]
+    pub size: Option<u16>,
     /// Namespace of the pods and Services named.
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
@@ -192,6 +197,8 @@ struct Plan {
     /// What TO was, for the headline.
     to_label: String,
     proto: Proto,
+    /// UDP payload size (`--size`).
+    size: Option<u16>,
 }
 
 fn resolve(layout: &Layout, args: &TraceArgs) -> Result<Plan> {
@@ -200,6 +207,9 @@ fn resolve(layout: &Layout, args: &TraceArgs) -> Result<Plan> {
         "udp" => Proto::Udp,
         other => bail!("--proto {other:?}: expected tcp or udp"),
     };
+    if args.size.is_some() && proto != Proto::Udp {
+        bail!("--size is for --proto udp (a TCP SYN carries no payload)");
+    }
     let ns = args.namespace.as_deref().unwrap_or("default");
     let (from_netns, from_ip, from_node_netns) = match args.from.split_once('/') {
         None if args.from == "external" => (
@@ -297,6 +307,7 @@ fn resolve(layout: &Layout, args: &TraceArgs) -> Result<Plan> {
         to,
         to_label,
         proto,
+        size: args.size,
     })
 }
 
@@ -394,6 +405,7 @@ enum Outcome {
 fn attempt(plan: &Plan, sport: u16) -> Result<Outcome> {
     let ns = Netns::open(Path::new("/run/netns").join(&plan.from_netns))?;
     let (from, to, proto) = (SocketAddr::new(plan.from_ip, sport), plan.to, plan.proto);
+    let size = plan.size;
     let outcome = ns.run(move || -> std::io::Result<Outcome> {
         use socket2::{Domain, Protocol, Socket, Type};
         let domain = if to.is_ipv4() {
@@ -420,7 +432,25 @@ fn attempt(plan: &Plan, sport: u16) -> Result<Outcome> {
             Proto::Udp => {
                 let s = std::net::UdpSocket::bind(from)?;
                 s.set_read_timeout(Some(Duration::from_secs(2)))?;
-                s.send_to(b"weft trace\n", to)?;
+                // A command agnhost's netexec (and weft's) answers.
+                let mut payload = b"echo weft trace ".to_vec();
+                if let Some(n) = size {
+                    payload.resize(usize::from(n), b'.');
+                    // Linux sends UDP with Don't Fragment while it knows
+                    // no smaller path MTU (path MTU discovery, the default
+                    // `IP_PMTUDISC_WANT`): a hop with a smaller MTU drops it.
+                }
+                match s.send_to(&payload, to) {
+                    Ok(_) => {}
+                    Err(e) if e.raw_os_error() == Some(90) => {
+                        // EMSGSIZE: larger than the source's own route MTU.
+                        return Ok(Outcome::Failed(format!(
+                            "the source cannot send {} bytes with Don't Fragment: {e}",
+                            payload.len()
+                        )));
+                    }
+                    Err(e) => return Err(e),
+                }
                 let mut buf = [0u8; 512];
                 Ok(match s.recv_from(&mut buf) {
                     Ok(_) => Outcome::Answered,
@@ -589,10 +619,19 @@ pub fn run(layout: &Layout, args: &TraceArgs) -> Result<ExitCode> {
         table: table.clone(),
     };
     let tables = Arc::new(std::sync::Mutex::new(tables));
-    // Ctrl-C and SIGTERM: the tables go before the process does.
+    // The drop watcher (started below), shared with the signal handler.
+    let dropwatch: Arc<std::sync::Mutex<Option<weft_linux::dropwatch::DropWatch>>> = Arc::default();
+    // Ctrl-C and SIGTERM: the tables and the tracing instance go before
+    // the process does.
     {
         let tables = tables.clone();
-        let _ = ctrlc_cleanup(move || remove_tables(&tables));
+        let dropwatch = dropwatch.clone();
+        let _ = ctrlc_cleanup(move || {
+            remove_tables(&tables);
+            if let Some(mut w) = dropwatch.lock().ok().and_then(|mut d| d.take()) {
+                w.finish();
+            }
+        });
     }
     for w in &namespaces {
         if let Err(e) = nft_script(&w.netns, &script) {
@@ -611,6 +650,18 @@ pub fn run(layout: &Layout, args: &TraceArgs) -> Result<ExitCode> {
         let done = done.clone();
         std::thread::spawn(move || collect(sockets, done))
     };
+    // The kernel's drop reasons while the packet is in flight (best
+    // effort: a kernel without the tracepoint traces without them).
+    weft_linux::dropwatch::remove_stale(TABLE_PREFIX);
+    let ethertype = if plan.to.is_ipv4() { 0x0800 } else { 0x86dd };
+    match weft_linux::dropwatch::DropWatch::start(&table, ethertype) {
+        Ok(w) => {
+            if let Ok(mut d) = dropwatch.lock() {
+                *d = Some(w);
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "no kernel drop reasons"),
+    }
     let started = Instant::now();
     let outcome = attempt(&plan, sport);
     // The kernel queues the events as it processes the packets; the
@@ -620,6 +671,12 @@ pub fn run(layout: &Layout, args: &TraceArgs) -> Result<ExitCode> {
         .join()
         .map_err(|_| anyhow::anyhow!("the trace collector panicked"))?;
     let took = started.elapsed();
+    let drops = dropwatch
+        .lock()
+        .ok()
+        .and_then(|mut d| d.take())
+        .map(|mut w| w.finish())
+        .unwrap_or_default();
     // The tables go now (the guard again on every exit path).
     remove_tables(&tables);
     let outcome = outcome?;
@@ -631,6 +688,7 @@ pub fn run(layout: &Layout, args: &TraceArgs) -> Result<ExitCode> {
         &namespaces,
         &events,
         &outcome,
+        &drops,
     );
     match args.output.as_deref() {
         Some("json") => {
@@ -765,6 +823,7 @@ fn stitch(
     namespaces: &[Watched],
     events: &Collected,
     outcome: &Outcome,
+    drops: &[weft_linux::dropwatch::Drop],
 ) -> Report {
     let source = namespaces
         .iter()
@@ -923,14 +982,25 @@ fn stitch(
             }
         }
     }
+    // The kernel's reasons, most telling first (NOT_SPECIFIED last).
+    let kernel = kernel_drops(drops);
     let vanished = || -> String {
         let Some((ns, p, iif)) = &last_forward else {
-            return String::new();
+            return kernel
+                .as_ref()
+                .map(|k| format!("; the kernel dropped it: {k}"))
+                .unwrap_or_default();
         };
         let w = &namespaces[*ns];
-        explain_vanished(&w.netns, &w.label, p, iif.as_deref())
-            .map(|why| format!(": {why}"))
-            .unwrap_or_default()
+        match (
+            explain_vanished(&w.netns, &w.label, p, iif.as_deref()),
+            &kernel,
+        ) {
+            (Some(why), Some(k)) => format!(": {why} (kernel drop reason: {k})"),
+            (Some(why), None) => format!(": {why}"),
+            (None, Some(k)) => format!("; the kernel dropped it: {k}"),
+            (None, None) => String::new(),
+        }
     };
     let (verdict, cause) = match (outcome, drop_cause) {
         (Outcome::Answered, _) => ("DELIVERED", String::new()),
@@ -973,9 +1043,10 @@ fn stitch(
 }
 
 /// Why a packet seen last in `netns` went no further, in the order the
-/// kernel decides: the route lookup for that packet (from the interface it
-/// came in on), the neighbour it is sent to, the reverse-path filter of the
-/// interface it came in on. `None` when none of them explains it.
+/// issue asks: the route lookup for that packet (from the interface it came
+/// in on), the neighbour it is sent to, the reverse-path filter of the
+/// interface it came in on, the MTU of the way out. `None` when none of them
+/// explains it (the kernel's drop reason is added by the caller).
 fn explain_vanished(
     netns: &str,
     label: &str,
@@ -1009,6 +1080,23 @@ fn explain_vanished(
     }
     let dev = r["dev"].as_str().unwrap_or_default().to_string();
     let via = r["gateway"].as_str().unwrap_or(&dst).to_string();
+    // The route's MTU, else the device's.
+    let mtu = r["metrics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|m| m["mtu"].as_u64())
+        .or_else(|| {
+            ip(&["-j", "link", "show", "dev", &dev])
+                .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok())
+                .and_then(|v| v.get(0).and_then(|l| l["mtu"].as_u64()))
+        });
+    let too_big = mtu.filter(|m| u64::from(p.len) > *m).map(|mtu| {
+        format!(
+            "the packet ({} bytes, Don't Fragment) is larger than the MTU {mtu} of {dev} in {label}",
+            p.len
+        )
+    });
     if let Some(out) = ip(&["-j", "neigh", "show", &via, "dev", &dev]) {
         let n: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         let states: Vec<String> = n
@@ -1046,7 +1134,45 @@ fn explain_vanished(
             }
         }
     }
-    None
+    too_big
+}
+
+/// `PKT_TOO_BIG in ip_forward`, from the drops seen during the attempt:
+/// the most frequent specific reason (NOT_SPECIFIED only when alone).
+fn kernel_drops(drops: &[weft_linux::dropwatch::Drop]) -> Option<String> {
+    // Sockets going away free what they still queue: not a packet in flight.
+    const TEARDOWN: &[&str] = &[
+        "QUEUE_PURGE",
+        "SOCKET_CLOSE",
+        "TCP_CLOSE",
+        "UNIX_DISCONNECT",
+        "UNIX_SKIP_OOB",
+        "SOCKET_RCVBUFF",
+        "PROTO_MEM",
+    ];
+    let mut counts: Vec<((&str, &str), usize)> = Vec::new();
+    for d in drops
+        .iter()
+        .filter(|d| !TEARDOWN.contains(&d.reason.as_str()))
+    {
+        let key = (d.reason.as_str(), d.location.as_str());
+        match counts.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((key, 1)),
+        }
+    }
+    counts.sort_by_key(|((reason, _), n)| (*reason == "NOT_SPECIFIED", std::cmp::Reverse(*n)));
+    let ((reason, location), n) = counts.first()?;
+    let times = if *n > 1 {
+        format!(" ×{n}")
+    } else {
+        String::new()
+    };
+    Some(if location.is_empty() {
+        format!("{reason}{times}")
+    } else {
+        format!("{reason} in {location}{times}")
+    })
 }
 
 fn link_name(netns: &str, index: u32) -> String {

@@ -40,6 +40,9 @@ fn manifest() -> String {
           selector: {pod: web-2}\n  ports: [{port: 80, targetPort: 8080, nodePort: 30091}]\n---\n";
     m += "apiVersion: v1\nkind: Service\nmetadata: {name: web2-local}\nspec:\n  type: NodePort\n  \
           externalTrafficPolicy: Local\n  selector: {pod: web-2}\n  ports: [{port: 80, targetPort: 8080, nodePort: 30090}]\n---\n";
+    // UDP to web-2's netexec (its UDP echo on 8081) through node-1.
+    m += "apiVersion: v1\nkind: Service\nmetadata: {name: web2-udp}\nspec:\n  type: NodePort\n  \
+          selector: {pod: web-2}\n  ports: [{port: 81, targetPort: 8081, protocol: UDP, nodePort: 30092}]\n---\n";
     m += "apiVersion: v1\nkind: Service\nmetadata: {name: empty}\nspec:\n  selector: {app: nothing}\n  \
           ports: [{port: 80}]\n";
     m
@@ -138,6 +141,35 @@ fn tracer_tables(c: &Cluster) -> Vec<String> {
 fn no_tracer_tables_left(c: &Cluster) {
     let left = tracer_tables(c);
     assert!(left.is_empty(), "tracer tables left: {left:#?}");
+    let instances = tracing_instances();
+    assert!(
+        !instances.iter().any(|i| i.starts_with("weft-trace-")),
+        "tracing instances left: {instances:?}"
+    );
+}
+
+/// The kernel's tracing instances, listed through a tracefs mounted in a
+/// private mount namespace (as weft trace mounts it), so nothing is left
+/// mounted on the machine.
+fn tracing_instances() -> Vec<String> {
+    let out = Command::new("unshare")
+        .args([
+            "-m",
+            "sh",
+            "-c",
+            "d=$(mktemp -d) && mount -t tracefs nodev \"$d\" && ls \"$d/instances\"; s=$?; umount \"$d\"; rmdir \"$d\"; exit $s",
+        ])
+        .output()
+        .expect("run unshare");
+    assert!(
+        out.status.success(),
+        "listing tracing instances: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
 }
 
 fn a_pod_reaches_a_pod_on_its_node_through_its_node_only(c: &Cluster) {
@@ -298,6 +330,50 @@ fn a_missing_route_is_explained(c: &Cluster) {
     );
     let h = hops(&v);
     position(&h, |x| x.0 == "fabric");
+    // The kernel saw it too: its drop reason is named next to the route.
+    assert!(cause.contains("(kernel drop reason: "), "{cause}");
+}
+
+/// A datagram that fits the external client's link (1500) but not the
+/// overlay (1450) is dropped by node-1 when it forwards it (Don't
+/// Fragment): before any forward hook, so the trace events end in node-1's
+/// prerouting and the kernel's own drop reason says why. Paired with the
+/// same path with a small datagram, delivered (so the drop is the size's).
+fn an_oversized_datagram_is_dropped_for_its_size_with_the_kernels_reason(c: &Cluster) {
+    let (code, v) = trace(c, &["external", "192.168.1.10:30092", "--proto", "udp"]);
+    assert_eq!(
+        (code, field(&v, "/verdict")),
+        (0, "DELIVERED"),
+        "small: {v:#}"
+    );
+    let (code, v) = trace(
+        c,
+        &[
+            "external",
+            "192.168.1.10:30092",
+            "--proto",
+            "udp",
+            "--size",
+            "1460",
+        ],
+    );
+    assert_eq!((code, field(&v, "/verdict")), (1, "DROPPED"), "{v:#}");
+    let cause = field(&v, "/cause");
+    assert!(cause.contains("last seen in node-1"), "{cause}");
+    assert!(
+        cause.contains("the kernel dropped it: PKT_TOO_BIG in ip_forward"),
+        "{cause}"
+    );
+    let h = hops(&v);
+    assert!(h.iter().all(|x| x.0 != "pod default/web-2"), "{h:#?}");
+    // --size is refused for TCP, naming why.
+    let out = c.weft(&["trace", "external", "192.168.1.10:30091", "--size", "100"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--size is for --proto udp"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The external client drops what comes to its TCP port 9 (no answer at
@@ -383,6 +459,10 @@ fn a_killed_trace_is_cleaned_up_by_the_next_one(c: &Cluster) {
 type Check = fn(&Cluster);
 
 const CHECKS: &[(&str, Check)] = &[
+    (
+        "an_oversized_datagram_is_dropped_for_its_size_with_the_kernels_reason",
+        an_oversized_datagram_is_dropped_for_its_size_with_the_kernels_reason,
+    ),
     (
         "a_pod_reaches_a_pod_on_its_node_through_its_node_only",
         a_pod_reaches_a_pod_on_its_node_through_its_node_only,
