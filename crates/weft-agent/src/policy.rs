@@ -123,8 +123,7 @@ impl PolicySync {
                     let mut m = marks
                         .lock()
                         .map_err(|_| anyhow::anyhow!("policy marks lock poisoned"))?;
-                    let keys: Vec<String> = model.policies.iter().map(|p| p.key()).collect();
-                    m.update(keys.iter().map(String::as_str));
+                    m.update_for(&model);
                     m.clone()
                 };
                 let compiled = weft_policy::compile_marked(&model, &node, Some(&marks))?;

@@ -248,32 +248,61 @@ fn watch(
     let _ = fs::remove_dir(&dir);
 }
 
-/// Removes tracing instances named `<prefix><pid>` whose pid no longer
-/// runs (a watcher that was killed). Best effort: runs in a thread of its
-/// own mount namespace, as the watcher does.
-pub fn remove_stale(prefix: &str) {
-    let prefix = prefix.to_string();
-    let _ = std::thread::spawn(move || {
-        let name = format!("{prefix}sweep-{}", std::process::id());
-        let Ok(dir) = private_tracefs(&name) else {
-            return;
-        };
-        if let Ok(entries) = fs::read_dir(dir.join("instances")) {
-            for e in entries.flatten() {
-                let n = e.file_name().to_string_lossy().into_owned();
-                let Some(pid) = n.strip_prefix(&prefix).and_then(|p| p.parse::<u32>().ok()) else {
-                    continue;
-                };
-                if !Path::new(&format!("/proc/{pid}")).exists() {
-                    let _ = write(&e.path().join("events/skb/kfree_skb/enable"), "0");
-                    let _ = fs::remove_dir(e.path());
-                }
-            }
-        }
+/// Runs `f` on the instances directory of a tracefs mounted for the call
+/// in a thread of its own mount namespace (unmounted afterwards).
+fn with_instances<T: Send + 'static>(
+    f: impl FnOnce(&Path) -> T + Send + 'static,
+) -> std::result::Result<T, String> {
+    std::thread::spawn(move || {
+        let dir = private_tracefs(&format!("weft-tracefs-{}", std::process::id()))?;
+        let out = f(&dir.join("instances"));
         let _ = nix::mount::umount(&dir);
         let _ = fs::remove_dir(&dir);
+        Ok(out)
     })
-    .join();
+    .join()
+    .map_err(|_| "the tracefs thread panicked".to_string())?
+}
+
+/// The kernel's tracing instances, by name.
+pub fn instances() -> Result<Vec<String>> {
+    let listed = with_instances(|dir| {
+        fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+            })
+            .map_err(|e| e.to_string())
+    });
+    listed.and_then(|r| r).map_err(|e| {
+        Error::io(
+            format!("list tracing instances: {e}"),
+            std::io::Error::other("tracefs"),
+        )
+    })
+}
+
+/// Removes tracing instances named `<prefix><pid>` whose pid no longer
+/// runs (a watcher that was killed). Best effort.
+pub fn remove_stale(prefix: &str) {
+    let prefix = prefix.to_string();
+    let _ = with_instances(move |dir| {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = n.strip_prefix(&prefix).and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = write(&e.path().join("events/skb/kfree_skb/enable"), "0");
+                let _ = fs::remove_dir(e.path());
+            }
+        }
+    });
 }
 
 #[cfg(test)]

@@ -6,36 +6,18 @@
 //! the watcher finishes, its instance is gone and nothing stays mounted.
 
 use std::net::UdpSocket;
-use std::process::Command;
 
 use weft_linux::dropwatch::DropWatch;
 use weft_linux::testns::{root_or_skip, tool_or_skip, TestNs};
 
 fn instances() -> Vec<String> {
-    let out = Command::new("unshare")
-        .args([
-            "-m",
-            "sh",
-            "-c",
-            "d=$(mktemp -d) && mount -t tracefs nodev \"$d\" && ls \"$d/instances\"; s=$?; umount \"$d\"; rmdir \"$d\"; exit $s",
-        ])
-        .output()
-        .expect("run unshare");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(str::to_string)
-        .collect()
+    weft_linux::dropwatch::instances().expect("list tracing instances")
 }
 
 #[test]
 fn a_netfilter_drop_is_reported_with_its_reason_and_the_instance_goes() {
     let test = "a_netfilter_drop_is_reported_with_its_reason_and_the_instance_goes";
-    if !root_or_skip(test) || !tool_or_skip(test, "nft") || !tool_or_skip(test, "unshare") {
+    if !root_or_skip(test) || !tool_or_skip(test, "nft") {
         return;
     }
     let ns = TestNs::new("drops");

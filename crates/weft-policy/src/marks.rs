@@ -51,6 +51,12 @@ impl Marks {
         }
     }
 
+    /// [`Marks::update`] with the policies of `model`.
+    pub fn update_for(&mut self, model: &crate::Model) {
+        let keys: Vec<String> = model.policies.iter().map(|p| p.key()).collect();
+        self.update(keys.iter().map(String::as_str));
+    }
+
     /// The id of policy `key`.
     pub fn id(&self, key: &str) -> Option<u16> {
         self.by_key.get(key).copied()

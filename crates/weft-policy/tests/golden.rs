@@ -14,9 +14,8 @@ use weft_policy::{compile_marked, Marks, NodeCtx};
 /// shows the mark statement of its policy.
 fn check(name: &str, w: &World) {
     let model = w.model();
-    let keys: Vec<String> = model.policies.iter().map(|p| p.key()).collect();
     let mut marks = Marks::default();
-    marks.update(keys.iter().map(String::as_str));
+    marks.update_for(&model);
     let c = compile_marked(
         &model,
         &NodeCtx {

@@ -50,15 +50,7 @@ fn nft_accepts_a_compiled_policy_table_and_an_incremental_edit() {
     // mark statements too.
     let mut marks = weft_policy::Marks::default();
     let model = w.model();
-    marks.update(
-        model
-            .policies
-            .iter()
-            .map(|p| p.key())
-            .collect::<Vec<_>>()
-            .iter()
-            .map(String::as_str),
-    );
+    marks.update_for(&model);
     let compiled = weft_policy::compile_marked(&model, &node, Some(&marks)).unwrap();
     assert!(compiled.problems.is_empty(), "{:?}", compiled.problems);
     let rs = compiled.ruleset;
@@ -87,15 +79,7 @@ fn nft_accepts_a_compiled_policy_table_and_an_incremental_edit() {
                "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"ns": "z"}}}]}]}),
     );
     let edited_model = edited.model();
-    marks.update(
-        edited_model
-            .policies
-            .iter()
-            .map(|p| p.key())
-            .collect::<Vec<_>>()
-            .iter()
-            .map(String::as_str),
-    );
+    marks.update_for(&edited_model);
     let rs2 = weft_policy::compile_marked(&edited_model, &node, Some(&marks))
         .unwrap()
         .ruleset;

@@ -15,15 +15,25 @@
 //!    the order they arrived, and rules of weft's tables are named by their
 //!    chains and comments (read back with `nft -j -a list table`): the
 //!    Service and endpoint of a DNAT, the NetworkPolicy that allowed or
-//!    denied, the masquerade, the interface it came in or left by.
-//! 4. The tracer tables are deleted when the trace ends, also on Ctrl-C;
-//!    tables left by a trace that was killed (their pid gone) are deleted
-//!    by the next one. A tracer table only sets the trace flag and accepts:
-//!    it never changes a verdict.
+//!    denied (a namespace's default deny named as such), the masquerade,
+//!    the interface it came in or left by, and the overlay peer a node
+//!    sends it to (VXLAN VTEP from route, neighbour and FDB; the host-gw
+//!    gateway; the WireGuard device).
+//! 4. A packet that vanished is explained from the last namespace it was
+//!    seen in: route lookup, neighbour, reverse-path filter, MTU, then the
+//!    kernel's drop reasons seen during the attempt
+//!    ([`weft_linux::dropwatch`], `skb:kfree_skb` in a private tracefs
+//!    instance; the tracepoint carries no addresses, so it is correlated by
+//!    time, socket teardown left out).
+//! 5. The tracer tables (written and removed one nft process per namespace,
+//!    in parallel) and the tracing instance are removed when the trace ends,
+//!    also on Ctrl-C; tables and instances left by a trace that was killed
+//!    (their pid gone) are removed by the next one. A tracer table only sets
+//!    the trace flag and accepts: it never changes a verdict.
 //!
-//! Not built yet (issue 16): the reasons a packet vanished between hops
-//! (route, neighbour, rp_filter, MTU, the kernel's drop reason) and `weft
-//! flows`; the trace says where the packet was last seen.
+//! Not built: traces on a real cluster (the tracer would have to run in
+//! every node's agent); the tables are written with nft processes, not
+//! over netlink.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -166,9 +176,17 @@ fn tracer_table(table: &str, proto: Proto, port: u16) -> String {
 
 /// Deletes tracer tables whose trace process is gone (a killed trace).
 fn sweep_stale(netns: &[String]) {
-    for ns in netns {
+    std::thread::scope(|sc| {
+        for ns in netns {
+            sc.spawn(move || sweep_stale_in(ns));
+        }
+    });
+}
+
+fn sweep_stale_in(ns: &str) {
+    {
         let Ok(list) = nft(ns, &["list", "tables"]) else {
-            continue;
+            return;
         };
         for line in list.lines() {
             let Some(name) = line.trim().strip_prefix("table inet ") else {
@@ -633,16 +651,27 @@ pub fn run(layout: &Layout, args: &TraceArgs) -> Result<ExitCode> {
             }
         });
     }
-    for w in &namespaces {
-        if let Err(e) = nft_script(&w.netns, &script) {
-            remove_tables(&tables);
-            return Err(e);
-        }
-        tables
-            .lock()
-            .map_err(|_| anyhow::anyhow!("lock"))?
-            .netns
-            .push(w.netns.clone());
+    // One nft process per namespace, all at once (they are independent).
+    // Every namespace is listed for removal first: a Ctrl-C in the middle
+    // removes what was written (deleting a table not there is harmless).
+    tables.lock().map_err(|_| anyhow::anyhow!("lock"))?.netns =
+        namespaces.iter().map(|w| w.netns.clone()).collect();
+    let written: Vec<Result<()>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = namespaces
+            .iter()
+            .map(|w| sc.spawn(|| nft_script(&w.netns, &script)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("an nft writer panicked")))
+            })
+            .collect()
+    });
+    if let Some(e) = written.into_iter().find_map(Result::err) {
+        remove_tables(&tables);
+        return Err(e);
     }
 
     let done = Arc::new(AtomicBool::new(false));
@@ -681,7 +710,7 @@ pub fn run(layout: &Layout, args: &TraceArgs) -> Result<ExitCode> {
     remove_tables(&tables);
     let outcome = outcome?;
 
-    let report = stitch(
+    let mut report = stitch(
         sport,
         (plan.from_ip, plan.to),
         (&plan.from_netns, plan.from_node_netns.as_deref()),
@@ -690,6 +719,7 @@ pub fn run(layout: &Layout, args: &TraceArgs) -> Result<ExitCode> {
         &outcome,
         &drops,
     );
+    report.cause = name_default_deny(layout, &report.cause);
     match args.output.as_deref() {
         Some("json") => {
             let hops: Vec<Value> = report
@@ -745,13 +775,102 @@ pub fn run(layout: &Layout, args: &TraceArgs) -> Result<ExitCode> {
     })
 }
 
+/// How node `netns` sends a packet for `dst` out of `dev` to another node:
+/// `VXLAN to 192.168.1.11` (route, neighbour, FDB of the VXLAN device),
+/// `WireGuard (encrypted) to the peer of 10.244.1.0` or, for a pod address
+/// routed by a gateway, `routed to 192.168.1.11 (host-gw)`; None when it is
+/// not a route to another node's pods.
+fn overlay_peer(netns: &str, dev: &str, dst: IpAddr) -> Option<String> {
+    let json = |cmd: &str, args: &[&str]| -> Option<Value> {
+        let o = Command::new(cmd)
+            .args(["-n", netns, "-j"])
+            .args(args)
+            .output()
+            .ok()?;
+        serde_json::from_slice(&o.stdout).ok()
+    };
+    let dst_s = dst.to_string();
+    let route = json("ip", &["route", "get", &dst_s])?;
+    let r = route.get(0)?;
+    let gw = r["gateway"].as_str()?.to_string();
+    match dev {
+        "weft.vxlan" => {
+            let neigh = json("ip", &["neigh", "show", &gw, "dev", dev])?;
+            let mac = neigh.get(0)?["lladdr"].as_str()?.to_string();
+            let fdb = json("bridge", &["fdb", "show", "dev", dev])?;
+            let vtep = fdb
+                .as_array()?
+                .iter()
+                .find(|e| e["mac"].as_str() == Some(mac.as_str()) && e["dst"].is_string())?["dst"]
+                .as_str()?
+                .to_string();
+            Some(format!("VXLAN to {vtep}"))
+        }
+        "weft.wg" => Some(format!("WireGuard (encrypted) to the peer of {gw}")),
+        _ if r["dev"].as_str() == Some(dev)
+            && weft_cluster::CLUSTER_CIDR
+                .parse::<ipnet::IpNet>()
+                .is_ok_and(|n| n.contains(&dst)) =>
+        {
+            Some(format!("routed to {gw} (host-gw)"))
+        }
+        _ => None,
+    }
+}
+
+/// A drop by a policy that selects every pod of its namespace and has no
+/// rule for the direction is that namespace's default deny: said so, with
+/// the policy (`ingress denied — default deny of namespace shop by
+/// NetworkPolicy shop/default-deny`). Other causes, and policies that cannot be read,
+/// stay as they are.
+fn name_default_deny(layout: &Layout, cause: &str) -> String {
+    let Some((dir, rest)) = cause.split_once(" — NetworkPolicy ") else {
+        return cause.to_string();
+    };
+    let Some((key, tail)) = rest.split_once(" isolates the pod") else {
+        return cause.to_string();
+    };
+    let Some((ns, name)) = key.split_once('/') else {
+        return cause.to_string();
+    };
+    let Ok(p) = get_json::<k8s_openapi::api::networking::v1::NetworkPolicy>(layout, name, ns)
+    else {
+        return cause.to_string();
+    };
+    let everyone = p.pointer("/spec/podSelector").is_none_or(|s| {
+        s.as_object()
+            .is_none_or(|o| o.values().all(|v| v.is_null()))
+    });
+    let field = if dir.trim().starts_with("egress") {
+        "egress"
+    } else {
+        "ingress"
+    };
+    let no_rules = p
+        .pointer(&format!("/spec/{field}"))
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty);
+    if everyone && no_rules {
+        let tail = tail.trim_start_matches(" and none of its rules allows this");
+        format!("{dir} — default deny of namespace {ns} by NetworkPolicy {key}{tail}")
+    } else {
+        cause.to_string()
+    }
+}
+
 /// Deletes the tracer tables written so far (once).
 fn remove_tables(tables: &std::sync::Mutex<Tables>) {
     if let Ok(mut t) = tables.lock() {
         let owned = std::mem::take(&mut t.netns);
-        for ns in &owned {
-            let _ = nft(ns, &["delete", "table", "inet", &t.table]);
-        }
+        let table = t.table.clone();
+        std::thread::scope(|sc| {
+            for ns in &owned {
+                let table = &table;
+                sc.spawn(move || {
+                    let _ = nft(ns, &["delete", "table", "inet", table]);
+                });
+            }
+        });
     }
 }
 
@@ -911,7 +1030,7 @@ fn stitch(
         };
         let iif = pass.events.iter().find_map(|e| e.iif).map(&mut ifname);
         let oif = pass.events.iter().find_map(|e| e.oif).map(&mut ifname);
-        let dir = match (iif, oif) {
+        let dir = match (iif, oif.clone()) {
             (Some(i), Some(o)) => format!(" (in on {i}, out via {o})"),
             (Some(i), None) => format!(" (in on {i})"),
             (None, Some(o)) => format!(" (out via {o})"),
@@ -958,6 +1077,16 @@ fn stitch(
         }
         last_where = w.label.clone();
         hops.push(head);
+        // Where a node sends it on across the underlay: the overlay peer.
+        let overlay = if w.layer == "node" {
+            let last = pass.events.iter().rev().find_map(|e| e.packet());
+            match (oif.as_deref(), last) {
+                (Some(dev), Some(p)) if dev != "cni0" => overlay_peer(&w.netns, dev, p.dst),
+                _ => None,
+            }
+        } else {
+            None
+        };
         for e in &pass.events {
             let r = rules.entry((pass.ns, e.table.clone())).or_insert_with(|| {
                 if e.table.starts_with(TABLE_PREFIX) {
@@ -980,6 +1109,13 @@ fn stitch(
                     hops.push(h);
                 }
             }
+        }
+        if let Some(what) = overlay {
+            hops.push(Hop {
+                r#where: w.label.clone(),
+                layer: "overlay".into(),
+                what,
+            });
         }
     }
     // The kernel's reasons, most telling first (NOT_SPECIFIED last).

@@ -221,6 +221,7 @@ fn embedded_cluster_end_to_end() {
     readme_services_walk_through(c, &demo_pods, field(&svc, "/spec/clusterIP"));
     readme_loadbalancer_walk_through(c, &demo_pods);
     readme_trace_walk_through(c, &demo_pods);
+    readme_trace_walks(c, &demo_pods);
 
     // --- kubectl works unchanged ---------------------------------------------------------------
     if weft_linux::testns::tool_or_skip("embedded_cluster_end_to_end (kubectl checks)", "kubectl") {
@@ -548,6 +549,126 @@ fn readme_trace_walk_through(c: &Cluster, demo_pods: &[&Value]) {
     let table = c.ok(&["trace", &format!("pod/{frontend}"), "svc/backend"]);
     assert!(table.starts_with("DELIVERED   (pod/"), "{table}");
     assert!(table.contains("HOP   WHERE"), "{table}");
+}
+
+/// A trace's table with what varies between runs masked: digits (addresses,
+/// ports, node numbers, hop numbers, milliseconds) and the generated parts
+/// of pod names; columns re-spaced. The headline keeps its verdict only.
+fn trace_shape(table: &str) -> Vec<String> {
+    let mut lines = table.lines();
+    let verdict = lines
+        .next()
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or("")
+        .to_string();
+    let mut out = vec![verdict];
+    for l in lines.filter(|l| !l.trim().is_empty()) {
+        let words: Vec<String> = l
+            .split_whitespace()
+            .map(|w| {
+                let w = ["frontend-", "backend-", "database-"]
+                    .iter()
+                    .find_map(|app| w.find(app).map(|at| format!("{}{app}*", &w[..at])))
+                    .unwrap_or_else(|| w.to_string());
+                let mut masked = String::new();
+                for c in w.chars() {
+                    if c.is_ascii_digit() {
+                        if !masked.ends_with('#') {
+                            masked.push('#');
+                        }
+                    } else {
+                        masked.push(c);
+                    }
+                }
+                masked
+            })
+            .collect();
+        out.push(words.join(" "));
+    }
+    out
+}
+
+/// The README block of `$ command` (up to the fence).
+fn readme_block(command: &str) -> String {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let start = readme
+        .find(&format!("$ {command}\n"))
+        .unwrap_or_else(|| panic!("README shows no `$ {command}`"));
+    let rest = &readme[start + command.len() + 3..];
+    rest[..rest.find("```").unwrap()].to_string()
+}
+
+/// The seeds' walks the README replays with `weft trace` (part 1: pod to
+/// pod on one node; part 2: across nodes over VXLAN; part 3: the client to
+/// my-app's load-balancer address): run on the demo cluster, each prints
+/// the hops the README shows, hop for hop, addresses, ports, pod names and
+/// node numbers aside.
+fn readme_trace_walks(c: &Cluster, demo_pods: &[&Value]) {
+    let of = |app: &str| -> Vec<(String, String)> {
+        demo_pods
+            .iter()
+            .filter(|p| field(p, "/metadata/labels/app") == app)
+            .map(|p| {
+                (
+                    field(p, "/metadata/name").to_string(),
+                    field(p, "/spec/nodeName").to_string(),
+                )
+            })
+            .collect()
+    };
+    let (frontend, node) = of("frontend").remove(0);
+    let backends = of("backend");
+    let same = backends.iter().find(|b| b.1 == node).unwrap_or_else(|| {
+        panic!("no backend on {node} (the scheduler spreads 3 over 2 nodes): {backends:?}")
+    });
+    let other = backends
+        .iter()
+        .find(|b| b.1 != node)
+        .unwrap_or_else(|| panic!("no backend off {node}: {backends:?}"));
+    let readme = |needle: &str| -> String {
+        let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+        let line = readme
+            .lines()
+            .find(|l| l.starts_with("$ weft trace") && l.contains(needle))
+            .unwrap_or_else(|| panic!("README shows no `$ weft trace …{needle}…`"))
+            .to_string();
+        readme_block(line.trim_start_matches("$ "))
+    };
+    for (args, want) in [
+        (
+            vec![
+                format!("pod/{frontend}"),
+                format!("pod/{}", same.0),
+                "--port".into(),
+                "8080".into(),
+            ],
+            readme("-j5jj9 --port 8080"),
+        ),
+        (
+            vec![
+                format!("pod/{frontend}"),
+                format!("pod/{}", other.0),
+                "--port".into(),
+                "8080".into(),
+            ],
+            readme("-7zk6c --port 8080"),
+        ),
+        (
+            vec!["external".into(), "203.0.113.50:80".into()],
+            readme("external 203.0.113.50:80"),
+        ),
+    ] {
+        let args: Vec<&str> = std::iter::once("trace")
+            .chain(args.iter().map(String::as_str))
+            .collect();
+        let got = c.ok(&args);
+        assert_eq!(
+            trace_shape(&got),
+            trace_shape(&want),
+            "`weft {}` prints what the README shows:\n{got}",
+            args.join(" ")
+        );
+    }
 }
 
 /// The README's LoadBalancer walk-through on the demo cluster: Service

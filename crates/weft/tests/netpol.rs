@@ -683,6 +683,19 @@ fn covering_cidr(net: &Net) -> String {
     format!("{}/{len}", Ipv4Addr::from(ips[0] & mask))
 }
 
+/// x/a admits x/b only.
+const X_A_ALLOWS_X_B: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: x-a-allows-x-b, namespace: x}
+spec:
+  podSelector: {matchLabels: {pod: a}}
+  policyTypes: [Ingress]
+  ingress:
+  - from:
+    - podSelector: {matchLabels: {pod: b}}
+"#;
+
 const DENY_INGRESS_X: &str = r#"
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -750,19 +763,7 @@ spec:
 /// namespace based on PodSelector": a podSelector alone selects in the
 /// policy's own namespace (y/b is not x/b).
 fn a_pod_selector_admits_pods_of_its_own_namespace(net: &Net) {
-    net.apply(
-        r#"
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: x-a-allows-x-b, namespace: x}
-spec:
-  podSelector: {matchLabels: {pod: a}}
-  policyTypes: [Ingress]
-  ingress:
-  - from:
-    - podSelector: {matchLabels: {pod: b}}
-"#,
-    );
+    net.apply(X_A_ALLOWS_X_B);
     expect(net, "x/a admits x/b", |p| {
         !p.to.is("x/a") || p.from.is("x/b")
     });
@@ -778,19 +779,7 @@ spec:
 /// the names come from the policies, not from the flow log itself).
 fn flows_name_the_allowing_and_the_denying_policy(net: &Net) {
     net.apply(DENY_INGRESS_X);
-    net.apply(
-        r#"
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: x-a-allows-x-b, namespace: x}
-spec:
-  podSelector: {matchLabels: {pod: a}}
-  policyTypes: [Ingress]
-  ingress:
-  - from:
-    - podSelector: {matchLabels: {pod: b}}
-"#,
-    );
+    net.apply(X_A_ALLOWS_X_B);
     expect(net, "x/a admits only x/b, the rest of x is closed", |p| {
         p.to.ns != "x" || p.from.is("x/b") && p.to.is("x/a")
     });
@@ -867,6 +856,78 @@ spec:
         metrics.contains(r#"weft_agent_flows_total{verdict="allowed",policy="x/x-a-allows-x-b"}"#),
         "{metrics}"
     );
+    // -f: a new connection shows up in a running `weft flows -f`.
+    let a_ip = net.kubectl_ok(&[
+        "get",
+        "pod",
+        "-n",
+        "x",
+        "a",
+        "-o",
+        "jsonpath={.status.podIP}",
+    ]);
+    let mut follow = Command::new(WEFT)
+        .args([
+            "--name",
+            &net.c.name,
+            "flows",
+            "-f",
+            "-o",
+            "json",
+            "-n",
+            "x",
+        ])
+        .args(["--verdict", "allowed", "--pod", "a"])
+        .env("WEFT_STATE_DIR", &net.c.state)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start weft flows -f");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = follow.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    net.kubectl_ok(&[
+        "exec",
+        "-n",
+        "x",
+        "b",
+        "--",
+        "weft",
+        "agnhost",
+        "connect",
+        "--timeout=1s",
+        &format!("{}:80", a_ip.trim()),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    let followed = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "weft flows -f printed no new x/b → x/a flow: {seen:#?}"
+        );
+        let Ok(line) = rx.recv_timeout(left) else {
+            continue;
+        };
+        let r: Value = serde_json::from_str(&line).expect("one JSON record per line");
+        if r["src_pod"] == "x/b" && r["dst_pod"] == "x/a" && r["time_ms"].as_u64() >= Some(since) {
+            break r;
+        }
+        seen.push(r);
+    };
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert_eq!(followed["ingress_policy"], "x/x-a-allows-x-b", "{followed}");
     finish(net);
     // Without policies (finish probed again), new flows name no policy.
     let rows = rows_of(

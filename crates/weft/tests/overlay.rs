@@ -117,6 +117,57 @@ fn cross_node(backend: &str) {
             );
         }
     }
+    // `weft trace` follows a connection across nodes on this backend: out
+    // of node-1 by the backend's device (the underlay itself for host-gw
+    // and auto),
+    // into node-3 by the same, delivered to the pod and answered.
+    // (auto on one subnet routes directly, as host-gw does.)
+    let device = match backend {
+        "vxlan" => "weft.vxlan",
+        "wireguard" => "weft.wg",
+        _ => "eth0",
+    };
+    let out = c.weft(&["trace", "pod/n1a", "pod/n3", "--port", "8080", "-o", "json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "{backend}: weft trace: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(v["verdict"], "DELIVERED", "{backend}: {v:#}");
+    let hops: Vec<(String, String)> = v["hops"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| {
+            (
+                field(h, "/where").to_string(),
+                field(h, "/what").to_string(),
+            )
+        })
+        .collect();
+    let at = |f: &dyn Fn(&(String, String)) -> bool| {
+        hops.iter()
+            .position(f)
+            .unwrap_or_else(|| panic!("{backend}: {hops:#?}"))
+    };
+    let leaves = at(&|h| h.0 == "node-1" && h.1.ends_with(&format!("out via {device})")));
+    // The overlay peer: node-3's address (192.168.1.12) for VXLAN and
+    // host-gw, the encrypted device for WireGuard.
+    let peer = match backend {
+        "vxlan" => "VXLAN to 192.168.1.12".to_string(),
+        "wireguard" => "WireGuard (encrypted) to the peer of ".to_string(),
+        _ => "routed to 192.168.1.12 (host-gw)".to_string(),
+    };
+    let via = at(&|h| h.0 == "node-1" && h.1.starts_with(&peer));
+    assert!(leaves < via, "{backend}: {hops:#?}");
+    let arrives = at(&|h| h.0 == "node-3" && h.1.contains(&format!("(in on {device}")));
+    let delivered = at(&|h| h.0 == "pod default/n3" && !h.1.starts_with("answer"));
+    let answered = at(&|h| h.0 == "pod default/n1a" && h.1.starts_with("answer"));
+    assert!(
+        leaves < arrives && arrives < delivered && delivered < answered,
+        "{backend}: {hops:#?}"
+    );
     // Every node reaches every pod.
     for node in ["node-1", "node-2", "node-3"] {
         for (name, ip) in &ips {

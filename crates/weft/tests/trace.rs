@@ -148,28 +148,10 @@ fn no_tracer_tables_left(c: &Cluster) {
     );
 }
 
-/// The kernel's tracing instances, listed through a tracefs mounted in a
-/// private mount namespace (as weft trace mounts it), so nothing is left
-/// mounted on the machine.
+/// The kernel's tracing instances (listed through a tracefs mounted in a
+/// private mount namespace, as weft trace mounts it).
 fn tracing_instances() -> Vec<String> {
-    let out = Command::new("unshare")
-        .args([
-            "-m",
-            "sh",
-            "-c",
-            "d=$(mktemp -d) && mount -t tracefs nodev \"$d\" && ls \"$d/instances\"; s=$?; umount \"$d\"; rmdir \"$d\"; exit $s",
-        ])
-        .output()
-        .expect("run unshare");
-    assert!(
-        out.status.success(),
-        "listing tracing instances: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(str::to_string)
-        .collect()
+    weft_linux::dropwatch::instances().expect("list tracing instances")
 }
 
 fn a_pod_reaches_a_pod_on_its_node_through_its_node_only(c: &Cluster) {
@@ -284,6 +266,7 @@ fn a_networkpolicy_drop_names_the_policy(c: &Cluster) {
         cause.contains("NetworkPolicy default/web-1-closed") && cause.contains("ingress"),
         "{cause}"
     );
+    assert!(!cause.contains("default deny of namespace"), "{cause}");
     let h = hops(&v);
     position(&h, |x| x.1 == "policy" && x.2.contains("web-1-closed"));
     // Never delivered: the pod is not among the hops.
@@ -293,6 +276,38 @@ fn a_networkpolicy_drop_names_the_policy(c: &Cluster) {
     wait_until("web-1 reachable again", 30, || {
         trace(c, &["pod/client", "pod/web-1", "--port", "8080"]).0 == 0
     });
+}
+
+/// A namespace's default deny (every pod selected, no ingress rule) is
+/// named as such, with its policy; paired with the pod-selecting policy of
+/// `a_networkpolicy_drop_names_the_policy`, which is not called one.
+fn a_default_deny_drop_names_the_namespace_and_the_policy(c: &Cluster) {
+    let path = std::env::temp_dir().join(format!("{}-deny-all.yaml", c.name));
+    std::fs::write(
+        &path,
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-all}\nspec:\n  \
+         podSelector: {}\n  policyTypes: [Ingress]\n",
+    )
+    .unwrap();
+    c.ok(&["apply", "-f", path.to_str().unwrap()]);
+    let mut v = Value::Null;
+    wait_until("the default deny to drop the trace", 30, || {
+        let (code, got) = trace(c, &["pod/client", "pod/web-2", "--port", "8080"]);
+        v = got;
+        code == 1
+    });
+    let cause = field(&v, "/cause").to_string();
+    c.ok(&["delete", "-f", path.to_str().unwrap()]);
+    let _ = std::fs::remove_file(path);
+    wait_until("web-2 reachable again", 30, || {
+        trace(c, &["pod/client", "pod/web-2", "--port", "8080"]).0 == 0
+    });
+    assert!(
+        cause.starts_with(
+            "ingress denied — default deny of namespace default by NetworkPolicy default/deny-all"
+        ),
+        "{cause}"
+    );
 }
 
 fn a_service_without_endpoints_is_named_as_rejected(c: &Cluster) {
@@ -459,6 +474,10 @@ fn a_killed_trace_is_cleaned_up_by_the_next_one(c: &Cluster) {
 type Check = fn(&Cluster);
 
 const CHECKS: &[(&str, Check)] = &[
+    (
+        "a_default_deny_drop_names_the_namespace_and_the_policy",
+        a_default_deny_drop_names_the_namespace_and_the_policy,
+    ),
     (
         "an_oversized_datagram_is_dropped_for_its_size_with_the_kernels_reason",
         an_oversized_datagram_is_dropped_for_its_size_with_the_kernels_reason,

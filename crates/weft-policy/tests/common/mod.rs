@@ -121,8 +121,7 @@ impl World {
         nodes.dedup();
         // With connection marks, as the agent compiles.
         let mut marks = weft_policy::Marks::default();
-        let keys: Vec<String> = model.policies.iter().map(|p| p.key()).collect();
-        marks.update(keys.iter().map(String::as_str));
+        marks.update_for(&model);
         nodes.iter().all(|node| {
             let c = weft_policy::compile_marked(
                 &model,
