@@ -955,6 +955,15 @@ fn stitch(
     for (k, (i, e)) in events.iter().enumerate() {
         // Only the first event of a hook carries the packet's headers; the
         // others belong to the latest pass of the same id here.
+        // Trace events go to every listener of the namespace: another
+        // trace's packets (another source port) are not this one's.
+        if e
+            .packet()
+            .and_then(|p| p.ports)
+            .is_some_and(|(s, d)| s != sport && d != sport)
+        {
+            continue;
+        }
         let Some(pkt) = e.packet() else {
             if let Some(p) = passes
                 .iter_mut()
@@ -1247,6 +1256,30 @@ fn explain_vanished(
                 "{label} sends it to {via} on {dev}, which does not answer ARP ({})",
                 states.join(",")
             ));
+        }
+        // A VXLAN device needs, for the neighbour's MAC, a forwarding entry
+        // naming the remote VTEP; without one the frame has nowhere to go.
+        let mac = n
+            .get(0)
+            .and_then(|n| n["lladdr"].as_str())
+            .map(str::to_string);
+        if let (Some(mac), true) = (mac, dev.starts_with("weft.vxlan")) {
+            let fdb = Command::new("bridge")
+                .args(["-n", netns, "-j", "fdb", "show", "dev", &dev])
+                .output()
+                .ok()
+                .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok())
+                .unwrap_or(Value::Null);
+            let known = fdb
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|e| e["mac"].as_str() == Some(mac.as_str()) && e["dst"].is_string());
+            if !known {
+                return Some(format!(
+                    "{label} sends it to {via} ({mac}) on {dev}, but its forwarding database has no VTEP for {mac}"
+                ));
+            }
         }
     }
     if let Some(i) = iif {

@@ -443,6 +443,115 @@ fn slow_trace(c: &Cluster) -> std::process::Child {
         .unwrap()
 }
 
+/// With node-1's forwarding entry for node-2's VTEP gone, a packet to a
+/// pod of node-2 leaves the VXLAN device with nowhere to go: the trace says
+/// the forwarding database has no VTEP for the neighbour's MAC. The entry
+/// is put back as it was (the agent would only restore it at its next
+/// periodic sync), and the same trace is delivered again.
+fn a_missing_vxlan_forwarding_entry_is_explained(c: &Cluster) {
+    let node1 = format!("weft-{}-node-1", c.name);
+    let bridge = |args: &[&str]| {
+        Command::new("bridge")
+            .args(["-n", &node1])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let fdb: Value =
+        serde_json::from_slice(&bridge(&["-j", "fdb", "show", "dev", "weft.vxlan"]).stdout)
+            .unwrap();
+    let entry = fdb
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["dst"] == "192.168.1.11" && e["mac"] != "00:00:00:00:00:00")
+        .unwrap_or_else(|| panic!("node-1 has no FDB entry for node-2's VTEP: {fdb:#}"))
+        .clone();
+    let mac = entry["mac"].as_str().unwrap().to_string();
+    let restore = || {
+        let _ = bridge(&[
+            "fdb",
+            "append",
+            &mac,
+            "dev",
+            "weft.vxlan",
+            "dst",
+            "192.168.1.11",
+            "self",
+            "permanent",
+        ]);
+    };
+    // The agent may put it back between a delete and the trace: again then.
+    let mut cause = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !cause.contains("forwarding database has no VTEP") {
+        if std::time::Instant::now() > deadline {
+            restore();
+            panic!("never explained by the FDB: {cause}");
+        }
+        let _ = bridge(&[
+            "fdb",
+            "del",
+            &mac,
+            "dev",
+            "weft.vxlan",
+            "dst",
+            "192.168.1.11",
+        ]);
+        let (code, v) = trace(c, &["pod/client", "pod/web-2", "--port", "8080"]);
+        cause = field(&v, "/cause").to_string();
+        if code == 0 {
+            cause.clear();
+        }
+    }
+    restore();
+    assert!(cause.contains("last seen in node-1"), "{cause}");
+    assert!(cause.contains(&format!("({mac}) on weft.vxlan")), "{cause}");
+    wait_until("web-2 reachable again", 30, || {
+        trace(c, &["pod/client", "pod/web-2", "--port", "8080"]).0 == 0
+    });
+}
+
+/// Two traces at the same time: each is delivered and reports only its
+/// own packet (its source port), none of the other's; both clean up.
+fn two_traces_at_once_do_not_disturb_each_other(c: &Cluster) {
+    let spawn = |args: &[&str]| {
+        Command::new(WEFT)
+            .args(["--name", &c.name, "trace"])
+            .args(args)
+            .args(["-o", "json"])
+            .env("WEFT_STATE_DIR", &c.state)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let a = spawn(&["pod/client", "pod/web-2", "--port", "8080"]);
+    let b = spawn(&["external", "192.168.1.11:30090"]);
+    let report = |child: std::process::Child| -> Value {
+        let out = child.wait_with_output().unwrap();
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&out.stderr)))
+    };
+    let (a, b) = (report(a), report(b));
+    for (v, other) in [(&a, &b), (&b, &a)] {
+        assert_eq!(field(v, "/verdict"), "DELIVERED", "{v:#}");
+        let mine = v["sourcePort"].as_u64().unwrap();
+        let theirs = other["sourcePort"].as_u64().unwrap();
+        assert_ne!(mine, theirs);
+        let h = hops(v);
+        assert!(
+            h.iter().any(|x| x.2.contains(&format!(":{mine} "))),
+            "{h:#?}"
+        );
+        assert!(
+            !h.iter().any(|x| x.2.contains(&format!(":{theirs} "))),
+            "the other trace's packet in this one: {h:#?}"
+        );
+    }
+    no_tracer_tables_left(c);
+}
+
 fn an_interrupted_trace_removes_its_tables(c: &Cluster) {
     let _blackhole = Blackhole::new(c);
     let mut t = slow_trace(c);
@@ -511,6 +620,14 @@ const CHECKS: &[(&str, Check)] = &[
         a_closed_port_is_refused_by_the_pod_itself,
     ),
     ("a_missing_route_is_explained", a_missing_route_is_explained),
+    (
+        "a_missing_vxlan_forwarding_entry_is_explained",
+        a_missing_vxlan_forwarding_entry_is_explained,
+    ),
+    (
+        "two_traces_at_once_do_not_disturb_each_other",
+        two_traces_at_once_do_not_disturb_each_other,
+    ),
     (
         "an_interrupted_trace_removes_its_tables",
         an_interrupted_trace_removes_its_tables,
