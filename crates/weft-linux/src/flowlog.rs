@@ -175,24 +175,10 @@ fn be32(v: &[u8], name: &'static str) -> std::result::Result<u32, FlowError> {
     Ok(u32::from_be_bytes(fixed::<4>(v, name)?))
 }
 
-/// The header fields of one netlink message: (type, body after nfgenmsg,
-/// nfgenmsg family).
+/// One netlink message: (type, nfgenmsg family, the attributes after
+/// nfgenmsg), through nftrace's frame walk.
 fn frame(bytes: &[u8]) -> std::result::Result<(u16, u8, &[u8]), FlowError> {
-    if bytes.len() < NLMSG_HDRLEN {
-        return Err(FlowError::Netlink(format!(
-            "{} bytes, shorter than a netlink header",
-            bytes.len()
-        )));
-    }
-    let len = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
-    if len < NLMSG_HDRLEN || len > bytes.len() {
-        return Err(FlowError::Netlink(format!(
-            "length {len} does not fit the {} bytes received",
-            bytes.len()
-        )));
-    }
-    let kind = u16::from_ne_bytes([bytes[4], bytes[5]]);
-    let body = &bytes[NLMSG_HDRLEN..len];
+    let (kind, body) = crate::nftrace::frame(bytes).map_err(FlowError::Netlink)?;
     let family = body.first().copied().unwrap_or(0);
     Ok((kind, family, body.get(4..).unwrap_or(&[])))
 }

@@ -332,30 +332,36 @@ pub fn from_attributes(
 /// Reads one netlink message: its trace event, `Ok(None)` for any other
 /// message (errors, other nftables notifications).
 pub fn parse(bytes: &[u8]) -> std::result::Result<Option<TraceEvent>, TraceError> {
-    if bytes.len() < NLMSG_HDRLEN {
-        return Err(TraceError::Netlink(format!(
-            "{} bytes, shorter than a netlink header",
-            bytes.len()
-        )));
-    }
-    let len = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
-    if len < NLMSG_HDRLEN || len > bytes.len() {
-        return Err(TraceError::Netlink(format!(
-            "length {len} does not fit the {} bytes received",
-            bytes.len()
-        )));
-    }
-    let kind = u16::from_ne_bytes([bytes[4], bytes[5]]);
+    let (kind, body) = frame(bytes).map_err(TraceError::Netlink)?;
     if kind != TRACE_MSG_TYPE {
         return Ok(None);
     }
-    let body = &bytes[NLMSG_HDRLEN..len];
     // nfgenmsg: family, version, resource id.
     let Some(&family) = body.first() else {
         return Err(TraceError::Netlink("trace message without nfgenmsg".into()));
     };
     let attrs = body.get(4..).unwrap_or(&[]);
     from_attributes(family, &nested(attrs)).map(Some)
+}
+
+/// One netlink message: (message type, its body), every length checked;
+/// the error says what did not fit.
+pub(crate) fn frame(bytes: &[u8]) -> std::result::Result<(u16, &[u8]), String> {
+    if bytes.len() < NLMSG_HDRLEN {
+        return Err(format!(
+            "{} bytes, shorter than a netlink header",
+            bytes.len()
+        ));
+    }
+    let len = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+    if len < NLMSG_HDRLEN || len > bytes.len() {
+        return Err(format!(
+            "length {len} does not fit the {} bytes received",
+            bytes.len()
+        ));
+    }
+    let kind = u16::from_ne_bytes([bytes[4], bytes[5]]);
+    Ok((kind, &bytes[NLMSG_HDRLEN..len]))
 }
 
 /// The lengths of the netlink messages in `buf` (one datagram may hold

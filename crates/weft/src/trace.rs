@@ -957,8 +957,7 @@ fn stitch(
         // others belong to the latest pass of the same id here.
         // Trace events go to every listener of the namespace: another
         // trace's packets (another source port) are not this one's.
-        if e
-            .packet()
+        if e.packet()
             .and_then(|p| p.ports)
             .is_some_and(|(s, d)| s != sport && d != sport)
         {

@@ -515,17 +515,7 @@ fn readme_trace_walk_through(c: &Cluster, demo_pods: &[&Value]) {
     let v: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|_| panic!("weft trace: {}", String::from_utf8_lossy(&out.stderr)));
     assert_eq!(field(&v, "/verdict"), "DELIVERED", "{v:#}");
-    let hops: Vec<(String, String)> = v["hops"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            (
-                field(h, "/where").to_string(),
-                field(h, "/what").to_string(),
-            )
-        })
-        .collect();
+    let hops = trace_hops(&v);
     let at = |f: &dyn Fn(&(String, String)) -> bool| {
         hops.iter()
             .position(f)

@@ -135,17 +135,7 @@ fn cross_node(backend: &str) {
         )
     });
     assert_eq!(v["verdict"], "DELIVERED", "{backend}: {v:#}");
-    let hops: Vec<(String, String)> = v["hops"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|h| {
-            (
-                field(h, "/where").to_string(),
-                field(h, "/what").to_string(),
-            )
-        })
-        .collect();
+    let hops = trace_hops(&v);
     let at = |f: &dyn Fn(&(String, String)) -> bool| {
         hops.iter()
             .position(f)

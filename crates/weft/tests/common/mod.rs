@@ -265,3 +265,18 @@ pub fn capture(
         complete: code == Some(0),
     }
 }
+
+/// The (where, what) of every hop of a `weft trace -o json` report.
+pub fn trace_hops(v: &Value) -> Vec<(String, String)> {
+    v["hops"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| {
+            (
+                field(h, "/where").to_string(),
+                field(h, "/what").to_string(),
+            )
+        })
+        .collect()
+}
