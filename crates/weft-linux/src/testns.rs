@@ -120,3 +120,13 @@ impl Drop for TestNs {
             .status();
     }
 }
+
+/// Waits until `fd` is readable or `ms` milliseconds pass (for tests that
+/// read non-blocking netlink sockets until an event arrives).
+pub fn wait_readable(fd: impl std::os::fd::AsFd, ms: u8) {
+    let mut fds = [nix::poll::PollFd::new(
+        fd.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
+}

@@ -31,11 +31,7 @@ fn read_until(socket: &mut FlowSocket, done: impl Fn(&[FlowEvent]) -> bool) -> V
         match socket.recv() {
             Ok(batch) => events.extend(batch.into_iter().map(Result::unwrap)),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let mut fds = [nix::poll::PollFd::new(
-                    socket.as_fd(),
-                    nix::poll::PollFlags::POLLIN,
-                )];
-                let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u8));
+                weft_linux::testns::wait_readable(socket.as_fd(), 100);
             }
             Err(e) => panic!("flow socket: {e}"),
         }

@@ -83,11 +83,7 @@ fn a_traced_datagram_reports_every_rule_and_verdict_by_name() {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 // Until the socket has the next event (at most 100 ms).
                 use std::os::fd::AsFd;
-                let mut fds = [nix::poll::PollFd::new(
-                    socket.as_fd(),
-                    nix::poll::PollFlags::POLLIN,
-                )];
-                let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u8));
+                weft_linux::testns::wait_readable(socket.as_fd(), 100);
             }
             Err(e) => panic!("trace socket: {e}"),
         }

@@ -516,22 +516,22 @@ fn readme_trace_walk_through(c: &Cluster, demo_pods: &[&Value]) {
         .unwrap_or_else(|_| panic!("weft trace: {}", String::from_utf8_lossy(&out.stderr)));
     assert_eq!(field(&v, "/verdict"), "DELIVERED", "{v:#}");
     let hops = trace_hops(&v);
-    let at = |f: &dyn Fn(&(String, String)) -> bool| {
+    let at = |f: &dyn Fn(&(String, String, String)) -> bool| {
         hops.iter()
             .position(f)
             .unwrap_or_else(|| panic!("{hops:#?}"))
     };
     let start =
-        at(&|h| h.0 == format!("pod default/{frontend}") && h.1.contains(":80 (out via eth0)"));
+        at(&|h| h.0 == format!("pod default/{frontend}") && h.2.contains(":80 (out via eth0)"));
     let matched =
-        at(&|h| h.0 == node && h.1 == "Service default/backend http/tcp matched (chain services)");
+        at(&|h| h.0 == node && h.2 == "Service default/backend http/tcp matched (chain services)");
     let dnat = at(&|h| {
         h.0 == node
-            && h.1.starts_with("DNAT to ")
-            && h.1.ends_with("for Service default/backend http/tcp")
+            && h.2.starts_with("DNAT to ")
+            && h.2.ends_with("for Service default/backend http/tcp")
     });
-    let backend = at(&|h| h.0.starts_with("pod default/backend-") && !h.1.starts_with("answer"));
-    let back = at(&|h| h.0 == format!("pod default/{frontend}") && h.1.starts_with("answer "));
+    let backend = at(&|h| h.0.starts_with("pod default/backend-") && !h.2.starts_with("answer"));
+    let back = at(&|h| h.0 == format!("pod default/{frontend}") && h.2.starts_with("answer "));
     assert!(
         start < matched && matched < dnat && dnat < backend && backend < back,
         "{hops:#?}"

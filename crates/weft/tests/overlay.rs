@@ -136,12 +136,12 @@ fn cross_node(backend: &str) {
     });
     assert_eq!(v["verdict"], "DELIVERED", "{backend}: {v:#}");
     let hops = trace_hops(&v);
-    let at = |f: &dyn Fn(&(String, String)) -> bool| {
+    let at = |f: &dyn Fn(&(String, String, String)) -> bool| {
         hops.iter()
             .position(f)
             .unwrap_or_else(|| panic!("{backend}: {hops:#?}"))
     };
-    let leaves = at(&|h| h.0 == "node-1" && h.1.ends_with(&format!("out via {device})")));
+    let leaves = at(&|h| h.0 == "node-1" && h.2.ends_with(&format!("out via {device})")));
     // The overlay peer: node-3's address (192.168.1.12) for VXLAN and
     // host-gw, the encrypted device for WireGuard.
     let peer = match backend {
@@ -149,11 +149,11 @@ fn cross_node(backend: &str) {
         "wireguard" => "WireGuard (encrypted) to the peer of ".to_string(),
         _ => "routed to 192.168.1.12 (host-gw)".to_string(),
     };
-    let via = at(&|h| h.0 == "node-1" && h.1.starts_with(&peer));
+    let via = at(&|h| h.0 == "node-1" && h.2.starts_with(&peer));
     assert!(leaves < via, "{backend}: {hops:#?}");
-    let arrives = at(&|h| h.0 == "node-3" && h.1.contains(&format!("(in on {device}")));
-    let delivered = at(&|h| h.0 == "pod default/n3" && !h.1.starts_with("answer"));
-    let answered = at(&|h| h.0 == "pod default/n1a" && h.1.starts_with("answer"));
+    let arrives = at(&|h| h.0 == "node-3" && h.2.contains(&format!("(in on {device}")));
+    let delivered = at(&|h| h.0 == "pod default/n3" && !h.2.starts_with("answer"));
+    let answered = at(&|h| h.0 == "pod default/n1a" && h.2.starts_with("answer"));
     assert!(
         leaves < arrives && arrives < delivered && delivered < answered,
         "{backend}: {hops:#?}"

@@ -98,18 +98,7 @@ fn trace(c: &Cluster, args: &[&str]) -> (i32, Value) {
 }
 
 fn hops(v: &Value) -> Vec<(String, String, String)> {
-    v["hops"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|h| {
-            (
-                field(h, "/where").to_string(),
-                field(h, "/layer").to_string(),
-                field(h, "/what").to_string(),
-            )
-        })
-        .collect()
+    trace_hops(v)
 }
 
 fn position(

@@ -266,8 +266,8 @@ pub fn capture(
     }
 }
 
-/// The (where, what) of every hop of a `weft trace -o json` report.
-pub fn trace_hops(v: &Value) -> Vec<(String, String)> {
+/// The (where, layer, what) of every hop of a `weft trace -o json` report.
+pub fn trace_hops(v: &Value) -> Vec<(String, String, String)> {
     v["hops"]
         .as_array()
         .into_iter()
@@ -275,6 +275,7 @@ pub fn trace_hops(v: &Value) -> Vec<(String, String)> {
         .map(|h| {
             (
                 field(h, "/where").to_string(),
+                field(h, "/layer").to_string(),
                 field(h, "/what").to_string(),
             )
         })
