@@ -35,6 +35,11 @@ pub struct AgentArgs {
     /// start (mode 0600) and kept, so peers know the node across restarts.
     #[arg(long, default_value = DEFAULT_WIREGUARD_KEY_FILE)]
     pub wireguard_key_file: PathBuf,
+    /// Which WireGuard runs the device (backend wireguard): auto (the
+    /// kernel's where the kernel has WireGuard, else the userspace one in
+    /// this process), kernel or userspace.
+    #[arg(long, default_value = "auto")]
+    pub wireguard_implementation: weft_wireguard::Choice,
     /// Where to write 10-weft.conflist.
     #[arg(long, default_value = "/etc/cni/net.d")]
     pub cni_conf_dir: PathBuf,
@@ -76,6 +81,7 @@ impl AgentArgs {
             vxlan_port: weft_overlay::DEFAULT_PORT,
             wireguard_port: weft_overlay::DEFAULT_WIREGUARD_PORT,
             wireguard_key_file: DEFAULT_WIREGUARD_KEY_FILE.into(),
+            wireguard_implementation: weft_wireguard::Choice::Auto,
             cni_conf_dir: "/etc/cni/net.d".into(),
             ipam_dir: "/var/lib/cni/networks".into(),
             cluster_cidr: weft_cluster::CLUSTER_CIDR
@@ -102,6 +108,8 @@ impl AgentArgs {
             self.wireguard_port.to_string(),
             "--wireguard-key-file".into(),
             self.wireguard_key_file.display().to_string(),
+            "--wireguard-implementation".into(),
+            self.wireguard_implementation.to_string(),
             "--cni-conf-dir".into(),
             self.cni_conf_dir.display().to_string(),
             "--ipam-dir".into(),
@@ -130,6 +138,7 @@ impl AgentArgs {
                 ..Default::default()
             },
             wireguard_key_file: self.wireguard_key_file.clone(),
+            wireguard_implementation: self.wireguard_implementation,
             cni_conf_dir: self.cni_conf_dir.clone(),
             ipam_dir: self.ipam_dir.clone(),
             cluster_cidr: self.cluster_cidr,
@@ -168,6 +177,7 @@ mod tests {
         a.backend = Backend::Wireguard;
         a.wireguard_port = 51821;
         a.wireguard_key_file = "/tmp/n2/wg.key".into();
+        a.wireguard_implementation = weft_wireguard::Choice::Userspace;
         a.metrics_addr = Some("192.168.1.11:9101".parse().unwrap());
         let mut argv = vec!["weft-agent".to_string()];
         argv.extend(a.to_args());

@@ -31,8 +31,9 @@ use weft_overlay::{Datapath, Desired, LocalNode, OverlayConfig};
 
 pub use args::AgentArgs;
 pub use peers::{
-    ANNOTATION_BACKEND, ANNOTATION_VTEP_IP, ANNOTATION_VTEP_MAC, ANNOTATION_WIREGUARD_KEY,
-    ANNOTATION_WIREGUARD_ROTATE, ANNOTATION_WIREGUARD_ROTATED,
+    ANNOTATION_BACKEND, ANNOTATION_VTEP_IP, ANNOTATION_VTEP_MAC,
+    ANNOTATION_WIREGUARD_IMPLEMENTATION, ANNOTATION_WIREGUARD_KEY, ANNOTATION_WIREGUARD_ROTATE,
+    ANNOTATION_WIREGUARD_ROTATED,
 };
 
 /// How the agent is set up (from `weft agent` flags).
@@ -58,6 +59,8 @@ pub struct AgentConfig {
     pub flow_log: bool,
     /// The node's WireGuard private key (backend wireguard).
     pub wireguard_key_file: PathBuf,
+    /// Which WireGuard runs the device (backend wireguard).
+    pub wireguard_implementation: weft_wireguard::Choice,
 }
 
 /// The overlay sync: at most every 100 ms (bursts of Node changes coalesce), at
@@ -144,6 +147,7 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<()> {
             key.public().to_base64(),
         );
         datapath.set_wireguard_key(key);
+        datapath.set_wireguard_choice(config.wireguard_implementation);
     }
 
     let mut overlay = OverlaySync {
@@ -186,44 +190,98 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<()> {
         Err::<(), _>(e).context("overlay sync")
     };
     // What the WireGuard device says of its peers, every 2 s (it keeps the
-    // handshakes and counters; nothing else has them).
+    // handshakes and counters; nothing else has them). A peer (by its key)
+    // that never completed a handshake holds /readyz at 503 and gets a
+    // nudge each round: WireGuard handshakes on demand, so an idle pair of
+    // nodes would otherwise never have one.
     let wireguard_task = async move {
         let Some((datapath, nodes, metrics)) = wireguard_stats else {
             return std::future::pending::<Result<()>>().await;
         };
+        let mut handshaken: std::collections::HashSet<[u8; 32]> = Default::default();
         let mut tick = tokio::time::interval(Duration::from_secs(2));
         loop {
             tick.tick().await;
-            let names: std::collections::HashMap<[u8; 32], String> = nodes
-                .state()
-                .iter()
-                .filter_map(|n| Some((peers::wireguard_key(n)?, n.metadata.name.clone()?)))
-                .collect();
-            let datapath = datapath.clone();
+            // Key → (node name, its tunnel address: the pod CIDR's network
+            // address, as weft_overlay::compile gives its device).
+            let known: std::collections::HashMap<[u8; 32], (String, Option<std::net::Ipv4Addr>)> =
+                nodes
+                    .state()
+                    .iter()
+                    .filter_map(|n| {
+                        let key = peers::wireguard_key(n)?;
+                        let name = n.metadata.name.clone()?;
+                        Some((key, (name, peers::pod_cidr(n).map(|c| c.network()))))
+                    })
+                    .collect();
+            let dp = datapath.clone();
             let state = tokio::task::spawn_blocking(move || {
-                datapath.lock().ok().and_then(|mut d| d.wireguard_state())
+                let mut d = dp.lock().ok()?;
+                let implementation = d.wireguard_implementation();
+                d.wireguard_state().map(|s| (s, implementation))
             })
             .await;
-            match state {
-                Ok(Some(Ok(st))) => {
-                    let stats: Vec<metrics::WireguardPeerStats> = st
-                        .peers
-                        .iter()
-                        .map(|p| metrics::WireguardPeerStats {
-                            node: names
-                                .get(&p.peer.public_key.0)
-                                .cloned()
-                                .unwrap_or_else(|| p.peer.public_key.to_base64()),
-                            // boringtun reports the time since the handshake.
-                            last_handshake: p.last_handshake,
-                            rx_bytes: p.rx_bytes,
-                            tx_bytes: p.tx_bytes,
-                        })
-                        .collect();
-                    metrics.record_wireguard(&stats);
+            let (st, implementation) = match state {
+                Ok(Some((Ok(st), implementation))) => (st, implementation),
+                Ok(Some((Err(e), _))) => {
+                    tracing::warn!(error = %e, "read the WireGuard device's peers");
+                    continue;
                 }
-                Ok(Some(Err(e))) => tracing::warn!(error = %e, "read the WireGuard device's peers"),
-                Ok(None) | Err(_) => {}
+                Ok(None) | Err(_) => continue,
+            };
+            if let Some(i) = implementation {
+                metrics.record_wireguard_implementation(&i.to_string());
+            }
+            let name_of = |key: &[u8; 32]| {
+                known.get(key).map_or_else(
+                    || weft_wireguard::keys::PublicKey(*key).to_base64(),
+                    |(name, _)| name.clone(),
+                )
+            };
+            let stats: Vec<metrics::WireguardPeerStats> = st
+                .peers
+                .iter()
+                .map(|p| metrics::WireguardPeerStats {
+                    node: name_of(&p.peer.public_key.0),
+                    last_handshake: p.last_handshake,
+                    rx_bytes: p.rx_bytes,
+                    tx_bytes: p.tx_bytes,
+                })
+                .collect();
+            metrics.record_wireguard(&stats);
+            // Keys no longer configured are forgotten (a node that leaves
+            // and comes back with its key must handshake again).
+            handshaken.retain(|k| st.peers.iter().any(|p| p.peer.public_key.0 == *k));
+            handshaken.extend(
+                st.peers
+                    .iter()
+                    .filter(|p| p.last_handshake.is_some())
+                    .map(|p| p.peer.public_key.0),
+            );
+            let waiting: Vec<&weft_wireguard::uapi::PeerState> = st
+                .peers
+                .iter()
+                .filter(|p| !handshaken.contains(&p.peer.public_key.0))
+                .collect();
+            metrics.record_wireguard_waiting(
+                waiting
+                    .iter()
+                    .map(|p| name_of(&p.peer.public_key.0))
+                    .collect(),
+            );
+            let targets: Vec<std::net::Ipv4Addr> = waiting
+                .iter()
+                .filter_map(|p| known.get(&p.peer.public_key.0)?.1)
+                .collect();
+            if !targets.is_empty() {
+                let dp = datapath.clone();
+                let sent = tokio::task::spawn_blocking(move || {
+                    dp.lock().ok().map(|mut d| d.nudge(&targets))
+                })
+                .await;
+                if let Ok(Some(Err(e))) = sent {
+                    tracing::warn!(error = %e, "nudge WireGuard peers to a handshake");
+                }
             }
         }
     };
@@ -354,6 +412,23 @@ impl OverlaySync {
         let report = self.apply(desired).await?;
         self.metrics
             .record_sync(started.elapsed(), peer_nodes.len(), routes);
+        // Which WireGuard the device runs on is known once it is made:
+        // published on the Node (`weft get nodes -o wide`).
+        let implementation = self
+            .datapath
+            .lock()
+            .map_err(|_| anyhow::anyhow!("datapath lock poisoned"))?
+            .wireguard_implementation()
+            .map(|i| i.to_string());
+        let published = match implementation {
+            Some(i) if self.annotations.get(ANNOTATION_WIREGUARD_IMPLEMENTATION) != Some(&i) => {
+                self.annotations
+                    .insert(ANNOTATION_WIREGUARD_IMPLEMENTATION.to_string(), i);
+                let again = self.publish_if_missing(&snapshot).await;
+                published.and(again)
+            }
+            _ => published,
+        };
         if report.added + report.removed > 0 {
             tracing::info!(
                 added = report.added,

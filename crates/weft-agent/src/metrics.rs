@@ -72,9 +72,20 @@ pub struct WireguardPeerStats {
     pub tx_bytes: u64,
 }
 
+/// Which implementation runs the WireGuard device.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ImplementationLabel {
+    pub implementation: String,
+}
+
 /// Backend wireguard's metrics (`weft_agent_wireguard_…`).
 #[derive(Debug, Default)]
 struct WireguardMetrics {
+    implementation: Family<ImplementationLabel, Gauge>,
+    peers_waiting: Gauge,
+    /// Peers (node names) that never completed a handshake with this
+    /// node's device: /readyz is 503 while there is one.
+    waiting: Mutex<Vec<String>>,
     peers_with_handshake: Gauge,
     rotations: Counter,
     handshake_age: Family<PeerLabel, Gauge<f64, AtomicU64>>,
@@ -278,6 +289,16 @@ impl Default for Metrics {
         );
         let wireguard = WireguardMetrics::default();
         let wg = registry.sub_registry_with_prefix("wireguard");
+        wg.register(
+            "implementation",
+            "The implementation running the WireGuard device (1 for the one in use: kernel or userspace)",
+            wireguard.implementation.clone(),
+        );
+        wg.register(
+            "peers_waiting_first_handshake",
+            "WireGuard peers that never completed a handshake with this node (/readyz is 503 while any)",
+            wireguard.peers_waiting.clone(),
+        );
         wg.register(
             "peers_with_handshake",
             "WireGuard peers (other nodes) with a completed handshake",
@@ -548,6 +569,27 @@ impl Metrics {
         self.lb.failures.inc_by(failures as u64);
     }
 
+    /// The implementation the WireGuard device runs on (replaces the last).
+    pub fn record_wireguard_implementation(&self, implementation: &str) {
+        let f = &self.wireguard.implementation;
+        f.clear();
+        f.get_or_create(&ImplementationLabel {
+            implementation: implementation.to_string(),
+        })
+        .set(1);
+    }
+
+    /// The peers (node names) that never completed a handshake.
+    pub fn record_wireguard_waiting(&self, mut peers: Vec<String>) {
+        peers.sort();
+        self.wireguard.peers_waiting.set(gauge(peers.len()));
+        *self
+            .wireguard
+            .waiting
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = peers;
+    }
+
     pub fn record_wireguard_rotation(&self) {
         self.wireguard.rotations.inc();
     }
@@ -732,13 +774,40 @@ impl Metrics {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Every feature has synced at least once.
+    /// Every feature has synced at least once, and (backend wireguard)
+    /// every peer has completed a handshake once.
     pub fn ready(&self) -> bool {
-        let runners = self.lock_runners();
-        !runners.is_empty()
-            && runners
+        self.readiness().is_ok()
+    }
+
+    /// [`Metrics::ready`], with what is missing when not.
+    pub fn readiness(&self) -> Result<(), String> {
+        {
+            let runners = self.lock_runners();
+            let pending: Vec<&str> = runners
                 .iter()
-                .all(|(_, h)| h.outcomes().last_success.is_some())
+                .filter(|(_, h)| h.outcomes().last_success.is_none())
+                .map(|(name, _)| *name)
+                .collect();
+            if runners.is_empty() {
+                return Err("not synced yet".to_string());
+            }
+            if !pending.is_empty() {
+                return Err(format!("not synced yet: {}", pending.join(", ")));
+            }
+        }
+        let waiting = self
+            .wireguard
+            .waiting
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !waiting.is_empty() {
+            return Err(format!(
+                "waiting for a first WireGuard handshake with {}",
+                waiting.join(", ")
+            ));
+        }
+        Ok(())
     }
 
     /// /healthz: per feature, healthy or not, and the last error.
@@ -804,8 +873,10 @@ pub fn respond(method: &Method, path: &str, metrics: &Metrics, now: Instant) -> 
             Reply::new(status, "application/json", format!("{body}\n"))
         }
         "/livez" => Reply::text(StatusCode::OK, "ok\n"),
-        "/readyz" if metrics.ready() => Reply::text(StatusCode::OK, "ok\n"),
-        "/readyz" => Reply::text(StatusCode::SERVICE_UNAVAILABLE, "not synced yet\n"),
+        "/readyz" => match metrics.readiness() {
+            Ok(()) => Reply::text(StatusCode::OK, "ok\n"),
+            Err(why) => Reply::text(StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+        },
         p if p.starts_with("/policy/pods/") => metrics.policy_pod(&p["/policy/pods/".len()..]),
         "/flows" => metrics.flow_page(""),
         p if p.starts_with("/flows/after/") => metrics.flow_page(&p["/flows/after/".len()..]),
@@ -844,6 +915,37 @@ mod tests {
         // A registered runner that has not run: still not ready.
         m.watch_runner("overlay", runner(Duration::from_secs(30)).health());
         assert_eq!(respond(&Method::GET, "/readyz", &m, now()).status, 503);
+    }
+
+    #[tokio::test]
+    async fn readiness_waits_for_a_first_handshake_with_every_wireguard_peer() {
+        let m = Metrics::default();
+        let r = runner(Duration::from_secs(30));
+        let health = r.health();
+        m.watch_runner("overlay", health.clone());
+        let gate = weft_kube::Gate::new([]);
+        let run = tokio::spawn(async move { r.run(&gate, async || Ok::<(), String>(())).await });
+        while health.outcomes().last_success.is_none() {
+            tokio::task::yield_now().await;
+        }
+        run.abort();
+        assert_eq!(respond(&Method::GET, "/readyz", &m, now()).status, 200);
+        m.record_wireguard_waiting(vec!["node-3".into(), "node-2".into()]);
+        let r503 = respond(&Method::GET, "/readyz", &m, now());
+        assert_eq!(r503.status, 503);
+        assert_eq!(
+            r503.body,
+            "waiting for a first WireGuard handshake with node-2, node-3\n"
+        );
+        assert!(m
+            .render()
+            .contains("weft_agent_wireguard_peers_waiting_first_handshake 2"));
+        m.record_wireguard_waiting(Vec::new());
+        assert_eq!(respond(&Method::GET, "/readyz", &m, now()).status, 200);
+        m.record_wireguard_implementation("userspace");
+        assert!(m
+            .render()
+            .contains("weft_agent_wireguard_implementation{implementation=\"userspace\"} 1"));
     }
 
     #[tokio::test(start_paused = true)]

@@ -11,6 +11,9 @@ pub const ANNOTATION_VTEP_MAC: &str = "weft.dev/vtep-mac";
 pub const ANNOTATION_VTEP_IP: &str = "weft.dev/vtep-ip";
 /// The node's WireGuard public key (base64), when its backend is wireguard.
 pub const ANNOTATION_WIREGUARD_KEY: &str = "weft.dev/wireguard-public-key";
+/// Which implementation runs the node's WireGuard device: `kernel` or
+/// `userspace` (published once the device is made).
+pub const ANNOTATION_WIREGUARD_IMPLEMENTATION: &str = "weft.dev/wireguard-implementation";
 /// Set (to any new value) by whoever wants the node's WireGuard key
 /// replaced: `weft rotate-key NODE`, or `kubectl annotate node NODE
 /// weft.dev/wireguard-rotate-key=$(date +%s) --overwrite`.

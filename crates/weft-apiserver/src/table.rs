@@ -136,6 +136,7 @@ fn columns(kind: &Kind) -> Vec<(&'static str, i32)> {
             ("Age", 0),
             ("Version", 0),
             ("Internal-IP", 1),
+            ("Network", 1),
         ],
         "namespaces" => vec![("Name", 0), ("Status", 0), ("Age", 0)],
         "deployments" => vec![
@@ -333,6 +334,7 @@ fn cells(kind: &Kind, o: &Value) -> Vec<Value> {
                 json!(age(o)),
                 json!(s(o, "/status/nodeInfo/kubeletVersion")),
                 json!(or_none(ip)),
+                json!(node_network(o)),
             ]
         }
         "namespaces" => vec![name, json!(s(o, "/status/phase")), json!(age(o))],
@@ -561,6 +563,25 @@ pub fn table(kind: &Kind, items: &[&Value], rv: u64) -> Value {
            "columnDefinitions": cols, "rows": rows})
 }
 
+/// The Network column of a Node: the cross-node backend its weft agent
+/// published, with the WireGuard implementation when there is one
+/// (`wireguard (kernel)`); `<none>` without a weft agent.
+fn node_network(o: &Value) -> String {
+    let a = |k: &str| {
+        o.pointer("/metadata/annotations")
+            .and_then(|m| m.get(k))
+            .and_then(Value::as_str)
+    };
+    match (
+        a("weft.dev/backend"),
+        a("weft.dev/wireguard-implementation"),
+    ) {
+        (Some(b), Some(i)) if b == "wireguard" => format!("{b} ({i})"),
+        (Some(b), _) => b.to_string(),
+        (None, _) => "<none>".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -597,5 +618,24 @@ mod tests {
         let gone = json!({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}});
         assert_eq!(pod_status(&gone), "Terminating");
         assert_eq!(pod_status(&json!({})), "Pending");
+    }
+
+    #[test]
+    fn a_nodes_network_column_names_its_backend_and_wireguard_implementation() {
+        let node = |a: Value| json!({"metadata": {"name": "n", "annotations": a}});
+        assert_eq!(node_network(&json!({"metadata": {"name": "n"}})), "<none>");
+        assert_eq!(
+            node_network(&node(json!({"weft.dev/backend": "vxlan"}))),
+            "vxlan"
+        );
+        assert_eq!(
+            node_network(&node(json!({"weft.dev/backend": "wireguard"}))),
+            "wireguard"
+        );
+        assert_eq!(
+            node_network(&node(json!({"weft.dev/backend": "wireguard",
+                "weft.dev/wireguard-implementation": "userspace"}))),
+            "wireguard (userspace)"
+        );
     }
 }

@@ -40,6 +40,12 @@ impl Error {
         self.errno() == Some(libc_errno::EEXIST)
     }
 
+    /// The kernel does not know the kind of object asked for (a link kind
+    /// whose module is missing: `EOPNOTSUPP`).
+    pub fn is_not_supported(&self) -> bool {
+        self.errno() == Some(libc_errno::EOPNOTSUPP)
+    }
+
     pub fn is_not_found(&self) -> bool {
         matches!(
             self.errno(),
@@ -54,6 +60,7 @@ pub(crate) mod libc_errno {
     pub const ESRCH: i32 = 3;
     pub const EEXIST: i32 = 17;
     pub const ENODEV: i32 = 19;
+    pub const EOPNOTSUPP: i32 = 95;
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -456,6 +456,28 @@ impl Handle {
         .map(drop)
     }
 
+    /// Creates a kernel WireGuard interface (`ip link add NAME type
+    /// wireguard`), down, without address or key. On a kernel without the
+    /// module the answer is `EOPNOTSUPP` (see
+    /// [`Error::is_not_supported`]).
+    pub fn create_wireguard(&mut self, name: &str, mtu: Option<u32>) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        if let Some(mtu) = mtu {
+            msg.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        msg.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Wireguard,
+            )]));
+        self.request(
+            &|| format!("create wireguard {name}"),
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK,
+        )
+        .map(drop)
+    }
+
     /// The vxlan settings of link `index`; `None` when there is no such link
     /// or it is not a vxlan device.
     pub fn vxlan_info(&mut self, index: u32) -> Result<Option<VxlanInfo>> {

@@ -17,9 +17,11 @@ use weft_linux::netlink::format_mac;
 use weft_linux::{Fdb, Handle, Neighbour, Route, RTPROT_WEFT};
 
 use weft_linux::netns::Netns;
+use weft_wireguard::kernel::Kernel;
 use weft_wireguard::keys::{PrivateKey, PublicKey};
 use weft_wireguard::uapi;
 use weft_wireguard::userspace::Userspace;
+use weft_wireguard::{Choice, Device, Implementation};
 
 use crate::compile::{
     Desired, DesiredFdb, DesiredNeighbour, DesiredRoute, VxlanDevice, WireguardDevice,
@@ -80,15 +82,19 @@ fn kernel(
 
 /// Applies [`Desired`] datapaths to the namespace of its handle.
 ///
-/// The WireGuard device (backend `wireguard`) is a userspace one owned by
-/// this value (the kernels weft runs on here have no WireGuard): it lives as
-/// long as the `Datapath`, and is made in `netns` when given, else in the
-/// namespace of the thread that applies.
+/// The WireGuard device (backend `wireguard`) is the kernel's or a
+/// userspace one, by [`Choice`] (`auto`: the kernel's where the kernel has
+/// WireGuard). A kernel device is a link like the vxlan one: it outlives
+/// the agent, and the next one adopts it (sessions and all). A userspace
+/// device is owned by this value: it lives as long as the `Datapath`. Either
+/// is made in `netns` when given, else in the namespace of the thread that
+/// applies.
 pub struct Datapath {
     handle: Handle,
     netns: Option<Netns>,
     wireguard_key: Option<PrivateKey>,
-    wireguard: Option<Userspace>,
+    wireguard_choice: Choice,
+    wireguard: Option<Device>,
 }
 
 impl Datapath {
@@ -97,6 +103,7 @@ impl Datapath {
             handle,
             netns: None,
             wireguard_key: None,
+            wireguard_choice: Choice::Auto,
             wireguard: None,
         }
     }
@@ -116,6 +123,45 @@ impl Datapath {
     /// The node's WireGuard private key (needed by backend `wireguard`).
     pub fn set_wireguard_key(&mut self, key: PrivateKey) {
         self.wireguard_key = Some(key);
+    }
+
+    /// Which WireGuard implementation to use (takes effect when the device
+    /// is made).
+    pub fn set_wireguard_choice(&mut self, choice: Choice) {
+        self.wireguard_choice = choice;
+    }
+
+    /// The implementation running the WireGuard device, when there is one.
+    pub fn wireguard_implementation(&self) -> Option<Implementation> {
+        self.wireguard.as_ref().map(Device::implementation)
+    }
+
+    /// Sends one empty UDP datagram (to port 9, discard) to each of
+    /// `targets` from this datapath's namespace. Sent to a peer's tunnel
+    /// address, it makes the WireGuard device start a handshake with that
+    /// peer now rather than at the first pod packet (WireGuard handshakes on
+    /// demand); the peer's node drops it or answers port unreachable.
+    pub fn nudge(&mut self, targets: &[std::net::Ipv4Addr]) -> Result<(), ApplyError> {
+        let send = || -> std::io::Result<()> {
+            let socket = std::net::UdpSocket::bind("0.0.0.0:0")?;
+            for t in targets {
+                socket.send_to(&[], (*t, 9))?;
+            }
+            Ok(())
+        };
+        let sent = match &self.netns {
+            Some(ns) => ns
+                .run(send)
+                .map_err(kernel("enter the namespace of", "the WireGuard device"))?,
+            None => send(),
+        };
+        sent.map_err(|e| ApplyError::Wireguard {
+            device: self
+                .wireguard
+                .as_ref()
+                .map_or_else(String::new, |d| d.name().to_string()),
+            why: format!("send a handshake nudge: {e}"),
+        })
     }
 
     /// The WireGuard device's peers as it reports them (handshakes, bytes),
@@ -257,7 +303,13 @@ impl Datapath {
         }
         if desired.wireguard.is_none() {
             if let Some(dev) = self.wireguard.take() {
-                info!(device = dev.name(), "WireGuard device removed");
+                let name = dev.name().to_string();
+                if dev.implementation() == Implementation::Kernel {
+                    self.handle
+                        .delete_link_by_name(&name)
+                        .map_err(kernel("delete device", &name))?;
+                }
+                info!(device = %name, "WireGuard device removed");
                 report.removed += 1;
             }
         }
@@ -425,31 +477,24 @@ impl Datapath {
             .clone()
             .ok_or_else(|| err("no private key set for this node".into()))?;
         if self.wireguard.as_ref().is_some_and(|d| d.name() != name) {
-            self.wireguard = None;
+            if let Some(old) = self.wireguard.take() {
+                if old.implementation() == Implementation::Kernel {
+                    let old = old.name().to_string();
+                    self.handle
+                        .delete_link_by_name(&old)
+                        .map_err(kernel("delete device", &old))?;
+                }
+            }
         }
         if self.wireguard.is_none() {
-            if let Some(link) = self
-                .handle
-                .link_by_name(name)
-                .map_err(kernel("look up device", name))?
-            {
-                return Err(ApplyError::ForeignDevice {
-                    device: name.to_string(),
-                    kind: link.kind.unwrap_or_else(|| "unknown".to_string()),
-                });
-            }
-            let started = match &self.netns {
-                Some(ns) => ns
-                    .run(|| Userspace::start(name, 2))
-                    .map_err(kernel("enter the namespace of", name))?,
-                None => Userspace::start(name, 2),
-            };
-            self.wireguard = Some(started.map_err(|e| err(e.to_string()))?);
+            let device = self.make_wireguard(name, dev.mtu)?;
             info!(
                 device = name,
                 port = dev.port,
-                "userspace WireGuard device created"
+                implementation = %device.implementation(),
+                "WireGuard device ready"
             );
+            self.wireguard = Some(device);
         }
         let want = uapi::Config {
             private_key: key,
@@ -496,6 +541,72 @@ impl Datapath {
         Ok(link.index)
     }
 
+    /// The WireGuard device `name`, by the datapath's [`Choice`]: an
+    /// existing kernel device of that name is adopted (a previous agent's);
+    /// any other link of that name is someone else's. `auto` creates a
+    /// kernel device and, when the kernel refuses the link kind (no module),
+    /// starts the userspace one instead, saying why.
+    fn make_wireguard(&mut self, name: &str, mtu: u32) -> Result<Device, ApplyError> {
+        let err = |why: String| ApplyError::Wireguard {
+            device: name.to_string(),
+            why,
+        };
+        let choice = self.wireguard_choice;
+        let existing = self
+            .handle
+            .link_by_name(name)
+            .map_err(kernel("look up device", name))?;
+        if let Some(link) = existing {
+            let kind = link.kind.unwrap_or_else(|| "unknown".to_string());
+            if kind == "wireguard" && choice != Choice::Userspace {
+                return self
+                    .open_kernel(name)
+                    .map_err(|e| err(format!("adopt the kernel's device: {e}")));
+            }
+            return Err(ApplyError::ForeignDevice {
+                device: name.to_string(),
+                kind,
+            });
+        }
+        if choice != Choice::Userspace {
+            match self.handle.create_wireguard(name, Some(mtu)) {
+                Ok(()) => {
+                    return self.open_kernel(name).map_err(|e| {
+                        let _ = self.handle.delete_link_by_name(name);
+                        err(e.to_string())
+                    })
+                }
+                Err(e) if e.is_not_supported() && choice == Choice::Auto => {
+                    info!(
+                        device = name,
+                        "the kernel has no WireGuard ({e}); using the userspace device"
+                    );
+                }
+                Err(e) if e.is_not_supported() => {
+                    return Err(err(format!(
+                        "the kernel has no WireGuard ({e}); --wireguard-implementation=auto or userspace runs it in the agent"
+                    )))
+                }
+                Err(e) => return Err(kernel("create device", name)(e)),
+            }
+        }
+        let started = match &self.netns {
+            Some(ns) => ns
+                .run(|| Userspace::start(name, USERSPACE_THREADS))
+                .map_err(kernel("enter the namespace of", name))?,
+            None => Userspace::start(name, USERSPACE_THREADS),
+        };
+        Ok(Device::Userspace(started.map_err(|e| err(e.to_string()))?))
+    }
+
+    fn open_kernel(&self, name: &str) -> Result<Device, String> {
+        let opened = match &self.netns {
+            Some(ns) => ns.run(|| Kernel::open(name)).map_err(|e| e.to_string())?,
+            None => Kernel::open(name),
+        };
+        opened.map(Device::Kernel).map_err(|e| e.to_string())
+    }
+
     /// The interface holding the tunnel's local address.
     fn underlay_index(&mut self, dev: &VxlanDevice) -> Result<u32, ApplyError> {
         self.handle
@@ -531,6 +642,9 @@ impl Datapath {
         Ok(())
     }
 }
+
+/// Worker threads of the userspace WireGuard device.
+const USERSPACE_THREADS: usize = 2;
 
 /// The kernel form of a desired route; a route naming the vxlan device needs
 /// its index.

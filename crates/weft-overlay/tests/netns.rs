@@ -586,3 +586,92 @@ fn wireguard_pods_reach_across_nodes_encrypted() {
         .unwrap();
     assert!(h.link_by_name("weft.wg").unwrap().is_none());
 }
+
+/// The WireGuard implementation, by choice: `kernel` on a kernel without
+/// WireGuard is refused with a sentence naming the way out (and leaves no
+/// device behind); `auto` runs the userspace device there (the kernel's
+/// where there is one). Without any pod traffic, a nudge from each node to
+/// its peer's tunnel address makes the devices complete a handshake.
+#[test]
+fn wireguard_implementation_by_choice_and_a_nudge_makes_the_handshake() {
+    if !root_or_skip("wireguard_implementation_by_choice_and_a_nudge_makes_the_handshake") {
+        return;
+    }
+    use weft_wireguard::keys::PrivateKey;
+    use weft_wireguard::{Choice, Implementation};
+    let c = Cluster::new();
+    let keys: Vec<PrivateKey> = (0..3).map(|_| PrivateKey::generate().unwrap()).collect();
+    let peers: Vec<PeerNode> = c
+        .peers()
+        .into_iter()
+        .zip(&keys)
+        .map(|(p, k)| PeerNode {
+            wireguard_key: Some(k.public().0),
+            ..p
+        })
+        .collect();
+    let cfg = OverlayConfig {
+        backend: Backend::Wireguard,
+        ..OverlayConfig::default()
+    };
+    let desired = |i: usize| compile(&c.nodes[i].local, &peers[..2], &cfg).unwrap();
+    let datapath = |i: usize, choice: Choice| {
+        let mut dp = Datapath::in_netns(c.nodes[i].ns.open()).unwrap();
+        dp.set_wireguard_key(keys[i].clone());
+        dp.set_wireguard_choice(choice);
+        dp
+    };
+    let mut h = c.nodes[0].ns.handle();
+    let mut forced = datapath(0, Choice::Kernel);
+    let kernel_has_wireguard = match forced.apply(&desired(0)) {
+        Ok(_) => {
+            assert_eq!(
+                forced.wireguard_implementation(),
+                Some(Implementation::Kernel)
+            );
+            true
+        }
+        Err(e) => {
+            let said = e.to_string();
+            assert!(
+                said.contains("the kernel has no WireGuard")
+                    && said.contains("--wireguard-implementation=auto or userspace"),
+                "{said}"
+            );
+            assert!(h.link_by_name("weft.wg").unwrap().is_none());
+            false
+        }
+    };
+    drop(forced);
+    // node-1 and node-2 with auto, peers of each other only.
+    let mut dps: Vec<Datapath> = (0..2).map(|i| datapath(i, Choice::Auto)).collect();
+    for (i, dp) in dps.iter_mut().enumerate() {
+        dp.apply(&desired(i)).unwrap();
+        let want = if kernel_has_wireguard {
+            Implementation::Kernel
+        } else {
+            Implementation::Userspace
+        };
+        assert_eq!(dp.wireguard_implementation(), Some(want));
+    }
+    let st = dps[0].wireguard_state().unwrap().unwrap();
+    assert_eq!(st.peers.len(), 1);
+    assert_eq!(st.peers[0].last_handshake, None, "no traffic yet");
+    // node-2's tunnel address is its pod CIDR's network address.
+    let target = c.nodes[1].local.pod_cidr.network();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        dps[0].nudge(&[target]).unwrap();
+        let st = dps[0].wireguard_state().unwrap().unwrap();
+        if st.peers[0].last_handshake.is_some() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no handshake after nudges: {st:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100)); // between polls of the device
+    }
+    let back = dps[1].wireguard_state().unwrap().unwrap();
+    assert!(back.peers[0].last_handshake.is_some(), "{back:?}");
+}

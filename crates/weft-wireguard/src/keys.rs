@@ -108,6 +108,11 @@ impl PrivateKey {
         hex(&self.0)
     }
 
+    /// The raw key, for the kernel's netlink interface.
+    pub fn to_bytes(&self) -> [u8; KEY_LEN] {
+        self.0
+    }
+
     /// The key in `path`, or a new one written there (0600, its directory
     /// created) when there is none. A file that does not hold a key is an
     /// error, never replaced: peers know the node by it.

@@ -69,46 +69,105 @@ pub enum UapiError {
     Truncated,
 }
 
-/// The `set=1` request that makes a device configured as `current` (which
-/// may be empty, for a new device) into `want`; `None` when nothing differs.
-pub fn changes(current: &DeviceState, want: &Config) -> Option<String> {
-    let mut out = String::new();
-    if current.public_key != Some(want.private_key.public()) {
-        let _ = writeln!(out, "private_key={}", want.private_key.to_hex());
-    }
-    if current.listen_port != Some(want.listen_port) {
-        let _ = writeln!(out, "listen_port={}", want.listen_port);
-    }
+/// What must change to turn a device into a [`Config`], in the structured
+/// form both writers express: [`Diff::to_uapi`] (userspace devices) and the
+/// kernel's netlink request (`kernel`).
+#[derive(Debug, Clone)]
+pub struct Diff {
+    /// Set when the device's key differs.
+    pub private_key: Option<PrivateKey>,
+    /// Set when the device's port differs.
+    pub listen_port: Option<u16>,
+    /// Peers the device has and should not.
+    pub removed: Vec<PublicKey>,
+    /// Peers to add or to change, by public key.
+    pub peers: Vec<PeerChange>,
+}
+
+/// A peer to configure: new, or (`existed`) one whose endpoint, keepalive
+/// or allowed IPs differ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerChange {
+    pub peer: Peer,
+    pub existed: bool,
+}
+
+/// The difference between `current` (which may be empty, for a new device)
+/// and `want`; `None` when nothing differs. Peers are in public-key order.
+pub fn diff(current: &DeviceState, want: &Config) -> Option<Diff> {
     let have: BTreeMap<PublicKey, &Peer> = current
         .peers
         .iter()
         .map(|p| (p.peer.public_key, &p.peer))
         .collect();
     let wanted: BTreeMap<PublicKey, &Peer> = want.peers.iter().map(|p| (p.public_key, p)).collect();
-    for key in have.keys().filter(|k| !wanted.contains_key(k)) {
-        let _ = writeln!(out, "public_key={}\nremove=true", key.to_hex());
-    }
-    for (key, peer) in &wanted {
-        match have.get(key) {
-            Some(old) if same(old, peer) => continue,
-            Some(_) => {
-                let _ = writeln!(out, "public_key={}\nremove=true", key.to_hex());
+    let d = Diff {
+        private_key: (current.public_key != Some(want.private_key.public()))
+            .then(|| want.private_key.clone()),
+        listen_port: (current.listen_port != Some(want.listen_port)).then_some(want.listen_port),
+        removed: have
+            .keys()
+            .filter(|k| !wanted.contains_key(k))
+            .copied()
+            .collect(),
+        peers: wanted
+            .iter()
+            .filter_map(|(key, peer)| match have.get(key) {
+                Some(old) if same(old, peer) => None,
+                old => Some(PeerChange {
+                    peer: (*peer).clone(),
+                    existed: old.is_some(),
+                }),
+            })
+            .collect(),
+    };
+    let empty = d.private_key.is_none()
+        && d.listen_port.is_none()
+        && d.removed.is_empty()
+        && d.peers.is_empty();
+    (!empty).then_some(d)
+}
+
+impl Diff {
+    /// The `set=1` request. A changed peer is removed and added again in
+    /// the same request (see the module's doc).
+    pub fn to_uapi(&self) -> String {
+        let mut out = String::from("set=1\n");
+        if let Some(k) = &self.private_key {
+            let _ = writeln!(out, "private_key={}", k.to_hex());
+        }
+        if let Some(port) = self.listen_port {
+            let _ = writeln!(out, "listen_port={port}");
+        }
+        for key in &self.removed {
+            let _ = writeln!(out, "public_key={}\nremove=true", key.to_hex());
+        }
+        for PeerChange { peer, existed } in &self.peers {
+            let key = peer.public_key.to_hex();
+            if *existed {
+                let _ = writeln!(out, "public_key={key}\nremove=true");
             }
-            None => {}
+            let _ = writeln!(out, "public_key={key}");
+            if let Some(e) = peer.endpoint {
+                let _ = writeln!(out, "endpoint={e}");
+            }
+            if let Some(k) = peer.persistent_keepalive {
+                let _ = writeln!(out, "persistent_keepalive_interval={k}");
+            }
+            let _ = writeln!(out, "replace_allowed_ips=true");
+            for ip in &peer.allowed_ips {
+                let _ = writeln!(out, "allowed_ip={ip}");
+            }
         }
-        let _ = writeln!(out, "public_key={}", key.to_hex());
-        if let Some(e) = peer.endpoint {
-            let _ = writeln!(out, "endpoint={e}");
-        }
-        if let Some(k) = peer.persistent_keepalive {
-            let _ = writeln!(out, "persistent_keepalive_interval={k}");
-        }
-        let _ = writeln!(out, "replace_allowed_ips=true");
-        for ip in &peer.allowed_ips {
-            let _ = writeln!(out, "allowed_ip={ip}");
-        }
+        out.push('\n');
+        out
     }
-    (!out.is_empty()).then(|| format!("set=1\n{out}\n"))
+}
+
+/// The `set=1` request that makes a device configured as `current` (which
+/// may be empty, for a new device) into `want`; `None` when nothing differs.
+pub fn changes(current: &DeviceState, want: &Config) -> Option<String> {
+    diff(current, want).map(|d| d.to_uapi())
 }
 
 /// Peers are the same when what the device keeps of them is: endpoint,

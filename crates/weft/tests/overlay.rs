@@ -26,18 +26,33 @@ const PODS: &[(&str, &str)] = &[
 
 /// The pods ping across nodes: `ping` carries the file capability
 /// cap_net_raw, which a pod without NET_RAW in its bounding set cannot exec.
+/// Service `to-n3` (TCP 80 → 8080, UDP 81 → 8081) has n3 as its only
+/// endpoint, across nodes from n1a.
 fn manifest() -> String {
+    let service =
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: to-n3\nspec:\n  selector: {pod: n3}\n  \
+                   ports:\n  - {name: http, port: 80, targetPort: 8080, protocol: TCP}\n  \
+                   - {name: udp, port: 81, targetPort: 8081, protocol: UDP}\n";
     PODS.iter()
         .map(|(name, node)| {
             format!(
-                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{app: net}}\nspec:\n  nodeName: {node}\n  \
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{app: net, pod: {name}}}\nspec:\n  nodeName: {node}\n  \
                  containers:\n  - name: netexec\n    image: registry.k8s.io/e2e-test-images/agnhost:2.53\n    \
                  args: [netexec, --http-port=8080, --udp-port=8081]\n    \
                  securityContext:\n      capabilities: {{add: [NET_RAW]}}\n    readinessProbe:\n      tcpSocket: {{port: 8080}}\n      periodSeconds: 1\n"
             )
         })
+        .chain(std::iter::once(service.to_string()))
         .collect::<Vec<_>>()
         .join("---\n")
+}
+
+/// Service `to-n3`'s ClusterIP, once its endpoint is ready (the proxy
+/// programs it).
+fn cluster_ip(c: &Cluster) -> String {
+    let out = c.ok(&["get", "svc", "to-n3", "-o", "json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    field(&v, "/spec/clusterIP").to_string()
 }
 
 /// GET http://{ip}:8080{path} from inside a node's namespace.
@@ -94,6 +109,45 @@ fn cross_node(backend: &str) {
     let _ = std::fs::remove_file(&file);
     let ips = pod_ips(&c);
     assert_eq!(ips.len(), 4, "{ips:?}");
+    // `weft get nodes -o wide` names each node's backend (and for
+    // WireGuard the implementation auto chose: this kernel has none).
+    let wide = c.ok(&["get", "nodes", "-o", "wide"]);
+    let network = if backend == "wireguard" {
+        "wireguard (userspace)"
+    } else {
+        backend
+    };
+    assert!(
+        wide.lines().next().unwrap_or_default().contains("NETWORK"),
+        "{wide}"
+    );
+    for node in ["node-1", "node-2", "node-3"] {
+        assert!(
+            wide.lines()
+                .any(|l| l.starts_with(node) && l.trim_end().ends_with(network)),
+            "{backend}: {node} not shown as {network}: {wide}"
+        );
+    }
+    if backend == "wireguard" {
+        // `weft up` waits for every agent to be ready, and a WireGuard
+        // agent is ready only once every peer completed a handshake —
+        // which, before any pod traffic, the agents' own nudges started.
+        for (node, ip) in [
+            ("node-1", "192.168.1.10"),
+            ("node-2", "192.168.1.11"),
+            ("node-3", "192.168.1.12"),
+        ] {
+            let m = get_from_node(&c, node, &format!("http://{ip}:9101/metrics"));
+            assert!(
+                m.contains("weft_agent_wireguard_peers_waiting_first_handshake 0")
+                    && m.contains("weft_agent_wireguard_peers_with_handshake 2")
+                    && m.contains(
+                        "weft_agent_wireguard_implementation{implementation=\"userspace\"} 1"
+                    ),
+                "{node}: {m}"
+            );
+        }
+    }
 
     // Every pod reaches every other pod, TCP and UDP, and is seen with its own IP.
     for (from_name, from) in &ips {
@@ -117,6 +171,31 @@ fn cross_node(backend: &str) {
             );
         }
     }
+    // A Service whose only endpoint is across nodes, TCP and UDP, seen
+    // with the client's own address (no masquerade inside the cluster).
+    let vip = cluster_ip(&c);
+    let n1a_ip = &ips.iter().find(|(n, _)| n == "n1a").unwrap().1;
+    for (protocol, port) in [("http", 80), ("udp", 81)] {
+        let url = format!("http://{n1a_ip}:8080/dial?request=hostname&protocol={protocol}&host={vip}&port={port}&tries=3");
+        let mut last = String::new();
+        wait_until(
+            &format!("{backend}: {protocol} n1a → Service to-n3"),
+            20,
+            || {
+                last = get_from_node(&c, "node-1", &url);
+                last.contains("\"n3\"")
+            },
+        );
+    }
+    let url = format!(
+        "http://{n1a_ip}:8080/dial?request=clientip&protocol=http&host={vip}&port=80&tries=1"
+    );
+    let seen = get_from_node(&c, "node-1", &url);
+    assert!(
+        seen.contains(&format!("\"{n1a_ip}:")),
+        "{backend}: n1a → Service seen as {seen}"
+    );
+
     // `weft trace` follows a connection across nodes on this backend: out
     // of node-1 by the backend's device (the underlay itself for host-gw
     // and auto),
@@ -194,6 +273,10 @@ fn cross_node(backend: &str) {
             || {
                 let v = dial(&c, n1a, n3, &format!("echo?msg={MARKER}"), "http");
                 assert_eq!(v["responses"][0], MARKER, "{v}");
+                // The same through the Service (DNAT on node-1, then the tunnel).
+                let url = format!("http://{n1a}:8080/dial?request=echo?msg={MARKER}&protocol=http&host={vip}&port=80&tries=1");
+                let v = get_from_node(&c, "node-1", &url);
+                assert!(v.contains(MARKER), "{v}");
             },
         );
         assert!(
@@ -220,8 +303,10 @@ fn cross_node(backend: &str) {
             seen.text
         );
         assert!(
-            !seen.text.contains(n1a.as_str()) && !seen.text.contains(n3.as_str()),
-            "a pod address crossed in the clear: {}",
+            !seen.text.contains(n1a.as_str())
+                && !seen.text.contains(n3.as_str())
+                && !seen.text.contains(vip.as_str()),
+            "a pod or Service address crossed in the clear: {}",
             seen.text
         );
         // The agent reports the handshake and the bytes, peer by peer.
@@ -281,7 +366,7 @@ fn cross_node(backend: &str) {
     );
 
     // Traffic leaving the cluster is masqueraded to the node's address.
-    if backend == "vxlan" {
+    if backend == "vxlan" || backend == "wireguard" {
         let mut server = Command::new("ip")
             .args([
                 "netns",
@@ -411,6 +496,21 @@ fn cross_node(backend: &str) {
         10,
         || !routes_on(&c, "node-1").contains(n3_cidr),
     );
+    // …and, with WireGuard, its peer on every other node's device.
+    let wg_peers = |node: &str, ip: &str| {
+        get_from_node(&c, node, &format!("http://{ip}:9101/metrics"))
+            .lines()
+            .filter(|l| l.starts_with("weft_agent_wireguard_peer_last_handshake_age_seconds{"))
+            .map(|l| l.split('"').nth(1).unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+    };
+    if backend == "wireguard" {
+        for (node, ip) in [("node-1", "192.168.1.10"), ("node-2", "192.168.1.11")] {
+            wait_until(&format!("node-3's peer gone from {node}"), 10, || {
+                wg_peers(node, ip).len() == 1
+            });
+        }
+    }
     drop(resume);
     wait_until(
         &format!("{backend}: node-3 registered and routed again"),
@@ -423,6 +523,17 @@ fn cross_node(backend: &str) {
             cidr.is_some_and(|cidr| routes_on(&c, "node-1").contains(&cidr))
         },
     );
+    if backend == "wireguard" {
+        // Back as a peer, and handshaken again without pod traffic: node-1
+        // is ready again.
+        wait_until("node-3 a peer of node-1 again, node-1 ready", 30, || {
+            let probe = "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://192.168.1.10:9101/readyz', timeout=2).read() != b'ok\\n')";
+            wg_peers("node-1", "192.168.1.10").len() == 2
+                && c.weft(&["exec", "--node", "node-1", "--", "python3", "-c", probe])
+                    .status
+                    .success()
+        });
+    }
 }
 
 /// Whether pod `from` reaches pod `to` (named `to_name`) over HTTP now; a
