@@ -5,7 +5,7 @@
 #   3. pod <-> pod across nodes, --backend vxlan (cluster ovx),
 #   4. pod <-> pod across nodes, --backend host-gw (cluster ohg),
 #   4b. pod <-> pod across nodes, --backend wireguard (cluster owgb; weft's
-#      userspace WireGuard, boringtun),
+#      userspace WireGuard, GotaTun),
 #   and the anchors that bound any VXLAN CNI, on the same shape of underlay
 #   as weft up's nodes (veth, bridge, veth, GRO on like weft up sets it):
 #   5. bare kernel VXLAN between two namespaces: two vxlan devices, static
@@ -402,7 +402,7 @@ label() {
         same) echo "pod <-> pod, same node$(((HAVE_BACKEND)) && echo ' (vxlan cluster)')" ;;
         vxlan) echo "pod <-> pod, across nodes, --backend vxlan" ;;
         hostgw) echo "pod <-> pod, across nodes, --backend host-gw" ;;
-        wg) echo "pod <-> pod, across nodes, --backend wireguard (userspace, boringtun)" ;;
+        wg) echo "pod <-> pod, across nodes, --backend wireguard (userspace, GotaTun)" ;;
     esac
 }
 ratio() { # value raw

@@ -592,9 +592,9 @@ impl Datapath {
         }
         let started = match &self.netns {
             Some(ns) => ns
-                .run(|| Userspace::start(name, USERSPACE_THREADS))
+                .run(|| Userspace::start(name, userspace_threads()))
                 .map_err(kernel("enter the namespace of", name))?,
-            None => Userspace::start(name, USERSPACE_THREADS),
+            None => Userspace::start(name, userspace_threads()),
         };
         Ok(Device::Userspace(started.map_err(|e| err(e.to_string()))?))
     }
@@ -643,8 +643,13 @@ impl Datapath {
     }
 }
 
-/// Worker threads of the userspace WireGuard device.
-const USERSPACE_THREADS: usize = 2;
+/// Worker threads of the userspace WireGuard device: half the CPUs (at
+/// least one) — the other half is the kernel's, for the TUN, UDP and pod
+/// traffic around it. On 2 CPUs one worker moved 1.6× the throughput of
+/// two (docs/benchmarks.md).
+fn userspace_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
 
 /// The kernel form of a desired route; a route naming the vxlan device needs
 /// its index.

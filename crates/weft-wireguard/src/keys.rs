@@ -9,7 +9,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use base64::Engine;
-use boringtun::x25519;
+use x25519_dalek as x25519;
 
 /// A key is 32 bytes.
 pub const KEY_LEN: usize = 32;

@@ -8,7 +8,7 @@
 //!   ([`uapi::DeviceState`]), and the difference between them
 //!   ([`uapi::Diff`]) as a request.
 //! - [`kernel`] — the kernel's device, configured over generic netlink.
-//! - [`userspace`] — a device in this process (boringtun on a TUN
+//! - [`userspace`] — a device in this process (GotaTun on a TUN
 //!   interface) for kernels without WireGuard, configured through the UAPI
 //!   protocol.
 //! - [`Device`] — either, behind one interface; the caller (weft-overlay's
@@ -30,7 +30,7 @@ pub const DEFAULT_PORT: u16 = 51820;
 pub enum Implementation {
     /// The kernel's `wireguard` link, configured over generic netlink.
     Kernel,
-    /// boringtun on a TUN device, in the agent.
+    /// GotaTun on a TUN device, in the agent.
     Userspace,
 }
 

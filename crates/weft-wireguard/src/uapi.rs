@@ -1,15 +1,15 @@
 //! WireGuard's cross-platform configuration protocol (the "UAPI" of
 //! <https://www.wireguard.com/xplatform/>): `get=1` and `set=1` requests of
 //! `key=value` lines ending in an empty line, answered with `errno=N`. Both
-//! userspace implementations (wireguard-go, boringtun) speak it, so one
-//! writer configures either.
+//! userspace implementations (wireguard-go, boringtun, GotaTun) speak it,
+//! so one writer configures any.
 //!
 //! [`Config`] is what a device should be; [`DeviceState`] what `get=1` says
 //! it is; [`changes`] the `set=1` request that turns one into the other by
 //! difference — peers that are unchanged are not touched, so their sessions
 //! live on. A changed peer is removed and added again in the same request
-//! (boringtun cannot modify a peer in place: it panics; wireguard-go can, but
-//! one way for both is simpler), which costs that peer one handshake.
+//! (boringtun could not modify a peer in place: it panicked; GotaTun itself
+//! replaces the peer on any change), which costs that peer one handshake.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -42,7 +42,8 @@ pub struct Peer {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeviceState {
     /// Set when the implementation says it (boringtun: `own_public_key`;
-    /// wireguard-go gives `private_key`, from which it is derived).
+    /// GotaTun and wireguard-go give `private_key`, from which it is
+    /// derived).
     pub public_key: Option<PublicKey>,
     pub listen_port: Option<u16>,
     pub peers: Vec<PeerState>,
@@ -52,8 +53,8 @@ pub struct DeviceState {
 pub struct PeerState {
     pub peer: Peer,
     /// `last_handshake_time_sec`/`_nsec` as given: the protocol says since
-    /// the Unix epoch (wireguard-go), boringtun gives the time elapsed since
-    /// the handshake; the caller knows which it talks to.
+    /// the Unix epoch (wireguard-go, GotaTun), boringtun gave the time
+    /// elapsed since the handshake; the caller knows which it talks to.
     pub last_handshake: Option<Duration>,
     pub rx_bytes: u64,
     pub tx_bytes: u64,

@@ -151,7 +151,13 @@ fn pods_talk_through_the_userspace_device_and_the_wire_carries_only_wireguard() 
     // Both sides saw a handshake and counted bytes.
     let st = a.dev.state().unwrap();
     assert_eq!(st.peers.len(), 1);
-    assert!(st.peers[0].last_handshake.is_some(), "{st:?}");
+    // An age (seconds ago), not a time since the epoch.
+    assert!(
+        st.peers[0]
+            .last_handshake
+            .is_some_and(|age| age < std::time::Duration::from_secs(60)),
+        "{st:?}"
+    );
     assert!(
         st.peers[0].rx_bytes > 0 && st.peers[0].tx_bytes > 0,
         "{st:?}"
@@ -207,5 +213,67 @@ fn pods_talk_through_the_userspace_device_and_the_wire_carries_only_wireguard() 
     assert!(
         !bytes.windows(4).any(|w| w == [10, 99, 2, 1]),
         "an inner address crossed the wire in the clear"
+    );
+}
+
+/// A new private key on a running device (what a key rotation does): the
+/// device binds its port anew and the pair talks again once the other side
+/// knows the new public key.
+#[test]
+fn a_running_device_takes_a_new_key_and_talks_again() {
+    if !root_or_skip("userspace_new_key") {
+        return;
+    }
+    let mut a = side("wgra", "192.168.78.1", "10.98.1.1", "10.98.1.0/24");
+    let mut b = side("wgrb", "192.168.78.2", "10.98.2.1", "10.98.2.0/24");
+    a.ns.ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &b.ns.name,
+    ]);
+    for s in [&a, &b] {
+        s.ns.ip(&["addr", "add", &format!("{}/24", s.underlay), "dev", "eth0"]);
+        s.ns.ip(&["link", "set", "eth0", "up"]);
+        s.ns.ip(&["link", "set", "lo", "up"]);
+        s.ns.ip(&["addr", "add", &format!("{}/32", s.inner), "dev", "weft.wg"]);
+        s.ns.ip(&["link", "set", "weft.wg", "mtu", "1420", "up"]);
+    }
+    a.ns.ip(&["route", "add", b.cidr, "dev", "weft.wg"]);
+    b.ns.ip(&["route", "add", a.cidr, "dev", "weft.wg"]);
+    let mut ca = Config {
+        private_key: a.key.clone(),
+        listen_port: 51820,
+        peers: vec![peer_of(&b)],
+    };
+    let mut cb = Config {
+        private_key: b.key.clone(),
+        listen_port: 51820,
+        peers: vec![peer_of(&a)],
+    };
+    a.dev.configure(&ca).unwrap();
+    b.dev.configure(&cb).unwrap();
+    let ping = |s: &Side, to: &str| {
+        s.ns.exec(&["ping", "-c", "1", "-W", "2", to])
+            .status
+            .success()
+    };
+    assert!(ping(&a, b.inner), "before the new key");
+
+    a.key = PrivateKey::generate().unwrap();
+    ca.private_key = a.key.clone();
+    assert!(a.dev.configure(&ca).unwrap(), "the new key is a change");
+    cb.peers = vec![peer_of(&a)];
+    assert!(b.dev.configure(&cb).unwrap());
+    let st = a.dev.state().unwrap();
+    assert_eq!(st.public_key, Some(a.key.public()));
+    assert_eq!(st.listen_port, Some(51820));
+    // The first packets wait for the new handshake.
+    assert!(
+        (0..5).any(|_| ping(&a, b.inner)),
+        "no answer after the new key: {:?}",
+        a.dev.state()
+    );
+    let st = b.dev.state().unwrap();
+    assert!(
+        st.peers[0].peer.public_key == a.key.public() && st.peers[0].last_handshake.is_some(),
+        "{st:?}"
     );
 }
