@@ -415,6 +415,36 @@ fn switching_vxlan_to_host_gw_removes_the_device() {
         .is_some());
 }
 
+impl Cluster {
+    /// Backend wireguard: a new key per node, the peers with their public
+    /// keys, and the config.
+    fn wireguard(
+        &self,
+    ) -> (
+        Vec<weft_wireguard::keys::PrivateKey>,
+        Vec<PeerNode>,
+        OverlayConfig,
+    ) {
+        let keys: Vec<weft_wireguard::keys::PrivateKey> = (0..self.nodes.len())
+            .map(|_| weft_wireguard::keys::PrivateKey::generate().unwrap())
+            .collect();
+        let peers = self
+            .peers()
+            .into_iter()
+            .zip(&keys)
+            .map(|(p, k)| PeerNode {
+                wireguard_key: Some(k.public().0),
+                ..p
+            })
+            .collect();
+        let cfg = OverlayConfig {
+            backend: Backend::Wireguard,
+            ..OverlayConfig::default()
+        };
+        (keys, peers, cfg)
+    }
+}
+
 /// Backend wireguard: every node's userspace device, its peers the other
 /// nodes (AllowedIPs their pod CIDRs); pods reach each other with their own
 /// source addresses, the fabric carries WireGuard only, and a node that
@@ -424,22 +454,8 @@ fn wireguard_pods_reach_across_nodes_encrypted() {
     if !root_or_skip("wireguard_pods_reach_across_nodes_encrypted") {
         return;
     }
-    use weft_wireguard::keys::PrivateKey;
     let c = Cluster::new();
-    let keys: Vec<PrivateKey> = (0..3).map(|_| PrivateKey::generate().unwrap()).collect();
-    let peers: Vec<PeerNode> = c
-        .peers()
-        .into_iter()
-        .zip(&keys)
-        .map(|(p, k)| PeerNode {
-            wireguard_key: Some(k.public().0),
-            ..p
-        })
-        .collect();
-    let cfg = OverlayConfig {
-        backend: Backend::Wireguard,
-        ..OverlayConfig::default()
-    };
+    let (keys, peers, cfg) = c.wireguard();
     let mut datapaths: Vec<Datapath> = c
         .nodes
         .iter()
@@ -597,23 +613,9 @@ fn wireguard_implementation_by_choice_and_a_nudge_makes_the_handshake() {
     if !root_or_skip("wireguard_implementation_by_choice_and_a_nudge_makes_the_handshake") {
         return;
     }
-    use weft_wireguard::keys::PrivateKey;
     use weft_wireguard::{Choice, Implementation};
     let c = Cluster::new();
-    let keys: Vec<PrivateKey> = (0..3).map(|_| PrivateKey::generate().unwrap()).collect();
-    let peers: Vec<PeerNode> = c
-        .peers()
-        .into_iter()
-        .zip(&keys)
-        .map(|(p, k)| PeerNode {
-            wireguard_key: Some(k.public().0),
-            ..p
-        })
-        .collect();
-    let cfg = OverlayConfig {
-        backend: Backend::Wireguard,
-        ..OverlayConfig::default()
-    };
+    let (keys, peers, cfg) = c.wireguard();
     let desired = |i: usize| compile(&c.nodes[i].local, &peers[..2], &cfg).unwrap();
     let datapath = |i: usize, choice: Choice| {
         let mut dp = Datapath::in_netns(c.nodes[i].ns.open()).unwrap();

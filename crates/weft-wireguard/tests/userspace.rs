@@ -37,6 +37,29 @@ fn side(role: &str, underlay: &'static str, inner: &'static str, cidr: &'static 
     }
 }
 
+type SideSpec = (&'static str, &'static str, &'static str, &'static str);
+
+/// Two sides joined by a veth (the underlay, made inside a, its peer moved
+/// into b), each device up with its inner address and a route to the other
+/// side's CIDR; not configured yet.
+fn pair(sa: SideSpec, sb: SideSpec) -> (Side, Side) {
+    let a = side(sa.0, sa.1, sa.2, sa.3);
+    let b = side(sb.0, sb.1, sb.2, sb.3);
+    a.ns.ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &b.ns.name,
+    ]);
+    for s in [&a, &b] {
+        s.ns.ip(&["addr", "add", &format!("{}/24", s.underlay), "dev", "eth0"]);
+        s.ns.ip(&["link", "set", "eth0", "up"]);
+        s.ns.ip(&["link", "set", "lo", "up"]);
+        s.ns.ip(&["addr", "add", &format!("{}/32", s.inner), "dev", "weft.wg"]);
+        s.ns.ip(&["link", "set", "weft.wg", "mtu", "1420", "up"]);
+    }
+    a.ns.ip(&["route", "add", b.cidr, "dev", "weft.wg"]);
+    b.ns.ip(&["route", "add", a.cidr, "dev", "weft.wg"]);
+    (a, b)
+}
+
 fn peer_of(s: &Side) -> Peer {
     Peer {
         public_key: s.key.public(),
@@ -51,21 +74,10 @@ fn pods_talk_through_the_userspace_device_and_the_wire_carries_only_wireguard() 
     if !root_or_skip("userspace_device") || !tool_or_skip("userspace_device", "tcpdump") {
         return;
     }
-    let mut a = side("wga", "192.168.77.1", "10.99.1.1", "10.99.1.0/24");
-    let mut b = side("wgb", "192.168.77.2", "10.99.2.1", "10.99.2.0/24");
-    // The underlay: a veth made inside a, its peer moved into b.
-    a.ns.ip(&[
-        "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &b.ns.name,
-    ]);
-    for s in [&a, &b] {
-        s.ns.ip(&["addr", "add", &format!("{}/24", s.underlay), "dev", "eth0"]);
-        s.ns.ip(&["link", "set", "eth0", "up"]);
-        s.ns.ip(&["link", "set", "lo", "up"]);
-        s.ns.ip(&["addr", "add", &format!("{}/32", s.inner), "dev", "weft.wg"]);
-        s.ns.ip(&["link", "set", "weft.wg", "mtu", "1420", "up"]);
-    }
-    a.ns.ip(&["route", "add", b.cidr, "dev", "weft.wg"]);
-    b.ns.ip(&["route", "add", a.cidr, "dev", "weft.wg"]);
+    let (mut a, mut b) = pair(
+        ("wga", "192.168.77.1", "10.99.1.1", "10.99.1.0/24"),
+        ("wgb", "192.168.77.2", "10.99.2.1", "10.99.2.0/24"),
+    );
     let (pa, pb) = (peer_of(&a), peer_of(&b));
     let ca = Config {
         private_key: a.key.clone(),
@@ -224,20 +236,10 @@ fn a_running_device_takes_a_new_key_and_talks_again() {
     if !root_or_skip("userspace_new_key") {
         return;
     }
-    let mut a = side("wgra", "192.168.78.1", "10.98.1.1", "10.98.1.0/24");
-    let mut b = side("wgrb", "192.168.78.2", "10.98.2.1", "10.98.2.0/24");
-    a.ns.ip(&[
-        "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &b.ns.name,
-    ]);
-    for s in [&a, &b] {
-        s.ns.ip(&["addr", "add", &format!("{}/24", s.underlay), "dev", "eth0"]);
-        s.ns.ip(&["link", "set", "eth0", "up"]);
-        s.ns.ip(&["link", "set", "lo", "up"]);
-        s.ns.ip(&["addr", "add", &format!("{}/32", s.inner), "dev", "weft.wg"]);
-        s.ns.ip(&["link", "set", "weft.wg", "mtu", "1420", "up"]);
-    }
-    a.ns.ip(&["route", "add", b.cidr, "dev", "weft.wg"]);
-    b.ns.ip(&["route", "add", a.cidr, "dev", "weft.wg"]);
+    let (mut a, mut b) = pair(
+        ("wgra", "192.168.78.1", "10.98.1.1", "10.98.1.0/24"),
+        ("wgrb", "192.168.78.2", "10.98.2.1", "10.98.2.0/24"),
+    );
     let mut ca = Config {
         private_key: a.key.clone(),
         listen_port: 51820,
