@@ -5,7 +5,9 @@
 //! the pod MTU holds exactly (a DF packet of the MTU crosses nodes, one byte
 //! more is refused), a deleted node's routes go away on the others and come
 //! back when it registers again, and an agent restart keeps a long-lived TCP
-//! connection alive (and, with wireguard, its key). Backend wireguard: the
+//! connection alive (and, with wireguard, its key). A Service whose endpoint
+//! is on another node answers with the client's address, and a NetworkPolicy
+//! on a pod holds for clients on other nodes. Backend wireguard: the
 //! fabric carries only WireGuard between node IPs, nothing readable, and
 //! `weft rotate-key` replaces a node's key with traffic going on.
 
@@ -180,6 +182,38 @@ fn cross_node(backend: &str) {
     assert!(
         seen.contains(&format!("\"{n1a_ip}:")),
         "{backend}: n1a → Service seen as {seen}"
+    );
+
+    // NetworkPolicy holds across nodes on this backend: with n3 open only
+    // to n1a, n1a (node-1) still reaches it and n2 (node-2) no longer does —
+    // which needs the true source address of each to arrive on node-3
+    // (through the tunnel, for wireguard); without the policy, n2 again.
+    let policy = std::env::temp_dir().join(format!("{}-policy.yaml", c.name));
+    std::fs::write(
+        &policy,
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: only-n1a-to-n3\n\
+         spec:\n  podSelector: {matchLabels: {pod: n3}}\n  policyTypes: [Ingress]\n  \
+         ingress:\n  - from: [{podSelector: {matchLabels: {pod: n1a}}}]\n",
+    )
+    .unwrap();
+    let n2_ip = &ips.iter().find(|(n, _)| n == "n2").unwrap().1;
+    let n3_ip = &ips.iter().find(|(n, _)| n == "n3").unwrap().1;
+    c.ok(&["apply", "-f", policy.to_str().unwrap()]);
+    wait_until(
+        &format!("{backend}: the policy refuses n2 → n3"),
+        30,
+        || !dials(&c, n2_ip, n3_ip, "n3"),
+    );
+    assert!(
+        dials(&c, n1a_ip, n3_ip, "n3"),
+        "{backend}: n1a → n3 must stay allowed by the policy"
+    );
+    c.ok(&["delete", "-f", policy.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&policy);
+    wait_until(
+        &format!("{backend}: n2 → n3 again without the policy"),
+        30,
+        || dials(&c, n2_ip, n3_ip, "n3"),
     );
 
     // `weft trace` follows a connection across nodes on this backend: out
