@@ -261,6 +261,18 @@ impl Handle {
         mtu: Option<u32>,
         mac: Option<[u8; 6]>,
     ) -> Result<()> {
+        self.create_link(name, mtu, mac, InfoKind::Bridge, "bridge")
+    }
+
+    /// Creates a link of `kind` with nothing but its name, MTU and MAC.
+    fn create_link(
+        &mut self,
+        name: &str,
+        mtu: Option<u32>,
+        mac: Option<[u8; 6]>,
+        kind: InfoKind,
+        what: &str,
+    ) -> Result<()> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         if let Some(mac) = mac {
@@ -270,11 +282,9 @@ impl Handle {
             msg.attributes.push(LinkAttribute::Mtu(mtu));
         }
         msg.attributes
-            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
-                InfoKind::Bridge,
-            )]));
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(kind)]));
         self.request(
-            &|| format!("create bridge {name}"),
+            &|| format!("create {what} {name}"),
             RouteNetlinkMessage::NewLink(msg),
             NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK,
         )
@@ -461,21 +471,7 @@ impl Handle {
     /// module the answer is `EOPNOTSUPP` (see
     /// [`Error::is_not_supported`]).
     pub fn create_wireguard(&mut self, name: &str, mtu: Option<u32>) -> Result<()> {
-        let mut msg = LinkMessage::default();
-        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        if let Some(mtu) = mtu {
-            msg.attributes.push(LinkAttribute::Mtu(mtu));
-        }
-        msg.attributes
-            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
-                InfoKind::Wireguard,
-            )]));
-        self.request(
-            &|| format!("create wireguard {name}"),
-            RouteNetlinkMessage::NewLink(msg),
-            NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK,
-        )
-        .map(drop)
+        self.create_link(name, mtu, None, InfoKind::Wireguard, "wireguard")
     }
 
     /// The vxlan settings of link `index`; `None` when there is no such link

@@ -301,17 +301,8 @@ impl Datapath {
         if desired.vxlan.is_none() {
             self.remove_device(&desired.device, &mut report)?;
         }
-        if desired.wireguard.is_none() {
-            if let Some(dev) = self.wireguard.take() {
-                let name = dev.name().to_string();
-                if dev.implementation() == Implementation::Kernel {
-                    self.handle
-                        .delete_link_by_name(&name)
-                        .map_err(kernel("delete device", &name))?;
-                }
-                info!(device = %name, "WireGuard device removed");
-                report.removed += 1;
-            }
+        if desired.wireguard.is_none() && self.remove_wireguard()? {
+            report.removed += 1;
         }
         debug!(
             added = report.added,
@@ -477,14 +468,7 @@ impl Datapath {
             .clone()
             .ok_or_else(|| err("no private key set for this node".into()))?;
         if self.wireguard.as_ref().is_some_and(|d| d.name() != name) {
-            if let Some(old) = self.wireguard.take() {
-                if old.implementation() == Implementation::Kernel {
-                    let old = old.name().to_string();
-                    self.handle
-                        .delete_link_by_name(&old)
-                        .map_err(kernel("delete device", &old))?;
-                }
-            }
+            self.remove_wireguard()?;
         }
         if self.wireguard.is_none() {
             let device = self.make_wireguard(name, dev.mtu)?;
@@ -539,6 +523,24 @@ impl Datapath {
         }
         self.ensure_address(link.index, name, dev.address, report)?;
         Ok(link.index)
+    }
+
+    /// Removes this datapath's WireGuard device, if it has one: a
+    /// userspace device ends when dropped, a kernel one is a link to delete.
+    /// Says whether there was one.
+    fn remove_wireguard(&mut self) -> Result<bool, ApplyError> {
+        let Some(dev) = self.wireguard.take() else {
+            return Ok(false);
+        };
+        let name = dev.name().to_string();
+        if dev.implementation() == Implementation::Kernel {
+            self.handle
+                .delete_link_by_name(&name)
+                .map_err(kernel("delete device", &name))?;
+        }
+        drop(dev);
+        info!(device = %name, "WireGuard device removed");
+        Ok(true)
     }
 
     /// The WireGuard device `name`, by the datapath's [`Choice`]: an

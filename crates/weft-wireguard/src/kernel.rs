@@ -406,21 +406,9 @@ fn unmapped(e: SocketAddr) -> SocketAddr {
 mod tests {
     use super::*;
     use crate::keys::PrivateKey;
+    use crate::uapi::fixtures::{key, peer};
     use crate::uapi::{diff, Config};
     use netlink_packet_wireguard::WireguardTimeSpec;
-
-    fn key(n: u8) -> PrivateKey {
-        PrivateKey::from_bytes([n; 32])
-    }
-
-    fn peer(n: u8, ip: &str, cidr: &str) -> Peer {
-        Peer {
-            public_key: key(n).public(),
-            endpoint: Some(format!("{ip}:51820").parse().unwrap()),
-            allowed_ips: vec![cidr.parse().unwrap()],
-            persistent_keepalive: None,
-        }
-    }
 
     /// What the kernel would report after applying `requests` to an empty
     /// device: the same attributes read back (no handshakes, no bytes).

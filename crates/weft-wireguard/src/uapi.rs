@@ -309,15 +309,19 @@ fn hex_key(text: &str) -> Result<[u8; KEY_LEN], String> {
     Ok(out)
 }
 
+/// Keys and peers the unit tests of this crate build their devices from.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod fixtures {
+    use super::Peer;
+    use crate::keys::PrivateKey;
 
-    fn key(n: u8) -> PrivateKey {
+    /// A fixed key: every byte `n`.
+    pub fn key(n: u8) -> PrivateKey {
         PrivateKey::from_bytes([n; 32])
     }
 
-    fn peer(n: u8, ip: &str, cidr: &str) -> Peer {
+    /// The peer with key `n` at `ip`:51820 routing `cidr`.
+    pub fn peer(n: u8, ip: &str, cidr: &str) -> Peer {
         Peer {
             public_key: key(n).public(),
             endpoint: Some(format!("{ip}:51820").parse().unwrap()),
@@ -325,6 +329,12 @@ mod tests {
             persistent_keepalive: None,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{key, peer};
+    use super::*;
 
     fn state_of(c: &Config) -> DeviceState {
         DeviceState {
